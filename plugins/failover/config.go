@@ -1,0 +1,262 @@
+package failover
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+)
+
+// Config is a parsed failover plugin line.
+type Config struct {
+	// DB is the path of the sqlite lease database.
+	DB string
+	// Pools are the address ranges this line allocates from.
+	Pools []lease.Range
+	// Subnet is the network the pools belong to; SubnetInferred is true
+	// when it was taken from the host's interfaces.
+	Subnet         netip.Prefix
+	SubnetInferred bool
+	// Relays are relay agents (giaddr) whose clients are served from the
+	// pools even though the relay's address is outside Subnet.
+	Relays []netip.Addr
+	// LeaseTime is given to clients that ask for no particular time;
+	// MaxLeaseTime caps what a client may ask for (option 51).
+	LeaseTime, MaxLeaseTime time.Duration
+	// OfferHold is how long an offered address is kept for its client.
+	OfferHold time.Duration
+	// DeclineHold is how long a declined address stays ABANDONED.
+	DeclineHold time.Duration
+}
+
+// Defaults, documented in README.md.
+const (
+	defaultLeaseTime   = 12 * time.Hour
+	defaultOfferHold   = 30 * time.Second
+	defaultDeclineHold = 24 * time.Hour
+	// maxLeaseSeconds is the largest finite lease option 51 can carry
+	// (0xffffffff means infinite, which this server does not give).
+	maxLeaseSeconds = math.MaxUint32 - 1
+)
+
+// interfaceAddrs lists the host's interface addresses; tests replace it.
+type interfaceAddrs func() ([]net.Addr, error)
+
+// argError names the offending word and the rule it broke.
+func argError(word, format string, a ...any) error {
+	return fmt.Errorf("argument %q: %s", word, fmt.Sprintf(format, a...))
+}
+
+// parse reads the plugin's key=value words and checks them against each
+// other and the host's interfaces. Its errors name the word and the rule.
+func parse(args []string, ifaddrs interfaceAddrs) (Config, error) {
+	cfg := Config{
+		LeaseTime:   defaultLeaseTime,
+		OfferHold:   defaultOfferHold,
+		DeclineHold: defaultDeclineHold,
+	}
+	seen := map[string]string{}
+	for _, word := range args {
+		key, val, ok := strings.Cut(word, "=")
+		if !ok || key == "" {
+			return cfg, argError(word, "want key=value")
+		}
+		if val == "" {
+			return cfg, argError(word, "empty value")
+		}
+		repeatable := key == "pool" || key == "relay"
+		if prev, dup := seen[key]; dup && !repeatable {
+			return cfg, argError(word, "%s is already set by %q", key, prev)
+		}
+		seen[key] = word
+		var err error
+		switch key {
+		case "db":
+			cfg.DB = val
+		case "pool":
+			var r lease.Range
+			r, err = parseRange(val)
+			cfg.Pools = append(cfg.Pools, r)
+		case "subnet":
+			cfg.Subnet, err = netip.ParsePrefix(val)
+			if err == nil && !cfg.Subnet.Addr().Is4() {
+				err = errors.New("want an IPv4 prefix such as 192.0.2.0/24")
+			}
+			if err == nil && cfg.Subnet.Masked() != cfg.Subnet {
+				err = fmt.Errorf("host bits are set; did you mean %s?", cfg.Subnet.Masked())
+			}
+		case "relay":
+			var a netip.Addr
+			a, err = netip.ParseAddr(val)
+			if err == nil && !a.Is4() {
+				err = errors.New("want an IPv4 address")
+			}
+			cfg.Relays = append(cfg.Relays, a)
+		case "lease-time":
+			cfg.LeaseTime, err = parseDuration(val)
+		case "max-lease-time":
+			cfg.MaxLeaseTime, err = parseDuration(val)
+		case "offer-hold":
+			cfg.OfferHold, err = parseDuration(val)
+		case "decline-hold":
+			cfg.DeclineHold, err = parseDuration(val)
+		default:
+			return cfg, argError(word, "unknown key %q (known: db, pool, subnet, relay, lease-time, max-lease-time, offer-hold, decline-hold)", key)
+		}
+		if err != nil {
+			return cfg, argError(word, "%v", err)
+		}
+	}
+	if cfg.MaxLeaseTime == 0 {
+		cfg.MaxLeaseTime = cfg.LeaseTime
+	}
+	return cfg, cfg.validate(seen, ifaddrs)
+}
+
+func (cfg *Config) validate(seen map[string]string, ifaddrs interfaceAddrs) error {
+	if cfg.DB == "" {
+		return errors.New("missing db=PATH: the lease database is required")
+	}
+	if len(cfg.Pools) == 0 {
+		return errors.New("missing pool=START-END: at least one pool is required")
+	}
+	sorted := slices.Clone(cfg.Pools)
+	slices.SortFunc(sorted, func(a, b lease.Range) int { return int(int64(a.Start) - int64(b.Start)) })
+	for i := 1; i < len(sorted); i++ {
+		if sorted[i].Start <= sorted[i-1].End {
+			return fmt.Errorf("pools %s and %s overlap", sorted[i-1], sorted[i])
+		}
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+		min time.Duration
+	}{
+		{"lease-time", cfg.LeaseTime, time.Second},
+		{"max-lease-time", cfg.MaxLeaseTime, time.Second},
+		{"offer-hold", cfg.OfferHold, time.Second},
+		{"decline-hold", cfg.DeclineHold, 0},
+	} {
+		if d.v < d.min {
+			return argError(seen[d.key], "must be at least %v", d.min)
+		}
+		if d.v > maxLeaseSeconds*time.Second {
+			return argError(seen[d.key], "must be at most %d seconds", maxLeaseSeconds)
+		}
+	}
+	if cfg.MaxLeaseTime < cfg.LeaseTime {
+		return argError(seen["max-lease-time"], "must not be shorter than lease-time (%v)", cfg.LeaseTime)
+	}
+	if !cfg.Subnet.IsValid() {
+		s, err := inferSubnet(cfg.Pools[0], ifaddrs)
+		if err != nil {
+			return err
+		}
+		cfg.Subnet, cfg.SubnetInferred = s, true
+	}
+	for _, r := range cfg.Pools {
+		if err := checkInSubnet(r, cfg.Subnet); err != nil {
+			how := "subnet=" + cfg.Subnet.String()
+			if cfg.SubnetInferred {
+				how = "the subnet of this host's interface (" + cfg.Subnet.String() + ")"
+			}
+			return fmt.Errorf("pool %s: %v of %s; every pool of a failover line must be in one subnet", r, err, how)
+		}
+	}
+	return nil
+}
+
+// parseRange reads START-END.
+func parseRange(s string) (lease.Range, error) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		return lease.Range{}, errors.New("want START-END, e.g. 192.0.2.100-192.0.2.199")
+	}
+	start, err1 := netip.ParseAddr(strings.TrimSpace(a))
+	end, err2 := netip.ParseAddr(strings.TrimSpace(b))
+	if err1 != nil || err2 != nil || !start.Is4() || !end.Is4() {
+		return lease.Range{}, errors.New("START and END must be IPv4 addresses")
+	}
+	s4, _ := lease.IPFromAddr(start)
+	e4, _ := lease.IPFromAddr(end)
+	if s4 > e4 {
+		return lease.Range{}, errors.New("START is after END")
+	}
+	return lease.Range{Start: s4, End: e4}, nil
+}
+
+// parseDuration reads a Go duration (12h, 90m, 30s) or a whole number of
+// seconds, as dhcpd.conf writes lease times.
+func parseDuration(s string) (time.Duration, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration (want e.g. 12h, 30m, 45s or a number of seconds)")
+	}
+	if d%time.Second != 0 {
+		return 0, errors.New("DHCP times are whole seconds")
+	}
+	return d, nil
+}
+
+// inferSubnet finds the host interface subnet that holds the pool.
+func inferSubnet(r lease.Range, ifaddrs interfaceAddrs) (netip.Prefix, error) {
+	addrs, err := ifaddrs()
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("listing interfaces to find the subnet of pool %s: %v (give subnet=CIDR)", r, err)
+	}
+	var seen []string
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok || ipn.IP.To4() == nil {
+			continue
+		}
+		ones, _ := ipn.Mask.Size()
+		ip, _ := netip.AddrFromSlice(ipn.IP.To4())
+		p := netip.PrefixFrom(ip, ones).Masked()
+		seen = append(seen, p.String())
+		if ones < 32 && p.Contains(r.Start.Addr()) && p.Contains(r.End.Addr()) {
+			return p, nil
+		}
+	}
+	return netip.Prefix{}, fmt.Errorf("pool %s is in no subnet of this host's interfaces %v; "+
+		"give subnet=CIDR (and relay=GIADDR for relayed clients) if the pool is on a remote network", r, seen)
+}
+
+// checkInSubnet checks that r lies in p and holds neither its network nor
+// its broadcast address.
+func checkInSubnet(r lease.Range, p netip.Prefix) error {
+	if !p.Contains(r.Start.Addr()) || !p.Contains(r.End.Addr()) {
+		return errors.New("not inside")
+	}
+	if p.Bits() >= 31 {
+		return nil
+	}
+	network, _ := lease.IPFromAddr(p.Addr())
+	broadcast := network | lease.IP(uint32(1)<<(32-p.Bits())-1)
+	if r.Contains(network) {
+		return fmt.Errorf("holds the network address %s", network)
+	}
+	if r.Contains(broadcast) {
+		return fmt.Errorf("holds the broadcast address %s", broadcast)
+	}
+	return nil
+}
+
+// serves reports whether a request relayed by giaddr (zero for a client on
+// the listening link) is for this line's network.
+func (cfg *Config) serves(giaddr netip.Addr) bool {
+	if !giaddr.IsValid() || giaddr.IsUnspecified() {
+		return true
+	}
+	return cfg.Subnet.Contains(giaddr) || slices.Contains(cfg.Relays, giaddr)
+}

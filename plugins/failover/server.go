@@ -1,0 +1,465 @@
+package failover
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/sirupsen/logrus"
+
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+)
+
+// maxInFlight bounds the requests this plugin works on at once. CoreDHCP
+// starts a goroutine for every datagram; beyond this many waiting on the
+// store, a request is dropped at once (the client retransmits) rather than
+// queued behind the others until it is too late to matter.
+const maxInFlight = 1024
+
+// sweepBatch caps the expiries handled in one sweep, to bound the time the
+// table lock is held.
+const sweepBatch = 4096
+
+// Server is one failover plugin line: its table of bindings, its store and
+// the DHCP logic. Handler4 is safe for concurrent use.
+type Server struct {
+	cfg    Config
+	now    func() time.Time
+	mu     sync.Mutex // guards table
+	table  *lease.Table
+	commit *lease.Committer
+	slots  chan struct{}
+
+	stop     chan struct{}
+	stopped  chan struct{}
+	closeMu  sync.Mutex
+	isClosed bool
+
+	exhaustedLog rateLimit
+}
+
+// NewServer loads every binding from store and returns a server over it.
+// now is the clock (time.Now outside tests).
+func NewServer(cfg Config, store lease.Store, now func() time.Time) (*Server, error) {
+	s := &Server{
+		cfg:     cfg,
+		now:     now,
+		table:   lease.NewTable(cfg.Pools, nil, true),
+		slots:   make(chan struct{}, maxInFlight),
+		stop:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	err := store.Load(func(b lease.Binding) error {
+		s.table.Put(b)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.commit = lease.NewCommitter(store, 0)
+	return s, nil
+}
+
+// Run expires leases and offer holds every interval until Close.
+func (s *Server) Run(interval time.Duration) {
+	defer close(s.stopped)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.Sweep()
+		}
+	}
+}
+
+// Close stops the sweeper (if Run was started), writes what is queued and
+// closes the store.
+func (s *Server) Close(running bool) error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.isClosed {
+		return nil
+	}
+	s.isClosed = true
+	close(s.stop)
+	if running {
+		<-s.stopped
+	}
+	return s.commit.Close()
+}
+
+// Sweep ends lapsed offer holds, moves ACTIVE leases past their end to
+// EXPIRED and ABANDONED addresses past their hold to FREE.
+func (s *Server) Sweep() {
+	now := s.now().Unix()
+	var last *lease.Batch
+	s.mu.Lock()
+	s.table.ExpireHolds(now)
+	for i := 0; i < sweepBatch; i++ {
+		b, ok := s.table.NextEnd(now)
+		if !ok {
+			break
+		}
+		switch b.State {
+		case lease.Active:
+			b.State = lease.Expired
+		case lease.Abandoned:
+			b = lease.Binding{IP: b.IP, State: lease.Free}
+		}
+		s.table.Put(b)
+		last = s.commit.Submit(b)
+	}
+	s.mu.Unlock()
+	if last != nil {
+		if err := last.Wait(); err != nil {
+			// Memory is ahead of the disk; the rows are written again
+			// at the next change or re-expired after a restart.
+			log.WithError(err).Error("writing expired leases")
+		}
+	}
+}
+
+// client is what identifies the sender of a request.
+type client struct {
+	key      string
+	clientID []byte
+	hwaddr   []byte
+}
+
+func clientOf(req *dhcpv4.DHCPv4) client {
+	var c client
+	if id := req.Options.Get(dhcpv4.OptionClientIdentifier); len(id) > 0 {
+		c.clientID = id
+	}
+	hw := make([]byte, 1, 1+len(req.ClientHWAddr))
+	hw[0] = byte(req.HWType)
+	c.hwaddr = append(hw, req.ClientHWAddr...)
+	c.key = lease.ClientKey(c.clientID, c.hwaddr)
+	return c
+}
+
+// Handler4 is the plugin's handler: it answers DISCOVER, REQUEST and INFORM,
+// and takes RELEASE and DECLINE, for clients of its network.
+func (s *Server) Handler4(req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool) {
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	default:
+		log.Debugf("dropping %s from %s: %d requests in progress", req.MessageType(), req.ClientHWAddr, maxInFlight)
+		return nil, true
+	}
+	giaddr, _ := netip.AddrFromSlice(req.GatewayIPAddr.To4())
+	if !s.cfg.serves(giaddr) {
+		log.Debugf("dropping %s from %s: relay %s is not on %s", req.MessageType(), req.ClientHWAddr, giaddr, s.cfg.Subnet)
+		return nil, true
+	}
+	c := clientOf(req)
+	switch req.MessageType() {
+	case dhcpv4.MessageTypeDiscover:
+		return s.discover(req, resp, c)
+	case dhcpv4.MessageTypeRequest:
+		return s.request(req, resp, c)
+	case dhcpv4.MessageTypeRelease:
+		s.release(req, c)
+		return nil, true
+	case dhcpv4.MessageTypeDecline:
+		s.decline(req, c)
+		return nil, true
+	case dhcpv4.MessageTypeInform:
+		resp.YourIPAddr = net.IPv4zero
+		return resp, false
+	}
+	log.Debugf("dropping %s from %s: not a client message", req.MessageType(), req.ClientHWAddr)
+	return nil, true
+}
+
+// leaseTime is what the client asked for (option 51) within bounds, else
+// the configured time.
+func (s *Server) leaseTime(req *dhcpv4.DHCPv4) time.Duration {
+	want := req.IPAddressLeaseTime(0)
+	if want <= 0 {
+		return s.cfg.LeaseTime
+	}
+	return min(want, s.cfg.MaxLeaseTime)
+}
+
+// usableBy reports whether the client with key may be given ip now: it is
+// in a pool and is either its own (bound, held or last used by it) or
+// available to anyone, and no other client holds it.
+func (s *Server) usableBy(ip lease.IP, key string, now int64) bool {
+	if !s.table.InPool(ip) || s.table.HeldByOther(ip, key, now) {
+		return false
+	}
+	b, ok := s.table.Get(ip)
+	if !ok {
+		return true // never used: FREE, ours
+	}
+	if b.Key() == key {
+		return b.State != lease.Abandoned && b.State != lease.Reset && b.State != lease.Backup
+	}
+	return lease.DefaultReusable(&b)
+}
+
+// choose picks the address to offer: the client's current or last
+// binding, the address it holds an offer for, the address it asks for, or
+// any available one. It must be called with s.mu held.
+func (s *Server) choose(c client, requested lease.IP, now int64) (lease.IP, bool) {
+	if b, ok := s.table.ByClient(c.key); ok && s.usableBy(b.IP, c.key, now) {
+		return b.IP, true
+	}
+	if ip, ok := s.table.Held(c.key, now); ok {
+		return ip, true
+	}
+	if requested != 0 && s.usableBy(requested, c.key, now) {
+		return requested, true
+	}
+	for {
+		ip, ok := s.table.Allocate(now)
+		if !ok {
+			return 0, false
+		}
+		// The queues are lazy: check the candidate once more.
+		if s.usableBy(ip, c.key, now) {
+			return ip, true
+		}
+	}
+}
+
+func (s *Server) discover(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bool) {
+	now := s.now().Unix()
+	requested, _ := lease.IPFromNet(req.RequestedIPAddress())
+	s.mu.Lock()
+	ip, ok := s.choose(c, requested, now)
+	if ok {
+		s.table.Hold(ip, c.key, now+int64(s.cfg.OfferHold/time.Second))
+	}
+	s.mu.Unlock()
+	if !ok {
+		s.exhaustedLog.do(s.now(), func(n int) {
+			log.WithFields(logrus.Fields{"pools": s.cfg.Pools, "dropped": n}).Warn("no free address to offer")
+		})
+		return nil, true
+	}
+	log.Debugf("offering %s to %s", ip, req.ClientHWAddr)
+	s.fill(req, resp, ip, s.leaseTime(req))
+	return resp, false
+}
+
+// fill sets the address and lease times of an OFFER or ACK.
+func (s *Server) fill(req, resp *dhcpv4.DHCPv4, ip lease.IP, lt time.Duration) {
+	resp.YourIPAddr = ip.Net()
+	resp.UpdateOption(dhcpv4.OptIPAddressLeaseTime(lt))
+	resp.UpdateOption(dhcpv4.OptRenewTimeValue(lt / 2))
+	resp.UpdateOption(dhcpv4.OptRebindingTimeValue(lt * 7 / 8))
+}
+
+// nak turns resp into a DHCPNAK and stops the chain (no options after it).
+func nak(req, resp *dhcpv4.DHCPv4, why string) (*dhcpv4.DHCPv4, bool) {
+	log.Debugf("NAK to %s: %s", req.ClientHWAddr, why)
+	n, err := dhcpv4.NewReplyFromRequest(req,
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeNak),
+		dhcpv4.WithOption(dhcpv4.OptMessage(why)),
+	)
+	if err != nil {
+		return nil, true
+	}
+	if sid := resp.ServerIdentifier(); sid != nil {
+		n.UpdateOption(dhcpv4.OptServerIdentifier(sid))
+	}
+	n.YourIPAddr = net.IPv4zero
+	n.ClientIPAddr = net.IPv4zero
+	return n, true
+}
+
+func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bool) {
+	now := s.now().Unix()
+	sid := req.ServerIdentifier()
+	requested, _ := lease.IPFromNet(req.RequestedIPAddress())
+	ciaddr, _ := lease.IPFromNet(req.ClientIPAddr)
+	var ip lease.IP
+	switch {
+	case sid != nil && !sid.IsUnspecified():
+		// SELECTING: the client chose an offer.
+		if our := resp.ServerIdentifier(); our != nil && !sid.Equal(our) {
+			s.mu.Lock()
+			s.table.Unhold(c.key)
+			s.mu.Unlock()
+			log.Debugf("%s chose server %s", req.ClientHWAddr, sid)
+			return nil, true
+		}
+		if requested == 0 {
+			log.Debugf("dropping REQUEST from %s: SELECTING without a requested address", req.ClientHWAddr)
+			return nil, true
+		}
+		ip = requested
+	case ciaddr != 0:
+		ip = ciaddr // RENEWING or REBINDING
+	case requested != 0:
+		ip = requested // INIT-REBOOT
+	default:
+		log.Debugf("dropping REQUEST from %s: no address named", req.ClientHWAddr)
+		return nil, true
+	}
+	if !s.cfg.Subnet.Contains(ip.Addr()) {
+		// The client is on the wrong network, or remembers another one.
+		return nak(req, resp, "address not on this network")
+	}
+	lt := s.leaseTime(req)
+	s.mu.Lock()
+	if !s.table.InPool(ip) {
+		s.mu.Unlock()
+		// Not ours to speak for: another server may own it.
+		log.Debugf("ignoring REQUEST from %s for %s: not in a pool", req.ClientHWAddr, ip)
+		return nil, true
+	}
+	if !s.usableBy(ip, c.key, now) {
+		s.mu.Unlock()
+		return nak(req, resp, "address in use")
+	}
+	old, had := s.table.Get(ip)
+	b := lease.Binding{
+		IP:       ip,
+		State:    lease.Active,
+		ClientID: c.clientID,
+		HWAddr:   c.hwaddr,
+		Hostname: req.HostName(),
+		Start:    now,
+		End:      now + int64(lt/time.Second),
+		CLTT:     now,
+	}
+	s.table.ClearHold(ip)
+	s.table.Put(b)
+	batch := s.commit.Submit(b)
+	s.mu.Unlock()
+	if err := batch.Wait(); err != nil {
+		s.undo(b, old, had)
+		log.WithError(err).WithField("address", ip.String()).Error("lease not stored; no ACK sent")
+		return nil, true
+	}
+	log.Debugf("ACK %s to %s for %v", ip, req.ClientHWAddr, lt)
+	s.fill(req, resp, ip, lt)
+	return resp, false
+}
+
+// undo puts back the binding a failed write replaced, unless it has
+// changed again since.
+func (s *Server) undo(b, old lease.Binding, had bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.table.Get(b.IP)
+	if !ok || cur.End != b.End || cur.State != b.State || cur.Key() != b.Key() {
+		return
+	}
+	if !had {
+		old = lease.Binding{IP: b.IP, State: lease.Free}
+	}
+	s.table.Put(old)
+}
+
+// settle changes the binding of ip if it belongs to the client, and waits
+// until the change is durable.
+func (s *Server) settle(ip lease.IP, c client, what string, change func(*lease.Binding)) {
+	s.mu.Lock()
+	b, ok := s.table.Get(ip)
+	if !ok || b.Key() != c.key || (b.State != lease.Active && what != "decline") {
+		s.mu.Unlock()
+		if what == "decline" {
+			s.declineUnbound(ip, c)
+			return
+		}
+		log.Debugf("ignoring %s of %s from %s: not its lease", what, ip, c.key)
+		return
+	}
+	change(&b)
+	s.table.Put(b)
+	batch := s.commit.Submit(b)
+	s.mu.Unlock()
+	if err := batch.Wait(); err != nil {
+		log.WithError(err).WithField("address", ip.String()).Errorf("%s not stored", what)
+	}
+}
+
+func (s *Server) release(req *dhcpv4.DHCPv4, c client) {
+	ip, ok := lease.IPFromNet(req.ClientIPAddr)
+	if !ok || ip == 0 {
+		return
+	}
+	now := s.now().Unix()
+	s.settle(ip, c, "release", func(b *lease.Binding) {
+		b.State = lease.Released
+		b.End = now
+		b.CLTT = now
+	})
+}
+
+func (s *Server) decline(req *dhcpv4.DHCPv4, c client) {
+	ip, ok := lease.IPFromNet(req.RequestedIPAddress())
+	if !ok || ip == 0 {
+		return
+	}
+	s.settle(ip, c, "decline", func(b *lease.Binding) { s.abandon(b) })
+}
+
+// declineUnbound handles a DECLINE of an address that was offered to (held
+// for) the client but not yet bound to it.
+func (s *Server) declineUnbound(ip lease.IP, c client) {
+	now := s.now().Unix()
+	s.mu.Lock()
+	held, ok := s.table.Held(c.key, now)
+	if !ok || held != ip {
+		s.mu.Unlock()
+		log.Debugf("ignoring DECLINE of %s from %s: not offered to it", ip, c.key)
+		return
+	}
+	b := lease.Binding{IP: ip}
+	s.abandon(&b)
+	s.table.ClearHold(ip)
+	s.table.Put(b)
+	batch := s.commit.Submit(b)
+	s.mu.Unlock()
+	if err := batch.Wait(); err != nil {
+		log.WithError(err).WithField("address", ip.String()).Error("decline not stored")
+	}
+}
+
+// abandon marks b as in use by an unknown host until decline-hold passes.
+func (s *Server) abandon(b *lease.Binding) {
+	now := s.now().Unix()
+	log.WithField("address", b.IP.String()).Warn("address declined by a client: another host may be using it")
+	*b = lease.Binding{
+		IP:    b.IP,
+		State: lease.Abandoned,
+		Start: now,
+		End:   now + int64(s.cfg.DeclineHold/time.Second),
+		CLTT:  now,
+	}
+	if b.End == now {
+		b.End = now + 1 // the heap needs a non-zero end
+	}
+}
+
+// rateLimit runs a log function at most once per period, telling it how
+// many calls were folded into it.
+type rateLimit struct {
+	mu    sync.Mutex
+	last  time.Time
+	count int
+}
+
+func (r *rateLimit) do(now time.Time, fn func(n int)) {
+	r.mu.Lock()
+	r.count++
+	if now.Sub(r.last) < 10*time.Second {
+		r.mu.Unlock()
+		return
+	}
+	n := r.count
+	r.last, r.count = now, 0
+	r.mu.Unlock()
+	fn(n)
+}

@@ -1,0 +1,247 @@
+package lease
+
+import (
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"syscall"
+
+	// The sqlite driver, through cgo.
+	_ "github.com/mattn/go-sqlite3"
+)
+
+// schemaVersion is stored in PRAGMA user_version.
+const schemaVersion = 1
+
+const schema = `
+CREATE TABLE IF NOT EXISTS bindings (
+	ip          INTEGER PRIMARY KEY,        -- IPv4 address, big-endian 32-bit
+	state       INTEGER NOT NULL,           -- binding status, as on the failover wire
+	client_id   BLOB,                       -- option 61, or NULL
+	htype       INTEGER NOT NULL DEFAULT 0, -- hardware type (1: Ethernet)
+	hwaddr      TEXT NOT NULL DEFAULT '',   -- chaddr as aa:bb:cc:...
+	hostname    TEXT NOT NULL DEFAULT '',
+	starts      INTEGER NOT NULL DEFAULT 0, -- Unix seconds
+	ends        INTEGER NOT NULL DEFAULT 0,
+	cltt        INTEGER NOT NULL DEFAULT 0, -- client's last transaction time
+	sent_expiry INTEGER NOT NULL DEFAULT 0, -- potential expiry sent to the peer (tstp)
+	peer_expiry INTEGER NOT NULL DEFAULT 0, -- expiry acknowledged by the peer (tsfp)
+	pending     INTEGER NOT NULL DEFAULT 0  -- 1 while the peer has not acknowledged a change
+);
+CREATE VIEW IF NOT EXISTS leases AS SELECT
+	((ip >> 24) & 255) || '.' || ((ip >> 16) & 255) || '.' || ((ip >> 8) & 255) || '.' || (ip & 255) AS address,
+	CASE state WHEN 1 THEN 'free' WHEN 2 THEN 'active' WHEN 3 THEN 'expired' WHEN 4 THEN 'released'
+		WHEN 5 THEN 'abandoned' WHEN 6 THEN 'reset' WHEN 7 THEN 'backup' ELSE 'unknown' END AS state,
+	hwaddr,
+	lower(hex(client_id)) AS client_id,
+	hostname, starts, ends, cltt, sent_expiry, peer_expiry, pending
+FROM bindings;
+`
+
+// SQLiteStore is a Store in an sqlite database in WAL mode with
+// synchronous=FULL: a committed transaction is on disk. A lock file beside
+// the database keeps a second server from using it.
+type SQLiteStore struct {
+	db   *sql.DB
+	ins  *sql.Stmt
+	lock *os.File
+	path string
+}
+
+// OpenSQLite opens (creating if needed) the database at path.
+func OpenSQLite(path string) (*SQLiteStore, error) {
+	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lease database %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("lease database %s is in use by another process (lock %s.lock): %w", path, path, err)
+	}
+	s, err := openSQLite(path)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	s.lock = lock
+	return s, nil
+}
+
+func openSQLite(path string) (*SQLiteStore, error) {
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", "FULL")
+	q.Set("_busy_timeout", "5000")
+	q.Set("_txlock", "immediate")
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+	if path == ":memory:" {
+		dsn = "file::memory:?_txlock=immediate"
+	}
+	db, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("lease database %s: %w", path, err)
+	}
+	// One connection: sqlite serialises writers anyway, and an in-memory
+	// database exists per connection.
+	db.SetMaxOpenConns(1)
+	s := &SQLiteStore{db: db, path: path}
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("lease database %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *SQLiteStore) init() error {
+	var version int
+	if err := s.db.QueryRow("PRAGMA user_version").Scan(&version); err != nil {
+		return err
+	}
+	if version > schemaVersion {
+		return fmt.Errorf("schema version %d is newer than this binary's (%d)", version, schemaVersion)
+	}
+	if path := s.path; path != ":memory:" {
+		var mode string
+		if err := s.db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil {
+			return err
+		}
+		if !strings.EqualFold(mode, "wal") {
+			return fmt.Errorf("journal mode is %q, want wal", mode)
+		}
+	}
+	if _, err := s.db.Exec(schema); err != nil {
+		return fmt.Errorf("creating schema: %w", err)
+	}
+	if _, err := s.db.Exec(fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
+		return err
+	}
+	ins, err := s.db.Prepare(`INSERT OR REPLACE INTO bindings
+		(ip, state, client_id, htype, hwaddr, hostname, starts, ends, cltt, sent_expiry, peer_expiry, pending)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	s.ins = ins
+	return nil
+}
+
+// Load implements Store.
+func (s *SQLiteStore) Load(fn func(Binding) error) error {
+	rows, err := s.db.Query(`SELECT ip, state, client_id, htype, hwaddr, hostname,
+		starts, ends, cltt, sent_expiry, peer_expiry, pending FROM bindings ORDER BY ip`)
+	if err != nil {
+		return fmt.Errorf("lease database %s: %w", s.path, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			b       Binding
+			ip      int64
+			state   int64
+			htype   int64
+			hw      string
+			pending int64
+		)
+		if err := rows.Scan(&ip, &state, &b.ClientID, &htype, &hw, &b.Hostname,
+			&b.Start, &b.End, &b.CLTT, &b.SentExpiry, &b.PeerExpiry, &pending); err != nil {
+			return fmt.Errorf("lease database %s: %w: %v", s.path, ErrCorrupt, err)
+		}
+		if ip < 0 || ip > 0xffffffff {
+			return fmt.Errorf("lease database %s: %w: address %d is not IPv4", s.path, ErrCorrupt, ip)
+		}
+		b.IP = IP(ip)
+		b.State = State(state)
+		if state < 0 || state > 255 || !b.State.Valid() {
+			return fmt.Errorf("lease database %s: %w: %s has state %d", s.path, ErrCorrupt, b.IP, state)
+		}
+		if hw != "" {
+			raw, err := parseHex(hw)
+			if err != nil || htype < 0 || htype > 255 {
+				return fmt.Errorf("lease database %s: %w: %s has hardware address %d/%q", s.path, ErrCorrupt, b.IP, htype, hw)
+			}
+			b.HWAddr = append([]byte{byte(htype)}, raw...)
+		}
+		if len(b.ClientID) == 0 {
+			b.ClientID = nil
+		}
+		b.Pending = pending != 0
+		if err := fn(b); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("lease database %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// parseHex reads colon-separated hex bytes of any length.
+func parseHex(s string) ([]byte, error) {
+	parts := strings.Split(s, ":")
+	out := make([]byte, 0, len(parts))
+	for _, p := range parts {
+		if len(p) != 2 {
+			return nil, errors.New("bad hex byte")
+		}
+		b, err := hex.DecodeString(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b[0])
+	}
+	return out, nil
+}
+
+// Write implements Store: one transaction, committed (and so fsynced) before
+// it returns.
+func (s *SQLiteStore) Write(rows []Binding) error {
+	tx, err := s.db.Begin()
+	if err != nil {
+		return fmt.Errorf("lease database %s: begin: %w", s.path, err)
+	}
+	st := tx.Stmt(s.ins)
+	for i := range rows {
+		b := &rows[i]
+		var (
+			htype int
+			hw    string
+			cid   any
+		)
+		if len(b.HWAddr) > 0 {
+			htype = int(b.HWAddr[0])
+			hw = HWString(b.HWAddr)
+		}
+		if len(b.ClientID) > 0 {
+			cid = b.ClientID
+		}
+		if _, err := st.Exec(int64(b.IP), int64(b.State), cid, htype, hw, b.Hostname,
+			b.Start, b.End, b.CLTT, b.SentExpiry, b.PeerExpiry, boolInt(b.Pending)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("lease database %s: writing %s: %w", s.path, b.IP, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("lease database %s: commit: %w", s.path, err)
+	}
+	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Close implements Store.
+func (s *SQLiteStore) Close() error {
+	err := errors.Join(s.ins.Close(), s.db.Close())
+	if s.lock != nil {
+		err = errors.Join(err, s.lock.Close())
+	}
+	return err
+}

@@ -1,0 +1,410 @@
+package lease
+
+import (
+	"container/heap"
+	"fmt"
+)
+
+// Table is the in-memory view of every binding, indexed by address and by
+// client, with the queues that make allocation O(1) amortised:
+//
+//   - a cursor per pool walks addresses that have never had a binding (a
+//     pool of a million addresses costs nothing until it is used);
+//   - a FIFO of addresses that became reusable (expired, released, freed),
+//     oldest first, so that a returning client is likely to find its old
+//     address still unused;
+//   - a FIFO of offer holds, which all last the same time;
+//   - a min-heap of lease ends, for expiry.
+//
+// Table is not safe for concurrent use; its owner serialises access.
+type Table struct {
+	pools    []*pool
+	byIP     map[IP]*entry
+	byClient map[string]IP
+	// holds are addresses offered to a client and kept from others until
+	// the hold ends; heldBy finds a client's held address.
+	holds  map[IP]hold
+	heldBy map[string]IP
+	holdQ  fifo[holdItem]
+	freeQ  fifo[IP]
+	ends   endHeap
+	// reusable reports whether an existing binding may be given to a new
+	// client; the owner of the table decides (ownership, failover state).
+	reusable func(*Binding) bool
+	// ownsNew reports whether addresses with no binding at all (free,
+	// owned by the primary) are this server's to allocate.
+	ownsNew bool
+}
+
+type entry struct {
+	Binding
+	queued bool // in freeQ
+	hidx   int  // index in ends, or -1
+}
+
+type hold struct {
+	key   string
+	until int64
+}
+
+type holdItem struct {
+	ip    IP
+	until int64
+}
+
+type pool struct {
+	Range
+	next IP   // next never-used candidate
+	done bool // next has passed End
+}
+
+// DefaultReusable is the reuse rule of a server without a peer: any free,
+// expired or released address may go to a new client.
+func DefaultReusable(b *Binding) bool {
+	return b.State == Free || b.State == Expired || b.State == Released
+}
+
+// NewTable returns an empty table over pools (which must not overlap).
+// reusable decides whether an existing binding may go to a new client
+// (nil means DefaultReusable); ownsNew says whether never-used addresses,
+// which are FREE and so the primary's, may be allocated by this server.
+func NewTable(pools []Range, reusable func(*Binding) bool, ownsNew bool) *Table {
+	if reusable == nil {
+		reusable = DefaultReusable
+	}
+	t := &Table{
+		byIP:     make(map[IP]*entry),
+		byClient: make(map[string]IP),
+		holds:    make(map[IP]hold),
+		heldBy:   make(map[string]IP),
+		reusable: reusable,
+		ownsNew:  ownsNew,
+	}
+	for _, r := range pools {
+		t.pools = append(t.pools, &pool{Range: r, next: r.Start})
+	}
+	return t
+}
+
+// InPool reports whether ip belongs to one of the table's pools.
+func (t *Table) InPool(ip IP) bool {
+	for _, p := range t.pools {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// Get returns the binding of ip. The returned binding is a copy; change it
+// with Put.
+func (t *Table) Get(ip IP) (Binding, bool) {
+	e, ok := t.byIP[ip]
+	if !ok {
+		return Binding{}, false
+	}
+	return e.Binding, true
+}
+
+// ByClient returns the most recent binding of the client with key, if the
+// address still belongs to that client.
+func (t *Table) ByClient(key string) (Binding, bool) {
+	ip, ok := t.byClient[key]
+	if !ok {
+		return Binding{}, false
+	}
+	e, ok := t.byIP[ip]
+	if !ok || e.Key() != key {
+		delete(t.byClient, key)
+		return Binding{}, false
+	}
+	return e.Binding, true
+}
+
+// Len is the number of addresses with a binding.
+func (t *Table) Len() int { return len(t.byIP) }
+
+// Put stores b, replacing any binding of b.IP, and updates every index.
+func (t *Table) Put(b Binding) {
+	e, ok := t.byIP[b.IP]
+	if !ok {
+		e = &entry{hidx: -1}
+		t.byIP[b.IP] = e
+	} else if oldKey := e.Key(); oldKey != "" && oldKey != b.Key() && t.byClient[oldKey] == b.IP {
+		delete(t.byClient, oldKey)
+	}
+	e.Binding = b
+	if k := b.Key(); k != "" {
+		t.byClient[k] = b.IP
+	}
+	switch {
+	case (b.State == Active || b.State == Abandoned) && b.End != 0:
+		if e.hidx >= 0 {
+			heap.Fix(&t.ends, e.hidx)
+		} else {
+			heap.Push(&t.ends, e)
+		}
+	case e.hidx >= 0:
+		heap.Remove(&t.ends, e.hidx)
+	}
+	if !e.queued && t.InPool(b.IP) && t.reusable(&e.Binding) {
+		e.queued = true
+		t.freeQ.push(b.IP)
+	}
+}
+
+// Requeue re-examines ip after the reuse rule may have changed its answer
+// (for instance when the peer acknowledged an expiry).
+func (t *Table) Requeue(ip IP) {
+	if e, ok := t.byIP[ip]; ok {
+		t.Put(e.Binding)
+	}
+}
+
+// Hold keeps ip for the client with key until the given time, so that no
+// other client is offered it meanwhile.
+func (t *Table) Hold(ip IP, key string, until int64) {
+	if old, ok := t.heldBy[key]; ok && old != ip {
+		t.release(old)
+	}
+	t.holds[ip] = hold{key: key, until: until}
+	t.heldBy[key] = ip
+	t.holdQ.push(holdItem{ip: ip, until: until})
+}
+
+// Held returns the address held for the client with key, if its hold has
+// not ended.
+func (t *Table) Held(key string, now int64) (IP, bool) {
+	ip, ok := t.heldBy[key]
+	if !ok {
+		return 0, false
+	}
+	if h := t.holds[ip]; h.key != key || h.until <= now {
+		return 0, false
+	}
+	return ip, true
+}
+
+// HeldByOther reports whether ip is held for a client other than key.
+func (t *Table) HeldByOther(ip IP, key string, now int64) bool {
+	h, ok := t.holds[ip]
+	return ok && h.key != key && h.until > now
+}
+
+// ClearHold ends the hold on ip without making the address available: the
+// caller is about to bind it.
+func (t *Table) ClearHold(ip IP) {
+	h, ok := t.holds[ip]
+	if !ok {
+		return
+	}
+	delete(t.holds, ip)
+	if t.heldBy[h.key] == ip {
+		delete(t.heldBy, h.key)
+	}
+}
+
+// Unhold ends the hold of the client with key, if any, and makes its
+// address allocatable again.
+func (t *Table) Unhold(key string) {
+	if ip, ok := t.heldBy[key]; ok {
+		t.release(ip)
+	}
+}
+
+func (t *Table) release(ip IP) {
+	h, ok := t.holds[ip]
+	if !ok {
+		return
+	}
+	delete(t.holds, ip)
+	if t.heldBy[h.key] == ip {
+		delete(t.heldBy, h.key)
+	}
+	t.makeAvailable(ip)
+}
+
+// makeAvailable puts ip back in the free queue if a new client may have it.
+func (t *Table) makeAvailable(ip IP) {
+	if !t.InPool(ip) {
+		return
+	}
+	e, ok := t.byIP[ip]
+	if !ok {
+		if !t.ownsNew {
+			return
+		}
+		// A never-used address whose offer lapsed: the cursor has passed
+		// it, so remember it as free.
+		e = &entry{Binding: Binding{IP: ip, State: Free}, hidx: -1}
+		t.byIP[ip] = e
+	}
+	if !e.queued && t.reusable(&e.Binding) {
+		e.queued = true
+		t.freeQ.push(ip)
+	}
+}
+
+// ExpireHolds ends every hold whose time has come.
+func (t *Table) ExpireHolds(now int64) {
+	for t.holdQ.len() > 0 && t.holdQ.peek().until <= now {
+		it := t.holdQ.pop()
+		if h, ok := t.holds[it.ip]; ok && h.until == it.until {
+			t.release(it.ip)
+		}
+	}
+}
+
+// Allocate picks an address for a new client: first one that has never been
+// used, then the one that has been reusable longest. The address is not
+// held or bound: the caller does that. It returns false when the pools are
+// exhausted.
+func (t *Table) Allocate(now int64) (IP, bool) {
+	if t.ownsNew {
+		for _, p := range t.pools {
+			for !p.done {
+				ip := p.next
+				if ip == p.End {
+					p.done = true
+				} else {
+					p.next++
+				}
+				if _, used := t.byIP[ip]; !used && !t.heldAt(ip, now) {
+					return ip, true
+				}
+			}
+		}
+	}
+	for t.freeQ.len() > 0 {
+		ip := t.freeQ.pop()
+		e, ok := t.byIP[ip]
+		if !ok {
+			continue
+		}
+		e.queued = false
+		if !t.reusable(&e.Binding) || !t.InPool(ip) {
+			continue
+		}
+		if t.heldAt(ip, now) {
+			// Its hold will put it back when it lapses.
+			continue
+		}
+		return ip, true
+	}
+	return 0, false
+}
+
+func (t *Table) heldAt(ip IP, now int64) bool {
+	h, ok := t.holds[ip]
+	return ok && h.until > now
+}
+
+// NextEnd returns the binding whose End is earliest, if it is not after
+// now. The caller changes it with Put (which takes it off the heap when it
+// is no longer ACTIVE or ABANDONED, or moves it when End changed).
+func (t *Table) NextEnd(now int64) (Binding, bool) {
+	if len(t.ends) == 0 || t.ends[0].End > now {
+		return Binding{}, false
+	}
+	return t.ends[0].Binding, true
+}
+
+// Range calls fn for every binding until fn returns false.
+func (t *Table) Range(fn func(*Binding) bool) {
+	for _, e := range t.byIP {
+		if !fn(&e.Binding) {
+			return
+		}
+	}
+}
+
+// Counts returns how many addresses of the pools are in each state;
+// never-used addresses count as FREE.
+func (t *Table) Counts() map[State]uint64 {
+	c := make(map[State]uint64)
+	var size uint64
+	for _, p := range t.pools {
+		size += p.Size()
+	}
+	var known uint64
+	for ip, e := range t.byIP {
+		if t.InPool(ip) {
+			c[e.State]++
+			known++
+		}
+	}
+	c[Free] += size - known
+	return c
+}
+
+// Validate checks the internal consistency of the indexes, for tests.
+func (t *Table) Validate() error {
+	for ip, e := range t.byIP {
+		if e.IP != ip {
+			return fmt.Errorf("binding of %s is indexed under %s", e.IP, ip)
+		}
+		if k := e.Key(); k != "" {
+			if _, ok := t.byClient[k]; !ok {
+				return fmt.Errorf("client of %s is not indexed", e.Binding)
+			}
+		}
+	}
+	for i, e := range t.ends {
+		if e.hidx != i {
+			return fmt.Errorf("heap index of %s is %d, want %d", e.IP, e.hidx, i)
+		}
+	}
+	for ip, h := range t.holds {
+		if t.heldBy[h.key] != ip {
+			return fmt.Errorf("hold of %s by %q is not indexed", ip, h.key)
+		}
+	}
+	return nil
+}
+
+// fifo is a slice-backed queue that reuses its space.
+type fifo[T any] struct {
+	items []T
+	head  int
+}
+
+func (q *fifo[T]) len() int { return len(q.items) - q.head }
+func (q *fifo[T]) peek() T  { return q.items[q.head] }
+func (q *fifo[T]) push(v T) { q.items = append(q.items, v) }
+func (q *fifo[T]) pop() T {
+	v := q.items[q.head]
+	var zero T
+	q.items[q.head] = zero
+	q.head++
+	if q.head > 64 && q.head*2 >= len(q.items) {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items = q.items[:n]
+		q.head = 0
+	}
+	return v
+}
+
+// endHeap orders ACTIVE and ABANDONED bindings by End.
+type endHeap []*entry
+
+func (h endHeap) Len() int           { return len(h) }
+func (h endHeap) Less(i, j int) bool { return h[i].End < h[j].End }
+func (h endHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].hidx = i
+	h[j].hidx = j
+}
+func (h *endHeap) Push(x any) {
+	e := x.(*entry)
+	e.hidx = len(*h)
+	*h = append(*h, e)
+}
+func (h *endHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	e.hidx = -1
+	*h = old[:len(old)-1]
+	return e
+}

@@ -1,0 +1,250 @@
+package lease
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func ip(s string) IP {
+	a, ok := IPFromAddr(netip.MustParseAddr(s))
+	if !ok {
+		panic(s)
+	}
+	return a
+}
+
+func hw(last byte) []byte { return []byte{1, 0x02, 0, 0, 0, 0, last} }
+
+func active(a IP, key byte, end int64) Binding {
+	return Binding{IP: a, State: Active, HWAddr: hw(key), Start: 1, End: end}
+}
+
+func TestAllocateTakesNeverUsedAddressesInOrderThenOldestFreed(t *testing.T) {
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.12")}, {ip("192.0.2.20"), ip("192.0.2.20")}}, nil, true)
+	var got []IP
+	for i := 0; i < 4; i++ {
+		a, ok := tb.Allocate(0)
+		if !ok {
+			t.Fatalf("Allocate %d failed", i)
+		}
+		tb.Put(active(a, byte(i), 100))
+		got = append(got, a)
+	}
+	want := []IP{ip("192.0.2.10"), ip("192.0.2.11"), ip("192.0.2.12"), ip("192.0.2.20")}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("Allocation order %v, want %v", got, want)
+		}
+	}
+	if a, ok := tb.Allocate(0); ok {
+		t.Fatalf("Allocate on a full pool gave %s", a)
+	}
+	// Free two, the second one first: they come back in the order freed.
+	b, _ := tb.Get(ip("192.0.2.12"))
+	b.State = Released
+	tb.Put(b)
+	b, _ = tb.Get(ip("192.0.2.10"))
+	b.State = Expired
+	tb.Put(b)
+	for _, w := range []IP{ip("192.0.2.12"), ip("192.0.2.10")} {
+		a, ok := tb.Allocate(0)
+		if !ok || a != w {
+			t.Fatalf("Allocate = %s, %v; want %s", a, ok, w)
+		}
+		tb.Put(active(a, 9, 100))
+	}
+	if err := tb.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAllocateSkipsLoadedBindingsAndHeldAddresses(t *testing.T) {
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}}, nil, true)
+	tb.Put(active(ip("192.0.2.10"), 1, 100))
+	tb.Put(Binding{IP: ip("192.0.2.11"), State: Abandoned, End: 50})
+	tb.Hold(ip("192.0.2.12"), "other", 10)
+	a, ok := tb.Allocate(5)
+	if !ok || a != ip("192.0.2.13") {
+		t.Fatalf("Allocate = %s, %v; want 192.0.2.13", a, ok)
+	}
+	tb.Put(active(a, 2, 100))
+	if a, ok := tb.Allocate(5); ok {
+		t.Fatalf("Allocate gave %s while the rest is bound or held", a)
+	}
+	// The hold lapses: the address comes back.
+	tb.ExpireHolds(10)
+	if a, ok := tb.Allocate(10); !ok || a != ip("192.0.2.12") {
+		t.Fatalf("After the hold lapsed Allocate = %s, %v; want 192.0.2.12", a, ok)
+	}
+}
+
+func TestHoldBelongsToOneClientAndMovesWithIt(t *testing.T) {
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}}, nil, true)
+	tb.Hold(ip("192.0.2.10"), "a", 30)
+	if got, ok := tb.Held("a", 20); !ok || got != ip("192.0.2.10") {
+		t.Fatalf("Held(a) = %s, %v", got, ok)
+	}
+	if !tb.HeldByOther(ip("192.0.2.10"), "b", 20) || tb.HeldByOther(ip("192.0.2.10"), "a", 20) {
+		t.Fatal("HeldByOther does not tell the holder from others")
+	}
+	if _, ok := tb.Held("a", 30); ok {
+		t.Fatal("A hold is still valid at its end")
+	}
+	// A new hold for the same client releases the old address.
+	tb.Hold(ip("192.0.2.11"), "a", 60)
+	if tb.HeldByOther(ip("192.0.2.10"), "b", 20) {
+		t.Fatal("The client's earlier address is still held")
+	}
+	tb.Unhold("a")
+	if _, ok := tb.Held("a", 0); ok {
+		t.Fatal("Unhold left the hold")
+	}
+	if err := tb.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestByClientFollowsTheLatestBinding(t *testing.T) {
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}}, nil, true)
+	tb.Put(active(ip("192.0.2.10"), 1, 100))
+	k := ClientKey(nil, hw(1))
+	if b, ok := tb.ByClient(k); !ok || b.IP != ip("192.0.2.10") {
+		t.Fatalf("ByClient = %v, %v", b, ok)
+	}
+	// The address goes to another client: the first loses it.
+	tb.Put(active(ip("192.0.2.10"), 2, 100))
+	if b, ok := tb.ByClient(k); ok {
+		t.Fatalf("ByClient of the former holder = %v", b)
+	}
+	// Client identifier wins over the hardware address.
+	withID := Binding{IP: ip("192.0.2.11"), State: Active, ClientID: []byte{1, 2}, HWAddr: hw(1), End: 9}
+	tb.Put(withID)
+	if _, ok := tb.ByClient(ClientKey([]byte{1, 2}, hw(7))); !ok {
+		t.Fatal("A client is not found by its client identifier")
+	}
+}
+
+func TestNextEndOrdersByEndAndForgetsChangedBindings(t *testing.T) {
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.20")}}, nil, true)
+	tb.Put(active(ip("192.0.2.10"), 1, 300))
+	tb.Put(active(ip("192.0.2.11"), 2, 100))
+	tb.Put(active(ip("192.0.2.12"), 3, 200))
+	// Renewing moves the lease to the back.
+	tb.Put(active(ip("192.0.2.11"), 2, 400))
+	// Releasing takes it off.
+	b, _ := tb.Get(ip("192.0.2.10"))
+	b.State = Released
+	tb.Put(b)
+	if _, ok := tb.NextEnd(199); ok {
+		t.Fatal("NextEnd found a lease before any end")
+	}
+	var order []IP
+	for {
+		b, ok := tb.NextEnd(1000)
+		if !ok {
+			break
+		}
+		order = append(order, b.IP)
+		b.State = Expired
+		tb.Put(b)
+	}
+	if len(order) != 2 || order[0] != ip("192.0.2.12") || order[1] != ip("192.0.2.11") {
+		t.Fatalf("Expiry order %v, want [192.0.2.12 192.0.2.11]", order)
+	}
+	if err := tb.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCountsTreatUnusedAddressesAsFree(t *testing.T) {
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.19")}}, nil, true)
+	tb.Put(active(ip("192.0.2.10"), 1, 300))
+	tb.Put(Binding{IP: ip("192.0.2.11"), State: Abandoned, End: 5})
+	tb.Put(active(ip("198.51.100.1"), 2, 300)) // outside the pools
+	c := tb.Counts()
+	if c[Active] != 1 || c[Abandoned] != 1 || c[Free] != 8 {
+		t.Fatalf("Counts = %v", c)
+	}
+}
+
+func TestSecondaryDoesNotAllocateThePrimarysFreeAddresses(t *testing.T) {
+	reuse := func(b *Binding) bool { return b.State == Backup }
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}}, reuse, false)
+	if a, ok := tb.Allocate(0); ok {
+		t.Fatalf("Allocate without BACKUP addresses gave %s", a)
+	}
+	tb.Put(Binding{IP: ip("192.0.2.12"), State: Backup})
+	if a, ok := tb.Allocate(0); !ok || a != ip("192.0.2.12") {
+		t.Fatalf("Allocate = %s, %v; want the BACKUP address", a, ok)
+	}
+}
+
+func TestMillionAddressPoolAllocatesInConstantTime(t *testing.T) {
+	// A million addresses do not fit in the documentation and benchmark
+	// ranges; these are values in memory only, never sent anywhere.
+	r := Range{ip("100.64.0.0"), ip("100.64.0.0") + 999_999}
+	tb := NewTable([]Range{r}, nil, true)
+	// Every address once, then every one again after freeing: the work is
+	// linear in the allocations, never a scan of the pool per allocation.
+	for i := 0; i < 1_000_000; i++ {
+		a, ok := tb.Allocate(0)
+		if !ok || a != r.Start+IP(i) {
+			t.Fatalf("Allocation %d = %s, %v", i, a, ok)
+		}
+		tb.Put(Binding{IP: a, State: Active, End: 10})
+	}
+	if _, ok := tb.Allocate(0); ok {
+		t.Fatal("A full million-address pool still allocates")
+	}
+	for {
+		b, ok := tb.NextEnd(10)
+		if !ok {
+			break
+		}
+		b.State = Expired
+		tb.Put(b)
+	}
+	n := 0
+	for {
+		if _, ok := tb.Allocate(0); !ok {
+			break
+		}
+		n++
+	}
+	if n != 1_000_000 {
+		t.Fatalf("Reallocated %d addresses after expiry, want 1000000", n)
+	}
+}
+
+func BenchmarkAllocate(b *testing.B) {
+	r := Range{ip("100.64.0.0"), ip("100.64.0.0") + 1<<20} // values only
+	tb := NewTable([]Range{r}, nil, true)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		a, ok := tb.Allocate(0)
+		if !ok {
+			b.StopTimer()
+			tb = NewTable([]Range{r}, nil, true)
+			b.StartTimer()
+			continue
+		}
+		tb.Put(Binding{IP: a, State: Active, End: 10, HWAddr: hw(byte(i))})
+	}
+}
+
+func BenchmarkByClient(b *testing.B) {
+	r := Range{ip("198.18.0.0"), ip("198.18.0.0") + 65535}
+	tb := NewTable([]Range{r}, nil, true)
+	keys := make([]string, 65536)
+	for i := range keys {
+		h := []byte{1, 2, 0, 0, 0, byte(i >> 8), byte(i)}
+		tb.Put(Binding{IP: r.Start + IP(i), State: Active, End: 10, HWAddr: h})
+		keys[i] = ClientKey(nil, h)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, ok := tb.ByClient(keys[i&65535]); !ok {
+			b.Fatal("missing client")
+		}
+	}
+}
