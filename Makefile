@@ -1,0 +1,79 @@
+# coredhcp-failover: see README.md. Targets that touch the network (test,
+# integration, demo, bench) need root: they create network namespaces.
+
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:/usr/local/sbin:/usr/sbin:/sbin:$(PATH)
+export CGO_ENABLED := 1
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BIN := bin/coredhcp-failover
+
+# What the tests, the demo and the benchmark run: Debian packages, and the
+# commands that tell whether they are installed.
+APT_PACKAGES := isc-dhcp-client udhcpc kea-admin iproute2 tshark sqlite3 gcc libc6-dev
+APT_COMMANDS := dhclient udhcpc perfdhcp ip tshark sqlite3 gcc
+
+.PHONY: all build generate check-generate test unit integration lint tidy-check \
+	bench demo deps fuzz clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/coredhcp-failover
+
+generate:
+	cd cmd/coredhcp-failover && $(GO) generate ./
+
+# Fails when cmd/coredhcp-failover/main.go is not what the generator makes
+# from plugins.txt and main.go.template.
+check-generate:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	cmd/coredhcp-failover/gen.sh "$$tmp/main.go" && \
+	if ! diff -u cmd/coredhcp-failover/main.go "$$tmp/main.go"; then \
+		echo "cmd/coredhcp-failover/main.go is stale: run 'make generate' and commit it" >&2; exit 1; \
+	fi
+
+# Installs what the tests need (Debian packages, Go modules), then runs the
+# checks, the unit tests and the integration tests.
+test: deps check-generate lint unit integration
+
+deps:
+	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages (missing:$$missing)"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
+	fi
+	$(GO) mod download
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+# Network-namespace tests with real clients; needs root.
+integration: build
+	$(GO) test -race -count=1 -tags integration -timeout 40m ./integration/... ./plugins/internal/wire/...
+
+lint: tidy-check
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt wants to change: $$out" >&2; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./...
+
+tidy-check:
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'" >&2; exit 1; }
+
+# Fuzz each target for FUZZTIME (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME) ./plugins/internal/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./plugins/internal/wire/
+
+# The main job: real clients served in network namespaces; needs root.
+demo: deps build
+	bash integration/demo.sh
+
+# perfdhcp against stock CoreDHCP (range) and this server, side by side.
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./plugins/...
+	bash bench/bench.sh
+
+clean:
+	rm -rf bin
