@@ -6,43 +6,74 @@ import (
 	"syscall"
 
 	"github.com/coredhcp/coredhcp/config"
+	"github.com/coredhcp/coredhcp/plugins"
 	"github.com/coredhcp/coredhcp/server"
 	"github.com/sirupsen/logrus"
 
+	"github.com/coredhcp-failover/coredhcp-failover/cmd/coredhcp-failover/internal/serve4"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/lifecycle"
 )
 
-// run serves until the listeners fail or SIGTERM/SIGINT arrives, then lets
+// run serves until a listener fails or SIGTERM/SIGINT arrives, then lets
 // the plugins flush and close their stores and sessions. It returns the
 // process's exit status. (It lives outside the template because the
 // generator renders with html/template, which escapes Go's <- operator.)
+//
+// DHCPv4 is served by serve4 (bounded work, DHCPDECLINE delivered); DHCPv6,
+// if configured, by CoreDHCP's own server.
 func run(conf *config.Config, log *logrus.Entry) int {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 
-	srv, err := server.Start(conf)
-	if err != nil {
+	status := 0
+	fail := func(err error) int {
+		log.Error(err)
 		if serr := lifecycle.Shutdown(); serr != nil {
 			log.Error(serr)
 		}
-		log.Error(err)
 		return 1
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Wait() }()
-	status := 0
+	var v4 *serve4.Server
+	if conf.Server4 != nil {
+		handlers, _, err := plugins.LoadPlugins(&config.Config{Server4: conf.Server4})
+		if err != nil {
+			return fail(err)
+		}
+		if v4, err = serve4.Start(conf.Server4.Addresses, handlers, serve4.Options{}); err != nil {
+			return fail(err)
+		}
+	}
+	var v6 *server.Servers
+	if conf.Server6 != nil {
+		var err error
+		if v6, err = server.Start(&config.Config{Server6: conf.Server6}); err != nil {
+			if v4 != nil {
+				v4.Close()
+			}
+			return fail(err)
+		}
+	}
+	done := make(chan error, 2)
+	if v4 != nil {
+		go func() { done <- v4.Wait() }()
+	}
+	if v6 != nil {
+		go func() { done <- v6.Wait() }()
+	}
 	select {
 	case sig := <-sigs:
 		log.Infof("Received %v, shutting down", sig)
-		srv.Close()
-		if err := <-done; err != nil {
-			log.Error(err)
-		}
 	case err := <-done:
 		if err != nil {
 			log.Error(err)
 			status = 1
 		}
+	}
+	if v4 != nil {
+		v4.Close()
+	}
+	if v6 != nil {
+		v6.Close()
 	}
 	if err := lifecycle.Shutdown(); err != nil {
 		log.Errorf("Shutdown: %v", err)
