@@ -622,3 +622,58 @@ func benchmarkDORA(b *testing.B, store lease.Store) {
 		}
 	})
 }
+
+func TestLeasesSurviveARestartOnSQLite(t *testing.T) {
+	path := t.TempDir() + "/leases.db"
+	cfg, err := parse(strings.Fields("db="+path+" pool=192.0.2.100-192.0.2.109 lease-time=1h"), lanAddrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func() *harness {
+		st, err := lease.OpenSQLite(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clk := &clock{now: time.Unix(1_800_000_000, 0)}
+		s, err := NewServer(cfg, st, clk.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &harness{t: t, s: s, clock: clk}
+	}
+	h := open()
+	got := map[int]string{}
+	for i := 1; i <= 5; i++ {
+		got[i] = h.dora(i)
+	}
+	h.release(5, got[5])
+	// Close without the sweeper: what was ACKed is already on disk.
+	if err := h.s.Close(false); err != nil {
+		t.Fatal(err)
+	}
+	h = open()
+	defer h.s.Close(false)
+	for i := 1; i <= 4; i++ {
+		resp := h.mustAck(packet(t, i, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(net.ParseIP(got[i]))))
+		if resp.YourIPAddr.String() != got[i] {
+			t.Fatalf("Client %d renewed to %s after restart, had %s", i, resp.YourIPAddr, got[i])
+		}
+	}
+	b, ok := h.s.table.Get(mustIP(got[5]))
+	if !ok || b.State != lease.Released {
+		t.Fatalf("The released lease came back as %v", b)
+	}
+}
+
+func (h *harness) release(n int, ip string) {
+	h.t.Helper()
+	h.mustDrop(packet(h.t, n, dhcpv4.MessageTypeRelease, dhcpv4.WithClientIP(net.ParseIP(ip))))
+}
+
+func mustIP(s string) lease.IP {
+	ip, ok := lease.IPFromNet(net.ParseIP(s))
+	if !ok {
+		panic(s)
+	}
+	return ip
+}
