@@ -16,6 +16,7 @@ import (
 	"github.com/coredhcp/coredhcp/logger"
 
 	pl_failover "github.com/coredhcp-failover/coredhcp-failover/plugins/failover"
+	pl_leasesync "github.com/coredhcp-failover/coredhcp-failover/plugins/leasesync"
 	"github.com/coredhcp/coredhcp/plugins"
 	pl_autoconfigure "github.com/coredhcp/coredhcp/plugins/autoconfigure"
 	pl_dns "github.com/coredhcp/coredhcp/plugins/dns"
@@ -68,6 +69,7 @@ func getLogLevels() []string {
 
 var desiredPlugins = []*plugins.Plugin{
 	&pl_failover.Plugin,
+	&pl_leasesync.Plugin,
 	&pl_autoconfigure.Plugin,
 	&pl_dns.Plugin,
 	&pl_file.Plugin,

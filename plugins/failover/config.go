@@ -11,11 +11,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/args"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
 )
 
 // Config is a parsed failover plugin line.
 type Config struct {
+	// Name is the failover relationship (the name of a leasesync line
+	// listed before this one); empty for a single server.
+	Name string
 	// DB is the path of the sqlite lease database.
 	DB string
 	// Pools are the address ranges this line allocates from.
@@ -50,34 +54,26 @@ const (
 type interfaceAddrs func() ([]net.Addr, error)
 
 // argError names the offending word and the rule it broke.
-func argError(word, format string, a ...any) error {
-	return fmt.Errorf("argument %q: %s", word, fmt.Sprintf(format, a...))
-}
+var argError = args.Error
 
 // parse reads the plugin's key=value words and checks them against each
 // other and the host's interfaces. Its errors name the word and the rule.
-func parse(args []string, ifaddrs interfaceAddrs) (Config, error) {
+func parse(words []string, ifaddrs interfaceAddrs) (Config, error) {
 	cfg := Config{
 		LeaseTime:   defaultLeaseTime,
 		OfferHold:   defaultOfferHold,
 		DeclineHold: defaultDeclineHold,
 	}
-	seen := map[string]string{}
-	for _, word := range args {
-		key, val, ok := strings.Cut(word, "=")
-		if !ok || key == "" {
-			return cfg, argError(word, "want key=value")
-		}
-		if val == "" {
-			return cfg, argError(word, "empty value")
-		}
-		repeatable := key == "pool" || key == "relay"
-		if prev, dup := seen[key]; dup && !repeatable {
-			return cfg, argError(word, "%s is already set by %q", key, prev)
-		}
-		seen[key] = word
+	split, seen, err := args.Split(words, "pool", "relay")
+	if err != nil {
+		return cfg, err
+	}
+	for _, w := range split {
+		key, val, word := w.Key, w.Value, w.Text
 		var err error
 		switch key {
+		case "name":
+			cfg.Name = val
 		case "db":
 			cfg.DB = val
 		case "pool":
@@ -108,7 +104,7 @@ func parse(args []string, ifaddrs interfaceAddrs) (Config, error) {
 		case "decline-hold":
 			cfg.DeclineHold, err = parseDuration(val)
 		default:
-			return cfg, argError(word, "unknown key %q (known: db, pool, subnet, relay, lease-time, max-lease-time, offer-hold, decline-hold)", key)
+			return cfg, argError(word, "unknown key %q (known: name, db, pool, subnet, relay, lease-time, max-lease-time, offer-hold, decline-hold)", key)
 		}
 		if err != nil {
 			return cfg, argError(word, "%v", err)

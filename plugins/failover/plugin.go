@@ -18,6 +18,7 @@ import (
 	"github.com/coredhcp/coredhcp/plugins"
 
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/relation"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/lifecycle"
 )
 
@@ -37,17 +38,22 @@ func setup4(args ...string) (handler.Handler4, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plugins/failover: %w", err)
 	}
+	var rel *relation.Relationship
+	if cfg.Name != "" {
+		var ok bool
+		if rel, ok = relation.Lookup(cfg.Name); !ok {
+			return nil, fmt.Errorf("plugins/failover: argument \"name=%s\": no leasesync line with name=%s comes before this failover line", cfg.Name, cfg.Name)
+		}
+	}
 	store, err := lease.OpenSQLite(cfg.DB)
 	if err != nil {
 		return nil, fmt.Errorf("plugins/failover: %w", err)
 	}
 	start := time.Now()
-	s, err := NewServer(cfg, store, time.Now)
+	s, err := start4(cfg, store, time.Now, rel)
 	if err != nil {
-		store.Close()
 		return nil, fmt.Errorf("plugins/failover: %w", err)
 	}
-	go s.Run(sweepInterval)
 	lifecycle.OnShutdown(func() error { return s.Close(true) })
 	var size uint64
 	for _, p := range cfg.Pools {
@@ -56,4 +62,38 @@ func setup4(args ...string) (handler.Handler4, error) {
 	log.Infof("serving %d addresses in %d pool(s) of %s from %s: %d bindings loaded in %.3fs",
 		size, len(cfg.Pools), cfg.Subnet, cfg.DB, s.table.Len(), time.Since(start).Seconds())
 	return s.Handler4, nil
+}
+
+// start4 loads the server, attaches it to its relationship (which starts
+// the session) and starts the sweeper. On error the store is closed.
+func start4(cfg Config, store lease.Store, now func() time.Time, rel *relation.Relationship) (*Server, error) {
+	s, err := NewServer(cfg, store, now, rel)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	if rel != nil {
+		if err := rel.Attach(s); err != nil {
+			s.Close(false)
+			return nil, fmt.Errorf("relationship %q: %w", cfg.Name, err)
+		}
+	}
+	go s.Run(sweepInterval)
+	return s, nil
+}
+
+// New parses a failover plugin line and starts a server over store, in the
+// relationship rel (nil for a single server; its name must match the
+// line's name=). It is setup4 without the registry and the sqlite file,
+// for tests that run both servers of a pair in one process. Close stops
+// it.
+func New(args []string, store lease.Store, now func() time.Time, rel *relation.Relationship) (*Server, error) {
+	cfg, err := parse(args, net.InterfaceAddrs)
+	if err != nil {
+		return nil, err
+	}
+	if (rel == nil) != (cfg.Name == "") || rel != nil && rel.Name != cfg.Name {
+		return nil, fmt.Errorf("the line's name=%q does not match the relationship given", cfg.Name)
+	}
+	return start4(cfg, store, now, rel)
 }

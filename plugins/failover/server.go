@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -9,7 +10,11 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/sirupsen/logrus"
 
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lbhash"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/ratelimit"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/relation"
 )
 
 // maxInFlight bounds the requests this plugin works on at once. CoreDHCP
@@ -31,26 +36,53 @@ type Server struct {
 	table  *lease.Table
 	commit *lease.Committer
 	slots  chan struct{}
+	// rel is the failover relationship, nil for a single server.
+	rel *relation.Relationship
+	// primary is our role in rel (true for a single server).
+	primary bool
 
 	stop     chan struct{}
 	stopped  chan struct{}
 	closeMu  sync.Mutex
 	isClosed bool
 
-	exhaustedLog rateLimit
+	exhaustedLog ratelimit.Limiter
+	store        lease.Store
+}
+
+// reusable is the ownership rule: which existing bindings may go to a new
+// client. A single server owns every free, expired or released address;
+// in a relationship the primary allocates FREE addresses and the secondary
+// BACKUP ones, and an expired or released address becomes free only when
+// the peer has acknowledged it (PROTOCOL.md §18).
+func (s *Server) reusable(b *lease.Binding) bool {
+	if s.rel == nil {
+		return lease.DefaultReusable(b)
+	}
+	if s.primary {
+		return b.State == lease.Free
+	}
+	return b.State == lease.Backup
 }
 
 // NewServer loads every binding from store and returns a server over it.
-// now is the clock (time.Now outside tests).
-func NewServer(cfg Config, store lease.Store, now func() time.Time) (*Server, error) {
+// now is the clock (time.Now outside tests). rel is the failover
+// relationship, or nil for a single server.
+func NewServer(cfg Config, store lease.Store, now func() time.Time, rel *relation.Relationship) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		now:     now,
-		table:   lease.NewTable(cfg.Pools, nil, true),
 		slots:   make(chan struct{}, maxInFlight),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
+		rel:     rel,
+		primary: true,
 	}
+	if rel != nil {
+		s.primary = rel.View().Primary
+	}
+	s.table = lease.NewTable(cfg.Pools, s.reusable, s.primary)
+	s.store = store
 	err := store.Load(func(b lease.Binding) error {
 		s.table.Put(b)
 		return nil
@@ -90,7 +122,12 @@ func (s *Server) Close(running bool) error {
 	if running {
 		<-s.stopped
 	}
-	return s.commit.Close()
+	var err error
+	if s.rel != nil {
+		// The session uses the store: it stops first.
+		err = s.rel.Stop()
+	}
+	return errors.Join(err, s.commit.Close())
 }
 
 // Sweep ends lapsed offer holds, moves ACTIVE leases past their end to
@@ -98,6 +135,13 @@ func (s *Server) Close(running bool) error {
 func (s *Server) Sweep() {
 	now := s.now().Unix()
 	var last *lease.Batch
+	var changed []lease.IP
+	// In NORMAL only the primary expires leases, as ISC: an ISC primary
+	// refuses a secondary's EXPIRED for a lease it holds ACTIVE.
+	expireActive := true
+	if v := s.view(); v != nil && !v.Primary && v.MyState == fsm.Normal {
+		expireActive = false
+	}
 	s.mu.Lock()
 	s.table.ExpireHolds(now)
 	for i := 0; i < sweepBatch; i++ {
@@ -107,12 +151,20 @@ func (s *Server) Sweep() {
 		}
 		switch b.State {
 		case lease.Active:
+			if !expireActive {
+				i = sweepBatch // leave the rest for later
+				continue
+			}
 			b.State = lease.Expired
 		case lease.Abandoned:
-			b = lease.Binding{IP: b.IP, State: lease.Free}
+			// Back to the primary's pool; pool balancing gives the
+			// secondary its share.
+			b = lease.Binding{IP: b.IP, State: lease.Free, PeerExpiry: b.PeerExpiry, SentExpiry: b.SentExpiry}
 		}
+		s.mark(&b)
 		s.table.Put(b)
 		last = s.commit.Submit(b)
+		changed = append(changed, b.IP)
 	}
 	s.mu.Unlock()
 	if last != nil {
@@ -120,7 +172,34 @@ func (s *Server) Sweep() {
 			// Memory is ahead of the disk; the rows are written again
 			// at the next change or re-expired after a restart.
 			log.WithError(err).Error("writing expired leases")
+			return
 		}
+		s.announce(changed...)
+	}
+}
+
+// view is the relationship's current view, or nil for a single server.
+func (s *Server) view() *relation.View {
+	if s.rel == nil {
+		return nil
+	}
+	return s.rel.View()
+}
+
+// mark flags a change the peer must hear of. Call with s.mu held.
+func (s *Server) mark(b *lease.Binding) {
+	if s.rel != nil {
+		b.Pending = true
+	}
+}
+
+// announce tells the session of durable changes.
+func (s *Server) announce(ips ...lease.IP) {
+	if s.rel == nil {
+		return
+	}
+	for _, ip := range ips {
+		s.rel.Changed(ip)
 	}
 }
 
@@ -159,8 +238,17 @@ func (s *Server) Handler4(req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool) {
 		return nil, true
 	}
 	c := clientOf(req)
+	v := s.view()
+	if v != nil && !v.MayServe {
+		log.Debugf("dropping %s from %s: failover state %s serves no client", req.MessageType(), req.ClientHWAddr, v.MyState)
+		return nil, true
+	}
 	switch req.MessageType() {
 	case dhcpv4.MessageTypeDiscover:
+		if v != nil && !s.mine(req, v) {
+			log.Debugf("dropping DISCOVER from %s: its hash bucket belongs to the peer", req.ClientHWAddr)
+			return nil, true
+		}
 		return s.discover(req, resp, c)
 	case dhcpv4.MessageTypeRequest:
 		return s.request(req, resp, c)
@@ -178,6 +266,39 @@ func (s *Server) Handler4(req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool) {
 	return nil, true
 }
 
+// mine is RFC 3074 load balancing as ISC applies it (PROTOCOL.md §17): in
+// NORMAL a DISCOVER is answered only by the server whose hash buckets hold
+// the client, unless its secs field exceeds load-balance-max-seconds (0
+// turns balancing off). Other requests and other states are not balanced.
+func (s *Server) mine(req *dhcpv4.DHCPv4, v *relation.View) bool {
+	if v.MyState != fsm.Normal {
+		return true
+	}
+	if lbhash.SecsOverride(req.NumSeconds, v.LBMaxSecs, false) {
+		return true
+	}
+	key := lbhash.PacketKey(req.Options.Get(dhcpv4.OptionClientIdentifier), req.ClientHWAddr)
+	return v.HBA.Serves(lbhash.Bucket(key), v.Primary)
+}
+
+// grant applies the MCLT rule to a desired lease time L (PROTOCOL.md §16,
+// as ISC): a lease may run at most MCLT past the expiry the peer has
+// acknowledged (peerExpiry). It returns the lease to give and the potential
+// expiry to announce to the peer, which lets the next renewal have L.
+func grant(desired, now, peerExpiry, mclt int64) (granted, potential int64) {
+	switch {
+	case desired <= mclt:
+		granted = desired
+	case peerExpiry <= now:
+		granted = mclt
+	case now+desired > peerExpiry+mclt:
+		granted = peerExpiry + mclt - now
+	default:
+		granted = desired
+	}
+	return granted, now + desired + granted/2
+}
+
 // leaseTime is what the client asked for (option 51) within bounds, else
 // the configured time.
 func (s *Server) leaseTime(req *dhcpv4.DHCPv4) time.Duration {
@@ -189,20 +310,35 @@ func (s *Server) leaseTime(req *dhcpv4.DHCPv4) time.Duration {
 }
 
 // usableBy reports whether the client with key may be given ip now: it is
-// in a pool and is either its own (bound, held or last used by it) or
-// available to anyone, and no other client holds it.
+// in a pool, no other client holds an offer of it, and it is either the
+// client's own (bound, expired or released, so that a returning client
+// keeps its address) or a free address this server owns (PROTOCOL.md §18).
 func (s *Server) usableBy(ip lease.IP, key string, now int64) bool {
 	if !s.table.InPool(ip) || s.table.HeldByOther(ip, key, now) {
 		return false
 	}
 	b, ok := s.table.Get(ip)
 	if !ok {
-		return true // never used: FREE, ours
+		return s.primary // never used: FREE, the primary's
 	}
 	if b.Key() == key {
-		return b.State != lease.Abandoned && b.State != lease.Reset && b.State != lease.Backup
+		switch b.State {
+		case lease.Active, lease.Expired, lease.Released:
+			return true
+		}
 	}
-	return lease.DefaultReusable(&b)
+	return s.reusable(&b)
+}
+
+// inUse reports whether ip is bound or offered to a client other than key,
+// or abandoned: a request for it is refused with a NAK. A free address
+// that is the peer's is not in use: the peer answers for it.
+func (s *Server) inUse(ip lease.IP, key string, now int64) bool {
+	if s.table.HeldByOther(ip, key, now) {
+		return true
+	}
+	b, ok := s.table.Get(ip)
+	return ok && (b.State == lease.Abandoned || b.State == lease.Active && b.Key() != key)
 }
 
 // choose picks the address to offer: the client's current or last
@@ -240,13 +376,21 @@ func (s *Server) discover(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, b
 	}
 	s.mu.Unlock()
 	if !ok {
-		s.exhaustedLog.do(s.now(), func(n int) {
+		s.exhaustedLog.Do(s.now(), func(n int) {
 			log.WithFields(logrus.Fields{"pools": s.cfg.Pools, "dropped": n}).Warn("no free address to offer")
 		})
 		return nil, true
 	}
+	lt := s.leaseTime(req)
+	if v := s.view(); v != nil {
+		s.mu.Lock()
+		b, _ := s.table.Get(ip)
+		s.mu.Unlock()
+		g, _ := grant(int64(lt/time.Second), now, b.PeerExpiry, v.MCLT)
+		lt = time.Duration(g) * time.Second
+	}
 	log.Debugf("offering %s to %s", ip, req.ClientHWAddr)
-	s.fill(req, resp, ip, s.leaseTime(req))
+	s.fill(req, resp, ip, lt)
 	return resp, false
 }
 
@@ -318,19 +462,35 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 		return nil, true
 	}
 	if !s.usableBy(ip, c.key, now) {
+		busy := s.inUse(ip, c.key, now)
 		s.mu.Unlock()
-		return nak(req, resp, "address in use")
+		if busy {
+			return nak(req, resp, "address in use")
+		}
+		log.Debugf("ignoring REQUEST from %s for %s: a free address of the peer's", req.ClientHWAddr, ip)
+		return nil, true
 	}
 	old, had := s.table.Get(ip)
 	b := lease.Binding{
-		IP:       ip,
-		State:    lease.Active,
-		ClientID: c.clientID,
-		HWAddr:   c.hwaddr,
-		Hostname: req.HostName(),
-		Start:    now,
-		End:      now + int64(lt/time.Second),
-		CLTT:     now,
+		IP:         ip,
+		State:      lease.Active,
+		ClientID:   c.clientID,
+		HWAddr:     c.hwaddr,
+		Hostname:   req.HostName(),
+		Start:      now,
+		End:        now + int64(lt/time.Second),
+		CLTT:       now,
+		PeerExpiry: old.PeerExpiry,
+	}
+	if v := s.view(); v != nil {
+		g, potential := grant(int64(lt/time.Second), now, old.PeerExpiry, v.MCLT)
+		lt = time.Duration(g) * time.Second
+		b.End = now + g
+		b.SentExpiry = potential
+		if potential < b.PeerExpiry {
+			b.PeerExpiry = potential
+		}
+		b.Pending = true
 	}
 	s.table.ClearHold(ip)
 	s.table.Put(b)
@@ -341,6 +501,7 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 		log.WithError(err).WithField("address", ip.String()).Error("lease not stored; no ACK sent")
 		return nil, true
 	}
+	s.announce(ip)
 	log.Debugf("ACK %s to %s for %v", ip, req.ClientHWAddr, lt)
 	s.fill(req, resp, ip, lt)
 	return resp, false
@@ -376,12 +537,15 @@ func (s *Server) settle(ip lease.IP, c client, what string, change func(*lease.B
 		return
 	}
 	change(&b)
+	s.mark(&b)
 	s.table.Put(b)
 	batch := s.commit.Submit(b)
 	s.mu.Unlock()
 	if err := batch.Wait(); err != nil {
 		log.WithError(err).WithField("address", ip.String()).Errorf("%s not stored", what)
+		return
 	}
+	s.announce(ip)
 }
 
 func (s *Server) release(req *dhcpv4.DHCPv4, c client) {
@@ -416,15 +580,19 @@ func (s *Server) declineUnbound(ip lease.IP, c client) {
 		log.Debugf("ignoring DECLINE of %s from %s: not offered to it", ip, c.key)
 		return
 	}
-	b := lease.Binding{IP: ip}
+	b, _ := s.table.Get(ip)
+	b.IP = ip
 	s.abandon(&b)
+	s.mark(&b)
 	s.table.ClearHold(ip)
 	s.table.Put(b)
 	batch := s.commit.Submit(b)
 	s.mu.Unlock()
 	if err := batch.Wait(); err != nil {
 		log.WithError(err).WithField("address", ip.String()).Error("decline not stored")
+		return
 	}
+	s.announce(ip)
 }
 
 // abandon marks b as in use by an unknown host until decline-hold passes.
@@ -432,34 +600,15 @@ func (s *Server) abandon(b *lease.Binding) {
 	now := s.now().Unix()
 	log.WithField("address", b.IP.String()).Warn("address declined by a client: another host may be using it")
 	*b = lease.Binding{
-		IP:    b.IP,
-		State: lease.Abandoned,
-		Start: now,
-		End:   now + int64(s.cfg.DeclineHold/time.Second),
-		CLTT:  now,
+		IP:         b.IP,
+		State:      lease.Abandoned,
+		Start:      now,
+		End:        now + int64(s.cfg.DeclineHold/time.Second),
+		CLTT:       now,
+		SentExpiry: b.SentExpiry,
+		PeerExpiry: b.PeerExpiry,
 	}
 	if b.End == now {
 		b.End = now + 1 // the heap needs a non-zero end
 	}
-}
-
-// rateLimit runs a log function at most once per period, telling it how
-// many calls were folded into it.
-type rateLimit struct {
-	mu    sync.Mutex
-	last  time.Time
-	count int
-}
-
-func (r *rateLimit) do(now time.Time, fn func(n int)) {
-	r.mu.Lock()
-	r.count++
-	if now.Sub(r.last) < 10*time.Second {
-		r.mu.Unlock()
-		return
-	}
-	n := r.count
-	r.last, r.count = now, 0
-	r.mu.Unlock()
-	fn(n)
 }

@@ -54,7 +54,7 @@ func (h *harness) start() {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	s, err := NewServer(cfg, h.store, h.clock.Now)
+	s, err := NewServer(cfg, h.store, h.clock.Now, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func (h *harness) start() {
 func (h *harness) restart() {
 	h.t.Helper()
 	cfg := h.s.cfg
-	s, err := NewServer(cfg, h.store, h.clock.Now)
+	s, err := NewServer(cfg, h.store, h.clock.Now, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -588,7 +588,7 @@ func benchmarkDORA(b *testing.B, store lease.Store) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := NewServer(cfg, store, time.Now)
+	s, err := NewServer(cfg, store, time.Now, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -635,7 +635,7 @@ func TestLeasesSurviveARestartOnSQLite(t *testing.T) {
 			t.Fatal(err)
 		}
 		clk := &clock{now: time.Unix(1_800_000_000, 0)}
-		s, err := NewServer(cfg, st, clk.Now)
+		s, err := NewServer(cfg, st, clk.Now, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

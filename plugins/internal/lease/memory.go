@@ -12,6 +12,7 @@ type MemoryStore struct {
 	rows   map[IP]Binding
 	writes int
 	fail   error
+	state  *RelState
 }
 
 // SetFail makes every later Write fail with err (nil: succeed again).
@@ -66,3 +67,24 @@ func (m *MemoryStore) Writes() int {
 
 // Close implements Store.
 func (m *MemoryStore) Close() error { return nil }
+
+// LoadState implements Store.
+func (m *MemoryStore) LoadState() (RelState, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state == nil {
+		return RelState{}, false, nil
+	}
+	return *m.state, true, nil
+}
+
+// SaveState implements Store.
+func (m *MemoryStore) SaveState(st RelState) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	m.state = &st
+	return nil
+}

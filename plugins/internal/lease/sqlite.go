@@ -32,6 +32,14 @@ CREATE TABLE IF NOT EXISTS bindings (
 	peer_expiry INTEGER NOT NULL DEFAULT 0, -- expiry acknowledged by the peer (tsfp)
 	pending     INTEGER NOT NULL DEFAULT 0  -- 1 while the peer has not acknowledged a change
 );
+CREATE TABLE IF NOT EXISTS failover_state (
+	id          INTEGER PRIMARY KEY CHECK (id = 1),
+	my_state    INTEGER NOT NULL,           -- failover server state, as on the wire
+	my_stos     INTEGER NOT NULL,           -- when it was entered, Unix seconds
+	peer_state  INTEGER NOT NULL,
+	peer_stos   INTEGER NOT NULL,
+	mclt        INTEGER NOT NULL            -- seconds; the secondary's copy of the primary's
+);
 CREATE VIEW IF NOT EXISTS leases AS SELECT
 	((ip >> 24) & 255) || '.' || ((ip >> 16) & 255) || '.' || ((ip >> 8) & 255) || '.' || (ip & 255) AS address,
 	CASE state WHEN 1 THEN 'free' WHEN 2 THEN 'active' WHEN 3 THEN 'expired' WHEN 4 THEN 'released'
@@ -235,6 +243,30 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// LoadState implements Store.
+func (s *SQLiteStore) LoadState() (RelState, bool, error) {
+	var st RelState
+	err := s.db.QueryRow("SELECT my_state, my_stos, peer_state, peer_stos, mclt FROM failover_state WHERE id = 1").
+		Scan(&st.MyState, &st.MyStos, &st.PeerState, &st.PeerStos, &st.MCLT)
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, false, nil
+	}
+	if err != nil {
+		return st, false, fmt.Errorf("lease database %s: failover state: %w", s.path, err)
+	}
+	return st, true, nil
+}
+
+// SaveState implements Store.
+func (s *SQLiteStore) SaveState(st RelState) error {
+	_, err := s.db.Exec(`INSERT OR REPLACE INTO failover_state (id, my_state, my_stos, peer_state, peer_stos, mclt)
+		VALUES (1, ?, ?, ?, ?, ?)`, st.MyState, st.MyStos, st.PeerState, st.PeerStos, st.MCLT)
+	if err != nil {
+		return fmt.Errorf("lease database %s: storing the failover state: %w", s.path, err)
+	}
+	return nil
 }
 
 // Close implements Store.

@@ -32,6 +32,24 @@ func storeContract(t *testing.T, open func(t *testing.T) Store) {
 			t.Fatalf("Load gave\n%#v\nwant\n%#v", got, rows)
 		}
 	})
+	t.Run("FailoverState", func(t *testing.T) {
+		s := open(t)
+		if _, ok, err := s.LoadState(); ok || err != nil {
+			t.Fatalf("A new store has a failover state (ok %v, err %v)", ok, err)
+		}
+		want := RelState{MyState: 3, MyStos: 100, PeerState: 2, PeerStos: 90, MCLT: 3600}
+		if err := s.SaveState(want); err != nil {
+			t.Fatal(err)
+		}
+		want.MyState, want.MyStos = 4, 200
+		if err := s.SaveState(want); err != nil {
+			t.Fatal(err)
+		}
+		got, ok, err := s.LoadState()
+		if !ok || err != nil || got != want {
+			t.Fatalf("LoadState = %+v, %v, %v; want %+v", got, ok, err, want)
+		}
+	})
 	t.Run("EmptyLoad", func(t *testing.T) {
 		if got := loadAll(t, open(t)); len(got) != 0 {
 			t.Fatalf("A new store holds %v", got)

@@ -1,0 +1,274 @@
+package failover
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+)
+
+// Reject reasons of the failover protocol used here (PROTOCOL.md §9).
+const (
+	rejectIllegalAddress = 1 // not part of any address pool
+	rejectConflict       = 2 // address in use by another client / invalid transition
+	rejectMissingInfo    = 3 // missing binding information
+	rejectOther          = 6 // unknown reason (ISC uses it for malformed bindings)
+)
+
+// The methods below implement relation.Bindings for the leasesync session.
+
+// Get implements relation.Bindings.
+func (s *Server) Get(ip lease.IP) (lease.Binding, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.table.Get(ip)
+}
+
+// InPool implements relation.Bindings.
+func (s *Server) InPool(ip lease.IP) bool { return s.table.InPool(ip) }
+
+// Pending implements relation.Bindings: bindings whose change the peer has
+// not acknowledged, and those waiting in EXPIRED, RELEASED or RESET for the
+// peer to free them (ISC queues both on entering NORMAL).
+func (s *Server) Pending(fn func(lease.IP)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.table.Range(func(b *lease.Binding) bool {
+		if b.Pending || b.State == lease.Expired || b.State == lease.Released || b.State == lease.Reset {
+			fn(b.IP)
+		}
+		return true
+	})
+}
+
+// All implements relation.Bindings: every address of the pools that has a
+// binding. Never-used addresses have none: they are FREE on both sides.
+func (s *Server) All(fn func(lease.IP)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.table.Range(func(b *lease.Binding) bool {
+		if s.table.InPool(b.IP) {
+			fn(b.IP)
+		}
+		return true
+	})
+}
+
+// ApplyPeer implements relation.Bindings: ISC's checks on a received
+// BNDUPD (PROTOCOL.md §13.3), then the binding is stored. The returned
+// batch settles when it is durable; the BNDACK waits for it.
+func (s *Server) ApplyPeer(in lease.Binding, now int64) (uint8, string, *lease.Batch) {
+	if !s.table.InPool(in.IP) {
+		return rejectIllegalAddress, "unknown IP address", nil
+	}
+	switch in.State {
+	case lease.Active, lease.Expired, lease.Released:
+		if len(in.HWAddr) == 0 {
+			return rejectMissingInfo, "BNDUPD without CHADDR", nil
+		}
+	case lease.Abandoned:
+		if len(in.HWAddr) > 0 {
+			return rejectOther, "BNDUPD to ABANDONED with a CHADDR", nil
+		}
+		if len(in.ClientID) > 0 {
+			return rejectOther, "BNDUPD to ABANDONED with client-id", nil
+		}
+	}
+	v := s.view()
+	s.mu.Lock()
+	cur, had := s.table.Get(in.IP)
+	if !had {
+		cur = lease.Binding{IP: in.IP, State: lease.Free}
+	}
+	normal := v != nil && v.MyState == fsm.Normal
+	if reason, why := s.transition(&cur, &in, normal, now); reason != 0 {
+		s.mu.Unlock()
+		return reason, why, nil
+	}
+	if in.State == lease.Active && cur.State == lease.Active && cur.Key() != in.Key() && cur.End > now {
+		log.WithField("address", in.IP.String()).Warnf("the peer bound an address we hold for another client (%s, ours %s)", in, cur)
+	}
+	b := in
+	// Expired, released and reset addresses are free once both servers
+	// know it: acknowledging frees ours too (ISC stores them as FREE).
+	switch b.State {
+	case lease.Expired, lease.Released, lease.Reset:
+		b.State = lease.Free
+	}
+	b.Hostname = cur.Hostname
+	if b.Key() == cur.Key() && b.Key() != "" {
+		b.CLTT = cur.CLTT
+	}
+	b.SentExpiry = cur.SentExpiry
+	b.Pending = false
+	s.table.ClearHold(b.IP)
+	s.table.Put(b)
+	batch := s.commit.Submit(b)
+	s.mu.Unlock()
+	return 0, "", batch
+}
+
+// transition is ISC's check of a binding change the peer announces
+// (PROTOCOL.md §13.3): 0 if it is allowed, else the reject reason.
+func (s *Server) transition(cur, in *lease.Binding, normal bool, now int64) (uint8, string) {
+	refuse := func() (uint8, string) {
+		return rejectConflict, fmt.Sprintf("%s: invalid state transition: %s to %s", in.IP, cur.State, in.State)
+	}
+	to := in.State
+	if !normal {
+		if cur.State != lease.Active {
+			return 0, ""
+		}
+		switch to {
+		case lease.Free, lease.Backup:
+			return refuse()
+		case lease.Expired:
+			if cur.End-65 > now {
+				return refuse()
+			}
+		}
+		return 0, ""
+	}
+	if cur.State == to {
+		return 0, ""
+	}
+	switch cur.State {
+	case lease.Free, lease.Abandoned, lease.Released, lease.Backup:
+		return 0, ""
+	case lease.Active:
+		switch to {
+		case lease.Released, lease.Abandoned:
+			return 0, ""
+		}
+		if s.primary {
+			return refuse()
+		}
+		switch to {
+		case lease.Reset:
+			return 0, ""
+		case lease.Free, lease.Backup:
+			if in.PeerExpiry <= now {
+				return 0, ""
+			}
+		case lease.Expired:
+			if cur.End-65 <= now {
+				return 0, ""
+			}
+		}
+		return refuse()
+	case lease.Expired, lease.Reset:
+		if (to == lease.Free || to == lease.Backup) && in.PeerExpiry > now {
+			return refuse()
+		}
+		return 0, ""
+	}
+	return 0, ""
+}
+
+// Acked implements relation.Bindings (PROTOCOL.md §13.5): the peer now
+// knows sent; it returns false if the binding changed since it was sent.
+func (s *Server) Acked(sent lease.Binding, now int64) bool {
+	s.mu.Lock()
+	cur, ok := s.table.Get(sent.IP)
+	if !ok || cur.State != sent.State || cur.End != sent.End || cur.SentExpiry != sent.SentExpiry ||
+		cur.Key() != sent.Key() || !bytes.Equal(cur.HWAddr, sent.HWAddr) {
+		s.mu.Unlock()
+		return false
+	}
+	cur.Pending = false
+	cur.PeerExpiry = cur.SentExpiry
+	switch cur.State {
+	case lease.Expired, lease.Released, lease.Reset:
+		cur.State = lease.Free // both servers now agree it is free
+	}
+	s.table.Put(cur)
+	batch := s.commit.Submit(cur)
+	s.mu.Unlock()
+	go func() {
+		if err := batch.Wait(); err != nil {
+			log.WithError(err).WithField("address", sent.IP.String()).Error("storing the peer's acknowledgement")
+		}
+	}()
+	return true
+}
+
+// Transfer implements relation.Bindings: pool balancing moves up to n of
+// our free addresses to the peer (never-used ones first), durably.
+func (s *Server) Transfer(n int, now int64) []lease.IP {
+	to := lease.Backup
+	if !s.primary {
+		to = lease.Free
+	}
+	var moved []lease.IP
+	var last *lease.Batch
+	s.mu.Lock()
+	for len(moved) < n {
+		ip, ok := s.table.Allocate(now)
+		if !ok {
+			break
+		}
+		b, _ := s.table.Get(ip)
+		if !s.usableBy(ip, "", now) {
+			continue
+		}
+		b.IP, b.State, b.Start, b.SentExpiry, b.Pending = ip, to, now, now, true
+		s.table.Put(b)
+		last = s.commit.Submit(b)
+		moved = append(moved, ip)
+	}
+	s.mu.Unlock()
+	if last != nil {
+		if err := last.Wait(); err != nil {
+			log.WithError(err).Error("storing the pool balance; nothing is announced")
+			return nil
+		}
+	}
+	return moved
+}
+
+// FreeCounts implements relation.Bindings.
+func (s *Server) FreeCounts() (own, peer int) {
+	s.mu.Lock()
+	c := s.table.Counts()
+	s.mu.Unlock()
+	free, backup := int(c[lease.Free]), int(c[lease.Backup])
+	if s.primary {
+		return free, backup
+	}
+	return backup, free
+}
+
+// PartnerDownEntered implements relation.Bindings: as ISC, addresses
+// waiting in EXPIRED, RELEASED or RESET for the peer's acknowledgement
+// become reusable MCLT after PARTNER-DOWN began (their acknowledged expiry
+// is set to stos + MCLT).
+func (s *Server) PartnerDownEntered(stos int64) {
+	v := s.view()
+	if v == nil {
+		return
+	}
+	var last *lease.Batch
+	s.mu.Lock()
+	s.table.Range(func(b *lease.Binding) bool {
+		if b.State == lease.Expired || b.State == lease.Released || b.State == lease.Reset {
+			nb := *b
+			nb.PeerExpiry = stos + v.MCLT
+			s.table.Put(nb)
+			last = s.commit.Submit(nb)
+		}
+		return true
+	})
+	s.mu.Unlock()
+	if last != nil {
+		if err := last.Wait(); err != nil {
+			log.WithError(err).Error("storing partner-down reuse times")
+		}
+	}
+}
+
+// LoadState implements relation.Bindings.
+func (s *Server) LoadState() (lease.RelState, bool, error) { return s.store.LoadState() }
+
+// SaveState implements relation.Bindings.
+func (s *Server) SaveState(st lease.RelState) error { return s.store.SaveState(st) }

@@ -1,0 +1,221 @@
+package failover
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lbhash"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/relation"
+)
+
+// newPairHarness starts a server in a relationship whose view the test
+// sets (no session: the test plays the peer through the Bindings methods).
+func newPairHarness(t *testing.T, primary bool, split int, state fsm.State) (*harness, *relation.Relationship) {
+	t.Helper()
+	hba, err := lbhash.FromSplit(split)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := relation.New("lan1", &relation.View{Primary: primary, MyState: state, PeerState: fsm.Normal,
+		Connected: true, MCLT: 30, HBA: hba, LBMaxSecs: 3, MayServe: state.ServesClients()})
+	h := &harness{t: t, store: lease.NewMemoryStore(), clock: &clock{now: time.Unix(1_800_000_000, 0)},
+		line: "name=lan1 db=/unused pool=192.0.2.100-192.0.2.103 lease-time=600"}
+	cfg, err := parse(strings.Fields(h.line), lanAddrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewServer(cfg, h.store, h.clock.Now, rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.s = s
+	t.Cleanup(func() { s.commit.Close() })
+	return h, rel
+}
+
+func leaseOf(t *testing.T, resp *dhcpv4.DHCPv4) time.Duration {
+	t.Helper()
+	return resp.IPAddressLeaseTime(0)
+}
+
+// The brief's walk-through (PROTOCOL.md §16, as ISC does it with MCLT 30 and
+// a 600 s lease): the first lease is MCLT; the update tells the peer
+// now+600+15; once the peer acknowledged it, the renewal at half the short
+// lease gets the full 600 s and announces now+900.
+func TestMCLTWalkThrough(t *testing.T) {
+	h, _ := newPairHarness(t, true, 256, fsm.Normal)
+	t0 := h.clock.Now().Unix()
+	ip := h.offer(1)
+	ack := h.mustAck(packet(t, 1, dhcpv4.MessageTypeRequest, serverIdent("192.0.2.1"), requested(ip)))
+	if lt := leaseOf(t, ack); lt != 30*time.Second {
+		t.Fatalf("First lease %v, want the MCLT (30s)", lt)
+	}
+	b, _ := h.s.Get(mustIP(ip))
+	if b.End != t0+30 || b.SentExpiry != t0+615 || !b.Pending {
+		t.Fatalf("First lease stored as %+v; want end now+30, potential expiry now+615, pending", b)
+	}
+	// Before the peer acknowledges, a renewal is still held to MCLT.
+	h.clock.Advance(10 * time.Second)
+	renew := packet(t, 1, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(net.ParseIP(ip)))
+	if lt := leaseOf(t, h.mustAck(renew)); lt != 30*time.Second {
+		t.Fatalf("Renewal before the peer's ack got %v, want 30s", lt)
+	}
+	b, _ = h.s.Get(mustIP(ip))
+	if !h.s.Acked(b, h.clock.Now().Unix()) {
+		t.Fatal("Acked refused the binding as sent")
+	}
+	if b, _ = h.s.Get(mustIP(ip)); b.PeerExpiry != t0+10+615 || b.Pending {
+		t.Fatalf("After the ack: %+v", b)
+	}
+	// Renewal at half the short lease: the full time.
+	h.clock.Advance(5 * time.Second)
+	now := h.clock.Now().Unix()
+	if lt := leaseOf(t, h.mustAck(renew)); lt != 600*time.Second {
+		t.Fatalf("Renewal after the ack got %v, want the full 600s", lt)
+	}
+	if b, _ = h.s.Get(mustIP(ip)); b.End != now+600 || b.SentExpiry != now+900 {
+		t.Fatalf("Renewed lease %+v; want end now+600, potential expiry now+900", b)
+	}
+}
+
+func TestGrantNeverRunsPastMCLTBeyondWhatThePeerKnows(t *testing.T) {
+	for _, tc := range []struct {
+		desired, now, peer, mclt int64
+		want                     int64
+	}{
+		{desired: 20, now: 100, peer: 0, mclt: 30, want: 20},    // shorter than MCLT
+		{desired: 600, now: 100, peer: 0, mclt: 30, want: 30},   // the peer knows nothing
+		{desired: 600, now: 100, peer: 100, mclt: 30, want: 30}, // what it knows has ended
+		{desired: 600, now: 100, peer: 400, mclt: 30, want: 330},
+		{desired: 600, now: 100, peer: 800, mclt: 30, want: 600},
+	} {
+		got, potential := grant(tc.desired, tc.now, tc.peer, tc.mclt)
+		if got != tc.want || potential != tc.now+tc.desired+got/2 {
+			t.Errorf("grant(%d at %d, peer %d, mclt %d) = %d, %d; want %d", tc.desired, tc.now, tc.peer, tc.mclt, got, potential, tc.want)
+		}
+		if got > tc.mclt && tc.now+got > tc.peer+tc.mclt {
+			t.Errorf("grant(%+v) runs past peer expiry + MCLT", tc)
+		}
+	}
+}
+
+func TestSecondaryAllocatesOnlyBackupAddresses(t *testing.T) {
+	h, _ := newPairHarness(t, false, 0, fsm.Normal) // split 0: the secondary serves every bucket
+	h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
+	// The primary hands it one address.
+	if r, msg, done := h.s.ApplyPeer(lease.Binding{IP: mustIP("192.0.2.102"), State: lease.Backup}, h.clock.Now().Unix()); r != 0 {
+		t.Fatalf("ApplyPeer(BACKUP) rejected: %d %s", r, msg)
+	} else if err := done.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.offer(1); got != "192.0.2.102" {
+		t.Fatalf("The secondary offered %s", got)
+	}
+	// A free address of the primary's is not its to give, even when asked:
+	// the primary answers for it.
+	h.mustDrop(packet(t, 2, dhcpv4.MessageTypeRequest, requested("192.0.2.100")))
+}
+
+func TestLoadBalancingAnswersOnlyOurBuckets(t *testing.T) {
+	h, _ := newPairHarness(t, true, 128, fsm.Normal)
+	var mine, theirs int
+	for i := 0; i < 64; i++ {
+		b := lbhash.Bucket(lbhash.PacketKey(nil, mac(i)))
+		resp, _ := h.do(packet(t, i, dhcpv4.MessageTypeDiscover))
+		if (resp != nil) != (b < 128) {
+			t.Fatalf("Client %d (bucket %d): offered %v", i, b, resp != nil)
+		}
+		if resp != nil {
+			mine++
+			// Free the offer: the pool has four addresses.
+			h.s.mu.Lock()
+			h.s.table.Unhold(clientOf(packet(t, i, dhcpv4.MessageTypeDiscover)).key)
+			h.s.mu.Unlock()
+		} else {
+			theirs++
+		}
+	}
+	if mine == 0 || theirs == 0 {
+		t.Fatalf("split=128 answered %d and left %d", mine, theirs)
+	}
+	// A client that has waited longer than load-balance-max-seconds is
+	// answered whatever its bucket.
+	for i := 0; i < 64; i++ {
+		if lbhash.Bucket(lbhash.PacketKey(nil, mac(i))) >= 128 {
+			slow := packet(t, i, dhcpv4.MessageTypeDiscover)
+			slow.NumSeconds = 4
+			if resp, _ := h.do(slow); resp == nil {
+				t.Fatal("A DISCOVER with secs 4 > 3 was not answered")
+			}
+			break
+		}
+	}
+}
+
+func TestNoServiceInStatesThatServeNoClient(t *testing.T) {
+	for _, st := range []fsm.State{fsm.Startup, fsm.Recover, fsm.RecoverWait, fsm.RecoverDone, fsm.PotentialConflict,
+		fsm.ResolutionInterrupted, fsm.ConflictDone, fsm.Paused, fsm.Shutdown} {
+		h, _ := newPairHarness(t, true, 256, st)
+		h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
+		h.mustDrop(packet(t, 1, dhcpv4.MessageTypeRequest, requested("192.0.2.100")))
+	}
+}
+
+func TestPeerUpdatesAreCheckedAsISCChecksThem(t *testing.T) {
+	hw := []byte{1, 2, 0, 0, 0, 0, 9}
+	for _, tc := range []struct {
+		name    string
+		primary bool
+		local   *lease.Binding
+		in      lease.Binding
+		want    uint8
+	}{
+		{name: "Outside the pools", in: lease.Binding{IP: mustIP("192.0.2.50"), State: lease.Active, HWAddr: hw}, want: 1},
+		{name: "Active without chaddr", in: lease.Binding{IP: mustIP("192.0.2.100"), State: lease.Active}, want: 3},
+		{name: "Abandoned with chaddr", in: lease.Binding{IP: mustIP("192.0.2.100"), State: lease.Abandoned, HWAddr: hw}, want: 6},
+		{name: "Free to active", primary: true, in: lease.Binding{IP: mustIP("192.0.2.100"), State: lease.Active, HWAddr: hw, End: 1_800_000_600}},
+		{name: "Primary's active lease cannot be expired by the secondary", primary: true,
+			local: &lease.Binding{IP: mustIP("192.0.2.100"), State: lease.Active, HWAddr: hw, End: 1_800_000_600},
+			in:    lease.Binding{IP: mustIP("192.0.2.100"), State: lease.Expired, HWAddr: hw}, want: 2},
+		{name: "Primary accepts a release", primary: true,
+			local: &lease.Binding{IP: mustIP("192.0.2.100"), State: lease.Active, HWAddr: hw, End: 1_800_000_600},
+			in:    lease.Binding{IP: mustIP("192.0.2.100"), State: lease.Released, HWAddr: hw}},
+		{name: "Secondary accepts the primary's expiry once the lease has ended",
+			local: &lease.Binding{IP: mustIP("192.0.2.100"), State: lease.Active, HWAddr: hw, End: 1_800_000_000},
+			in:    lease.Binding{IP: mustIP("192.0.2.100"), State: lease.Expired, HWAddr: hw}},
+		{name: "Secondary refuses an early expiry",
+			local: &lease.Binding{IP: mustIP("192.0.2.100"), State: lease.Active, HWAddr: hw, End: 1_800_000_600},
+			in:    lease.Binding{IP: mustIP("192.0.2.100"), State: lease.Expired, HWAddr: hw}, want: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _ := newPairHarness(t, tc.primary, 128, fsm.Normal)
+			if tc.local != nil {
+				h.s.table.Put(*tc.local)
+			}
+			r, msg, done := h.s.ApplyPeer(tc.in, h.clock.Now().Unix())
+			if r != tc.want {
+				t.Fatalf("ApplyPeer = %d (%s), want %d", r, msg, tc.want)
+			}
+			if r != 0 {
+				return
+			}
+			if err := done.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			b, ok := h.stored(tc.in.IP.String())
+			want := tc.in.State
+			if want == lease.Expired || want == lease.Released {
+				want = lease.Free // both servers agree it is free
+			}
+			if !ok || b.State != want || b.Pending {
+				t.Fatalf("Stored %+v, want state %s and not pending", b, want)
+			}
+		})
+	}
+}

@@ -1,0 +1,218 @@
+// Package relation is the one place where the failover and leasesync
+// plugins meet: a registry of failover relationships keyed by the name both
+// plugin lines carry. leasesync (listed first) registers the relationship;
+// failover finds it by name at setup, attaches its binding database, and
+// asks it, for every request, what the relationship allows.
+//
+// There is no other state shared between the plugins.
+package relation
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lbhash"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+)
+
+// View is what the failover plugin needs to decide a request: an immutable
+// snapshot, replaced whenever the relationship changes.
+type View struct {
+	Primary   bool
+	MyState   fsm.State
+	MyStos    int64
+	PeerState fsm.State
+	Connected bool
+	MCLT      int64 // seconds
+	HBA       lbhash.HBA
+	LBMaxSecs uint16
+	// MayServe is false in states that serve no client.
+	MayServe bool
+}
+
+// OwnFree is the binding state of the free addresses this server may
+// allocate: FREE for the primary, BACKUP for the secondary.
+func (v *View) OwnFree() lease.State {
+	if v.Primary {
+		return lease.Free
+	}
+	return lease.Backup
+}
+
+// Bindings is the binding database of a relationship, implemented by the
+// failover plugin. The session calls it from its own goroutine.
+type Bindings interface {
+	// Get returns the binding of ip.
+	Get(ip lease.IP) (lease.Binding, bool)
+	// InPool reports whether ip is in one of the relationship's pools.
+	InPool(ip lease.IP) bool
+	// Pending calls fn for every binding whose last change the peer has
+	// not acknowledged.
+	Pending(fn func(lease.IP))
+	// All calls fn for every binding that has a record.
+	All(fn func(lease.IP))
+	// ApplyPeer stores a binding the peer announced, durably, if the rules
+	// (ISC's, PROTOCOL.md §13.3) allow it; else it returns a reject reason
+	// (the wire's code) and a message.
+	// When accepted, the binding is durable once done settles.
+	ApplyPeer(b lease.Binding, now int64) (reason uint8, msg string, done *lease.Batch)
+	// Acked records that the peer acknowledged sent; it returns false when
+	// the binding has changed since (a newer update is due).
+	Acked(sent lease.Binding, now int64) bool
+	// Transfer moves up to n of our free addresses to the peer (FREE to
+	// BACKUP on the primary) durably, and returns them, to be announced.
+	Transfer(n int, now int64) []lease.IP
+	// Counts returns how many free addresses each side owns.
+	FreeCounts() (own, peer int)
+	// PartnerDownEntered applies the reuse rule of PARTNER-DOWN.
+	PartnerDownEntered(stos int64)
+	// LoadState and SaveState keep the relationship's state in the
+	// binding database, durably.
+	LoadState() (lease.RelState, bool, error)
+	SaveState(lease.RelState) error
+}
+
+// Relationship is one failover relationship.
+type Relationship struct {
+	Name string
+	view atomic.Pointer[View]
+	// viewChanged is closed (and replaced) when the view changes.
+	viewMu      sync.Mutex
+	viewChanged chan struct{}
+
+	mu       sync.Mutex
+	bindings Bindings
+	attached chan struct{}
+	notify   func(lease.IP)
+	start    func() error
+	stop     func() error
+}
+
+// SetSession gives the relationship its session's start and stop: Attach
+// starts it, Stop stops it.
+func (r *Relationship) SetSession(start, stop func() error) {
+	r.mu.Lock()
+	r.start, r.stop = start, stop
+	r.mu.Unlock()
+}
+
+// Stop stops the session (before the bindings' store closes).
+func (r *Relationship) Stop() error {
+	r.mu.Lock()
+	stop := r.stop
+	r.mu.Unlock()
+	if stop == nil {
+		return nil
+	}
+	return stop()
+}
+
+// View returns the current snapshot.
+func (r *Relationship) View() *View { return r.view.Load() }
+
+// SetView replaces the snapshot.
+func (r *Relationship) SetView(v *View) {
+	r.view.Store(v)
+	r.viewMu.Lock()
+	close(r.viewChanged)
+	r.viewChanged = make(chan struct{})
+	r.viewMu.Unlock()
+}
+
+// ViewChanged returns a channel closed at the next change of the view.
+func (r *Relationship) ViewChanged() <-chan struct{} {
+	r.viewMu.Lock()
+	defer r.viewMu.Unlock()
+	return r.viewChanged
+}
+
+// Attach gives the relationship its binding database and starts the
+// session. It may be called once.
+func (r *Relationship) Attach(b Bindings) error {
+	r.mu.Lock()
+	select {
+	case <-r.attached:
+		r.mu.Unlock()
+		return fmt.Errorf("relationship %q already has a failover line", r.Name)
+	default:
+	}
+	r.bindings = b
+	close(r.attached)
+	start := r.start
+	r.mu.Unlock()
+	if start == nil {
+		return nil
+	}
+	return start()
+}
+
+// Attached is closed once a failover line has attached its bindings.
+func (r *Relationship) Attached() <-chan struct{} { return r.attached }
+
+// Bindings returns the attached database (nil before Attach).
+func (r *Relationship) Bindings() Bindings {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.bindings
+}
+
+// SetNotify sets the function told of every binding change that must reach
+// the peer.
+func (r *Relationship) SetNotify(fn func(lease.IP)) {
+	r.mu.Lock()
+	r.notify = fn
+	r.mu.Unlock()
+}
+
+// Changed tells the session that the binding of ip changed.
+func (r *Relationship) Changed(ip lease.IP) {
+	r.mu.Lock()
+	fn := r.notify
+	r.mu.Unlock()
+	if fn != nil {
+		fn(ip)
+	}
+}
+
+var (
+	regMu    sync.Mutex
+	registry = map[string]*Relationship{}
+)
+
+// New creates a relationship called name, with its first view, without
+// registering it (tests run both servers of a pair in one process).
+func New(name string, v *View) *Relationship {
+	r := &Relationship{Name: name, attached: make(chan struct{}), viewChanged: make(chan struct{})}
+	r.view.Store(v)
+	return r
+}
+
+// Register makes r findable by its name.
+func Register(r *Relationship) error {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := registry[r.Name]; dup {
+		return fmt.Errorf("relationship %q is defined twice", r.Name)
+	}
+	registry[r.Name] = r
+	return nil
+}
+
+// Lookup finds a registered relationship.
+func Lookup(name string) (*Relationship, bool) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	r, ok := registry[name]
+	return r, ok
+}
+
+// Unregister removes r from the registry if it is there.
+func Unregister(r *Relationship) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if registry[r.Name] == r {
+		delete(registry, r.Name)
+	}
+}

@@ -1,0 +1,258 @@
+package leasesync
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/ratelimit"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
+)
+
+const (
+	// handshakeTimeout is how long a new connection may take to complete
+	// CONNECT/CONNECTACK (ISC: 15 s, "link startup timeout").
+	handshakeTimeout = 15 * time.Second
+	// reconnectInterval is the pause between attempts to reach the peer
+	// (ISC: 5 s).
+	reconnectInterval = 5 * time.Second
+	// maxPendingHandshakes caps connections that have not finished their
+	// handshake; more are closed at once.
+	maxPendingHandshakes = 4
+	// maxFrame is the largest failover message accepted (ISC: 2048).
+	maxFrame = 2048
+)
+
+// link is one TCP connection to the peer. Its reader goroutine posts frames
+// to the session; only the session goroutine writes.
+type link struct {
+	conn   net.Conn
+	r      *bufio.Reader
+	xid    uint32 // next xid to originate on this connection
+	params peerParams
+	dialed bool
+	once   sync.Once
+	buf    []byte
+}
+
+func (l *link) close() { l.once.Do(func() { l.conn.Close() }) }
+
+func (l *link) String() string {
+	dir := "accepted from"
+	if l.dialed {
+		dir = "dialed to"
+	}
+	return fmt.Sprintf("%s %s", dir, l.conn.RemoteAddr())
+}
+
+// nextXID numbers a message we originate. BNDUPD never uses 0, as ISC.
+func (l *link) nextXID(bndupd bool) uint32 {
+	x := l.xid
+	l.xid++
+	if bndupd && x == 0 {
+		x = l.xid
+		l.xid++
+	}
+	return x
+}
+
+// send writes one message within the write deadline.
+func (l *link) send(b wire.Body, deadline time.Time) error {
+	var err error
+	l.buf, err = b.AppendTo(l.buf[:0])
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", b.Type(), err)
+	}
+	l.conn.SetWriteDeadline(deadline)
+	_, err = l.conn.Write(l.buf)
+	return err
+}
+
+// readBody reads and decodes the next frame.
+func (l *link) readBody() (wire.Body, error) {
+	frame, err := wire.ReadFrame(l.r, maxFrame)
+	if err != nil {
+		return nil, err
+	}
+	if t := wire.MessageType(frame[2]); !t.Known() {
+		if err := wire.CheckFrame(frame); err != nil {
+			return nil, err
+		}
+		return nil, nil // ISC ignores an undefined type without options
+	}
+	return wire.DecodeBody(frame)
+}
+
+// handshake runs CONNECT/CONNECTACK on a new connection and returns the
+// link, ready for the session, or why it was refused.
+func (s *Session) handshake(conn net.Conn, dialed bool) (*link, error) {
+	l := &link{conn: conn, r: bufio.NewReaderSize(conn, 4096), dialed: dialed}
+	conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	defer conn.SetDeadline(time.Time{})
+	now := s.clk.Now().Unix()
+	if s.cfg.Role == Primary {
+		// The primary sends CONNECT first on every connection, dialed or
+		// accepted (xid 0), and waits for CONNECTACK.
+		l.nextXID(false)
+		if err := l.send(connectMsg(&s.cfg, now), time.Now().Add(handshakeTimeout)); err != nil {
+			return nil, fmt.Errorf("sending CONNECT: %w", err)
+		}
+		for {
+			body, err := l.readBody()
+			if err != nil {
+				return nil, fmt.Errorf("waiting for CONNECTACK: %w", err)
+			}
+			if c, ok := body.(*wire.Connect); ok {
+				// Only a primary sends CONNECT: the peer is one too.
+				rej := &rejection{wire.RejectInvalidPartner, "CONNECT received by a primary: both servers are configured as primary"}
+				l.send(connectAckMsg(&s.cfg, c, rej, s.clk.Now().Unix()), time.Now().Add(time.Second))
+				return nil, rej
+			}
+			a, ok := body.(*wire.ConnectAck)
+			if !ok {
+				continue
+			}
+			p, rej := checkConnectAck(&s.cfg, a, s.clk.Now().Unix())
+			if rej != nil {
+				if a.RejectReason == 0 {
+					l.send(&wire.Disconnect{Header: wire.Header{Time: uint32(now), XID: l.nextXID(false)},
+						RejectReason: rej.reason, Message: rej.text}, time.Now().Add(time.Second))
+				}
+				return nil, rej
+			}
+			l.params = p
+			return l, nil
+		}
+	}
+	// The secondary waits for CONNECT and answers CONNECTACK with its xid.
+	for {
+		body, err := l.readBody()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil, fmt.Errorf("no CONNECT within %v (is the peer configured as secondary too?)", handshakeTimeout)
+			}
+			return nil, fmt.Errorf("waiting for CONNECT: %w", err)
+		}
+		c, ok := body.(*wire.Connect)
+		if !ok {
+			continue
+		}
+		now = s.clk.Now().Unix()
+		p, rej := checkConnect(&s.cfg, c, now)
+		if err := l.send(connectAckMsg(&s.cfg, c, rej, now), time.Now().Add(handshakeTimeout)); err != nil {
+			return nil, fmt.Errorf("sending CONNECTACK: %w", err)
+		}
+		if rej != nil {
+			return nil, rej
+		}
+		l.params = p
+		return l, nil
+	}
+}
+
+// listen accepts connections from the peer's address only.
+func (s *Session) listen(ln net.Listener) {
+	defer s.wg.Done()
+	var refusedLog ratelimit.Limiter
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			log.WithError(err).Warn("accepting a peer connection")
+			select {
+			case <-s.done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		from, _ := netip.ParseAddrPort(conn.RemoteAddr().String())
+		if from.Addr().Unmap() != s.cfg.Peer.Addr() {
+			conn.Close()
+			refusedLog.Do(time.Now(), func(n int) {
+				log.WithField("from", from.String()).Warnf("refused a failover connection: only %s may connect (%d refused)", s.cfg.Peer.Addr(), n)
+			})
+			continue
+		}
+		s.startHandshake(conn, false)
+	}
+}
+
+// dial keeps trying to reach the peer while no link is up.
+func (s *Session) dial() {
+	defer s.wg.Done()
+	d := net.Dialer{
+		Timeout:   handshakeTimeout,
+		LocalAddr: &net.TCPAddr{IP: s.cfg.Address.Addr().AsSlice()},
+	}
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.wantDial:
+		}
+		conn, err := d.Dial("tcp4", s.cfg.Peer.String())
+		if err != nil {
+			log.Debugf("connecting to %s: %v", s.cfg.Peer, err)
+			s.post(event{kind: evDialFailed})
+			continue
+		}
+		s.startHandshake(conn, true)
+	}
+}
+
+func (s *Session) startHandshake(conn net.Conn, dialed bool) {
+	select {
+	case s.handshakes <- struct{}{}:
+	default:
+		conn.Close()
+		log.Warnf("closing connection %s: %d handshakes already in progress", conn.RemoteAddr(), maxPendingHandshakes)
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.handshakes }()
+		l, err := s.handshake(conn, dialed)
+		if err != nil {
+			conn.Close()
+			var rej *rejection
+			if errors.As(err, &rej) {
+				log.WithField("peer", conn.RemoteAddr().String()).Warnf("failover handshake refused: %v", err)
+			} else {
+				log.WithField("peer", conn.RemoteAddr().String()).Infof("failover handshake failed: %v", err)
+			}
+			if dialed {
+				s.post(event{kind: evDialFailed})
+			}
+			return
+		}
+		s.post(event{kind: evLinkUp, link: l})
+	}()
+}
+
+// read posts every frame of an established link to the session, then its
+// end.
+func (s *Session) read(l *link) {
+	defer s.wg.Done()
+	for {
+		body, err := l.readBody()
+		if err != nil {
+			s.post(event{kind: evLinkDown, link: l, err: err})
+			return
+		}
+		if body == nil {
+			continue
+		}
+		if !s.post(event{kind: evFrame, link: l, body: body}) {
+			return
+		}
+	}
+}

@@ -1,0 +1,56 @@
+package leasesync
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
+)
+
+// bindingToWire is the BNDUPD body ISC sends for a binding (PROTOCOL.md
+// §6.7): expiry and potential expiry always (0 for never), the lease start
+// as start-time-of-state, cltt when known.
+func bindingToWire(b *lease.Binding) wire.Binding {
+	return wire.Binding{
+		Addr:             b.IP.Addr(),
+		Status:           wire.BindingStatus(b.State),
+		ClientID:         b.ClientID,
+		HWAddr:           b.HWAddr,
+		LeaseExpiry:      uint32(b.End),
+		PotentialExpiry:  uint32(b.SentExpiry),
+		StartTimeOfState: uint32(b.Start),
+		CLTT:             uint32(b.CLTT),
+	}
+}
+
+// maxHWAddr is the longest client-hardware-address ISC accepts (htype
+// byte and up to 20 bytes).
+const maxHWAddr = 21
+
+// bindingFromWire reads a peer's BNDUPD. The peer's potential expiry
+// becomes our PeerExpiry (ISC: tsfp): the bound the peer has promised not
+// to exceed. It copies the byte slices out of the frame.
+func bindingFromWire(w *wire.Binding) (lease.Binding, error) {
+	ip, ok := lease.IPFromAddr(w.Addr)
+	if !ok {
+		return lease.Binding{}, errors.New("binding update lacks required options (assigned-IP-address)")
+	}
+	st := lease.State(w.Status)
+	if !st.Valid() {
+		return lease.Binding{}, fmt.Errorf("binding update lacks required options (binding-status %d)", w.Status)
+	}
+	if len(w.HWAddr) > maxHWAddr {
+		return lease.Binding{}, fmt.Errorf("chaddr too long (%d bytes)", len(w.HWAddr))
+	}
+	return lease.Binding{
+		IP:         ip,
+		State:      st,
+		ClientID:   bytes.Clone(w.ClientID),
+		HWAddr:     bytes.Clone(w.HWAddr),
+		Start:      int64(w.StartTimeOfState),
+		End:        int64(w.LeaseExpiry),
+		PeerExpiry: int64(w.PotentialExpiry),
+	}, nil
+}

@@ -1,0 +1,782 @@
+package leasesync
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/relation"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
+)
+
+// Clock is the session's time source; tests pass a fake one.
+type Clock interface {
+	Now() time.Time
+	// AfterFunc runs f after d; Stop cancels it.
+	AfterFunc(d time.Duration, f func()) interface{ Stop() bool }
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+func (realClock) AfterFunc(d time.Duration, f func()) interface{ Stop() bool } {
+	return time.AfterFunc(d, f)
+}
+
+type eventKind uint8
+
+const (
+	evLinkUp eventKind = iota
+	evLinkDown
+	evFrame
+	evDialFailed
+	evTick
+	evChanged
+	evCommand
+	evDrop
+)
+
+type event struct {
+	kind  eventKind
+	link  *link
+	body  wire.Body
+	err   error
+	cmd   fsm.State
+	reply chan error
+}
+
+// inflight is an update sent and not yet acknowledged.
+type inflight struct {
+	xid  uint32
+	sent lease.Binding
+}
+
+// Session holds one failover relationship's link to its peer and drives
+// its state machine. All its state is owned by the run goroutine; other
+// goroutines talk to it through events.
+type Session struct {
+	cfg Config
+	rel *relation.Relationship
+	clk Clock
+
+	events     chan event
+	done       chan struct{}
+	wantDial   chan struct{}
+	handshakes chan struct{}
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
+	ln         net.Listener
+
+	// changed collects addresses whose bindings changed, from DHCP
+	// handlers, without ever blocking them.
+	changedMu sync.Mutex
+	changed   map[lease.IP]struct{}
+
+	// reconnect is the pause between attempts to reach the peer.
+	reconnect time.Duration
+	// startupTimeout is how long STARTUP waits for the peer, in seconds
+	// (0: ISC's 15).
+	startupTimeout int64
+
+	settledMu sync.Mutex
+	settled   chan struct{}
+
+	// Owned by run.
+	m        *fsm.Machine
+	db       relation.Bindings
+	link     *link
+	lastSend time.Time
+	lastRecv time.Time
+	queue    []lease.IP
+	queued   map[lease.IP]bool
+	inflight map[lease.IP]inflight
+	// peerReq is the peer's UPDREQ/UPDREQALL being answered: UPDDONE
+	// (with its xid) goes when the queue and the in-flight list are empty.
+	peerReq     *uint32
+	wake        interface{ Stop() bool }
+	wakeAt      time.Time
+	fsmTimer    int64
+	dialPending bool
+	nextDial    time.Time
+	acks        []pendingAck
+}
+
+// pendingAck is a BNDACK waiting for the binding it acknowledges to be
+// durable.
+type pendingAck struct {
+	ack  *wire.BindingAck
+	done *lease.Batch
+}
+
+// NewSession prepares the session of cfg's relationship. It starts when
+// Start is called, once the failover line has attached its bindings.
+func NewSession(cfg Config, rel *relation.Relationship, clk Clock) *Session {
+	if clk == nil {
+		clk = realClock{}
+	}
+	return &Session{
+		cfg:        cfg,
+		rel:        rel,
+		clk:        clk,
+		events:     make(chan event, 256),
+		done:       make(chan struct{}),
+		wantDial:   make(chan struct{}, 1),
+		handshakes: make(chan struct{}, maxPendingHandshakes),
+		changed:    map[lease.IP]struct{}{},
+		settled:    make(chan struct{}),
+		reconnect:  reconnectInterval,
+		queued:     map[lease.IP]bool{},
+		inflight:   map[lease.IP]inflight{},
+	}
+}
+
+// Start listens for the peer, loads the stored state and runs the session.
+// The bindings must be attached.
+func (s *Session) Start() error {
+	s.db = s.rel.Bindings()
+	if s.db == nil {
+		return fmt.Errorf("relationship %q has no failover line", s.cfg.Name)
+	}
+	saved, _, err := s.db.LoadState()
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp4", s.cfg.Address.String())
+	if err != nil {
+		return fmt.Errorf("listening for the failover peer on %s: %w", s.cfg.Address, err)
+	}
+	s.ln = ln
+	now := s.clk.Now().Unix()
+	p := fsm.Persistent{
+		MyState: fsm.State(saved.MyState), MyStos: saved.MyStos,
+		PeerState: fsm.State(saved.PeerState), PeerStos: saved.PeerStos,
+		MCLT: saved.MCLT,
+	}
+	mclt := int64(s.cfg.MCLT.Seconds())
+	if mclt == 0 {
+		mclt = p.MCLT
+	}
+	s.m = fsm.New(fsm.Config{
+		Role:            fsm.Role(s.cfg.Role),
+		MCLT:            mclt,
+		AutoPartnerDown: int64(s.cfg.AutoPartnerDown.Seconds()),
+		StartupTimeout:  s.startupTimeout,
+	}, p, now)
+	s.rel.SetNotify(s.notify)
+	// Updates not acknowledged before the restart are sent again.
+	s.db.Pending(func(ip lease.IP) { s.enqueue(ip) })
+	log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "role": s.cfg.Role, "address": s.cfg.Address,
+		"peer": s.cfg.Peer, "saved": p.MyState}).Info("failover session starting")
+	s.wg.Add(3)
+	go s.listen(ln)
+	go s.dial()
+	go s.run()
+	return nil
+}
+
+// Close stops the session: it closes the link and the listener and waits
+// for its goroutines.
+func (s *Session) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		if s.ln != nil {
+			s.ln.Close()
+		}
+		relation.Unregister(s.rel)
+	})
+	s.wg.Wait()
+	return nil
+}
+
+// post hands an event to the run goroutine; false once the session is
+// closed.
+func (s *Session) post(e event) bool {
+	select {
+	case s.events <- e:
+		return true
+	case <-s.done:
+		if e.link != nil && e.kind == evLinkUp {
+			e.link.close()
+		}
+		return false
+	}
+}
+
+// notify is called by the failover plugin, from DHCP handlers, after a
+// binding change is durable. It never blocks.
+func (s *Session) notify(ip lease.IP) {
+	s.changedMu.Lock()
+	first := len(s.changed) == 0
+	s.changed[ip] = struct{}{}
+	s.changedMu.Unlock()
+	if first {
+		select {
+		case s.events <- event{kind: evChanged}:
+		default:
+			// The loop is busy; it drains changed on its next event.
+		}
+	}
+}
+
+// Command asks the state machine for an operator transition.
+func (s *Session) Command(to fsm.State) error {
+	reply := make(chan error, 1)
+	if !s.post(event{kind: evCommand, cmd: to, reply: reply}) {
+		return errors.New("session closed")
+	}
+	return <-reply
+}
+
+// Reconnect drops the link to the peer; the session connects again. The
+// peer's view of what we have not acknowledged is exchanged again on the
+// new link.
+func (s *Session) Reconnect() error {
+	reply := make(chan error, 1)
+	if !s.post(event{kind: evDrop, reply: reply}) {
+		return errors.New("session closed")
+	}
+	return <-reply
+}
+
+func (s *Session) run() {
+	defer s.wg.Done()
+	defer func() {
+		if s.link != nil {
+			s.link.close()
+		}
+		if s.wake != nil {
+			s.wake.Stop()
+		}
+	}()
+	s.requestDial()
+	s.settle()
+	for {
+		select {
+		case <-s.done:
+			return
+		case e := <-s.events:
+			s.handle(e)
+			// Handle whatever else is already waiting before acting on
+			// the results: BNDUPDs that arrived together share one
+			// commit and their BNDACKs go out together.
+			for more := true; more; {
+				select {
+				case e := <-s.events:
+					s.handle(e)
+				default:
+					more = false
+				}
+			}
+			s.settle()
+		}
+	}
+}
+
+func (s *Session) handle(e event) {
+	now := s.clk.Now()
+	switch e.kind {
+	case evLinkUp:
+		if e.link.dialed {
+			s.dialPending = false
+		}
+		if s.link != nil {
+			log.WithField("peer", e.link.String()).Info("closing a second connection: a link is already up")
+			e.link.close()
+			return
+		}
+		s.linkUp(e.link, now)
+	case evLinkDown:
+		if e.link != s.link {
+			return
+		}
+		s.linkDown(fmt.Sprintf("connection lost: %v", e.err), now)
+	case evDialFailed:
+		s.dialPending = false
+		s.nextDial = now.Add(s.reconnect)
+	case evFrame:
+		if e.link != s.link {
+			return
+		}
+		s.lastRecv = now
+		if err := s.receive(e.body, now); err != nil {
+			log.WithField("peer", s.link.String()).Warnf("dropping the failover link: %v", err)
+			s.linkDown(err.Error(), now)
+		}
+	case evChanged:
+	case evTick:
+	case evCommand:
+		e.reply <- s.m.Command(e.cmd, now.Unix())
+	case evDrop:
+		s.linkDown("dropped by the operator", now)
+		e.reply <- nil
+	}
+}
+
+func (s *Session) linkUp(l *link, now time.Time) {
+	s.link = l
+	s.lastRecv, s.lastSend = now, now
+	if l.params.maxUnacked <= 0 {
+		l.params.maxUnacked = 1
+	}
+	if s.cfg.Role == Secondary {
+		s.m.SetMCLT(l.params.mclt)
+	}
+	fields := logrus.Fields{"relationship": s.cfg.Name, "peer": l.String(), "vendor": l.params.vendor,
+		"max-unacked": l.params.maxUnacked, "receive-timer": l.params.receiveTimer}
+	if l.params.skew > 5 || l.params.skew < -5 {
+		fields["clock-skew-seconds"] = l.params.skew
+	}
+	log.WithFields(fields).Info("failover peer connected")
+	s.wg.Add(1)
+	go s.read(l)
+	s.m.Connected(now.Unix())
+}
+
+func (s *Session) linkDown(why string, now time.Time) {
+	if s.link == nil {
+		return
+	}
+	log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "peer": s.link.String(), "reason": why}).Warn("failover peer disconnected")
+	s.link.close()
+	s.link = nil
+	s.acks = nil
+	s.peerReq = nil
+	// Updates in flight were not acknowledged: they go again.
+	for ip := range s.inflight {
+		s.enqueue(ip)
+	}
+	clear(s.inflight)
+	s.m.Disconnected(now.Unix())
+	s.nextDial = now.Add(s.reconnect)
+}
+
+// receive handles one message from the established link.
+func (s *Session) receive(b wire.Body, now time.Time) error {
+	switch msg := b.(type) {
+	case *wire.State:
+		if !fsm.State(msg.ServerState).Valid() {
+			return fmt.Errorf("peer reports the invalid state %d", msg.ServerState)
+		}
+		s.m.PeerState(fsm.State(msg.ServerState), msg.Flags&wire.FlagStartup != 0, now.Unix())
+	case *wire.Contact:
+	case *wire.BindingUpdate:
+		s.applyUpdate(msg, now)
+	case *wire.BindingAck:
+		s.acked(msg, now)
+	case *wire.UpdateRequest:
+		s.answerRequest(msg.XID, false)
+	case *wire.UpdateRequestAll:
+		s.answerRequest(msg.XID, true)
+	case *wire.UpdateDone:
+		s.m.UpdateDone(now.Unix())
+	case *wire.PoolRequest:
+		n := s.balance(now, true)
+		log.WithField("relationship", s.cfg.Name).Infof("pool request from the peer: %d addresses transferred", n)
+		if err := s.send(&wire.PoolResponse{Header: wire.Header{XID: msg.XID}, AddressesTransferred: uint32(n)}, now); err != nil {
+			return err
+		}
+	case *wire.PoolResponse:
+		log.WithField("relationship", s.cfg.Name).Infof("pool response: %d addresses", msg.AddressesTransferred)
+	case *wire.Disconnect:
+		return fmt.Errorf("peer sent DISCONNECT: %s (%s)", msg.Message, msg.RejectReason)
+	case *wire.Connect, *wire.ConnectAck:
+		return fmt.Errorf("unexpected %s on an established link", b.Type())
+	}
+	return nil
+}
+
+func (s *Session) enqueue(ip lease.IP) {
+	if !s.queued[ip] {
+		s.queued[ip] = true
+		s.queue = append(s.queue, ip)
+	}
+}
+
+// answerRequest queues what the peer asked for; UPDDONE follows when it
+// has all been acknowledged.
+func (s *Session) answerRequest(xid uint32, all bool) {
+	if all {
+		s.db.All(func(ip lease.IP) { s.enqueue(ip) })
+	} else {
+		s.db.Pending(func(ip lease.IP) { s.enqueue(ip) })
+	}
+	s.peerReq = &xid
+}
+
+// applyUpdate stores a binding the peer announced (durably, through the
+// failover plugin's store) and queues the BNDACK.
+func (s *Session) applyUpdate(u *wire.BindingUpdate, now time.Time) {
+	b, err := bindingFromWire(&u.Binding)
+	ack := &wire.BindingAck{Header: wire.Header{XID: u.XID}}
+	ack.Addr = u.Addr
+	if err != nil {
+		ack.RejectReason, ack.Message = wire.RejectMissingBindInfo, err.Error()
+	} else {
+		// A binding we announced and the peer changed at the same time:
+		// the peer's copy is now the one in force (ISC's duel rules are
+		// applied by ApplyPeer against the stored binding).
+		reason, msg, done := s.db.ApplyPeer(b, now.Unix())
+		if reason != 0 {
+			ack.RejectReason, ack.Message = wire.RejectReason(reason), msg
+		} else {
+			delete(s.inflight, b.IP)
+			s.acks = append(s.acks, pendingAck{ack: ack, done: done})
+			return
+		}
+	}
+	s.logReject(ack)
+	s.acks = append(s.acks, pendingAck{ack: ack})
+}
+
+func (s *Session) logReject(ack *wire.BindingAck) {
+	log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "address": ack.Addr.String(),
+		"reason": ack.RejectReason.String()}).Warnf("rejected the peer's binding update: %s", ack.Message)
+}
+
+// acked settles an update of ours.
+func (s *Session) acked(a *wire.BindingAck, now time.Time) {
+	ip, ok := lease.IPFromAddr(a.Addr)
+	in, sent := s.inflight[ip]
+	if !ok || !sent || in.xid != a.XID {
+		log.WithField("address", a.Addr.String()).Debugf("ignoring a BNDACK with xid %d: no update of ours waits for it", a.XID)
+		return
+	}
+	delete(s.inflight, ip)
+	if a.RejectReason != 0 {
+		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "address": ip.String(), "status": in.sent.State.String(),
+			"reason": a.RejectReason.String()}).Warnf("the peer rejected our binding update: %s", a.Message)
+		return
+	}
+	if !s.db.Acked(in.sent, now.Unix()) {
+		s.enqueue(ip) // changed since it was sent
+	}
+}
+
+// settle carries out what the state machine decided, sends what can be
+// sent, publishes the view, and arms the next wake-up.
+func (s *Session) settle() {
+	now := s.clk.Now()
+	s.drainChanged()
+	s.checkTimers(now)
+	rd := s.m.Ready()
+	for _, t := range rd.Transitions {
+		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "from": t.From.String(), "to": t.To.String(),
+			"reason": t.Reason}).Info("failover state change")
+	}
+	for _, n := range rd.Notes {
+		log.WithField("relationship", s.cfg.Name).Info(n)
+	}
+	if rd.Persist != nil {
+		if err := s.db.SaveState(lease.RelState{
+			MyState: uint8(rd.Persist.MyState), MyStos: rd.Persist.MyStos,
+			PeerState: uint8(rd.Persist.PeerState), PeerStos: rd.Persist.PeerStos, MCLT: rd.Persist.MCLT,
+		}); err != nil {
+			log.WithError(err).Error("cannot store the failover state")
+		}
+	}
+	for _, a := range rd.Actions {
+		s.act(a, now)
+	}
+	if s.link != nil {
+		for _, m := range rd.Send {
+			if err := s.sendFSM(m, now); err != nil {
+				s.linkDown(err.Error(), now)
+				break
+			}
+		}
+	}
+	s.fsmTimer = rd.NextTimer
+	if s.link != nil {
+		if err := s.flush(now); err != nil {
+			s.linkDown(err.Error(), now)
+		}
+	}
+	if s.link == nil && !s.dialPending && !now.Before(s.nextDial) {
+		s.requestDial()
+	}
+	s.publish()
+	s.arm(now)
+	s.settledMu.Lock()
+	close(s.settled)
+	s.settled = make(chan struct{})
+	s.settledMu.Unlock()
+}
+
+// Settled returns a channel closed when the session next finishes handling
+// its events: tests wait on it instead of sleeping.
+func (s *Session) Settled() <-chan struct{} {
+	s.settledMu.Lock()
+	defer s.settledMu.Unlock()
+	return s.settled
+}
+
+func (s *Session) drainChanged() {
+	s.changedMu.Lock()
+	if len(s.changed) == 0 {
+		s.changedMu.Unlock()
+		return
+	}
+	ch := s.changed
+	s.changed = map[lease.IP]struct{}{}
+	s.changedMu.Unlock()
+	for ip := range ch {
+		s.enqueue(ip)
+	}
+}
+
+func (s *Session) act(a fsm.Action, now time.Time) {
+	switch a {
+	case fsm.ActRequeueUnacked:
+		for ip := range s.inflight {
+			s.enqueue(ip)
+		}
+		clear(s.inflight)
+	case fsm.ActSendPending:
+		s.db.Pending(func(ip lease.IP) { s.enqueue(ip) })
+	case fsm.ActPoolBalance, fsm.ActPoolCheck:
+		s.balance(now, false)
+	case fsm.ActPartnerDownEntered:
+		s.db.PartnerDownEntered(s.m.Status().Stos)
+	}
+}
+
+func (s *Session) sendFSM(m fsm.Message, now time.Time) error {
+	h := wire.Header{}
+	switch m.Type {
+	case fsm.MsgState:
+		var flags wire.ServerFlags
+		if m.Startup {
+			flags = wire.FlagStartup
+		}
+		return s.send(&wire.State{Header: h, ServerState: wire.ServerState(m.State), Flags: flags, StartTimeOfState: uint32(m.Stos)}, now)
+	case fsm.MsgUpdReq:
+		return s.send(&wire.UpdateRequest{Header: h}, now)
+	case fsm.MsgUpdReqAll:
+		return s.send(&wire.UpdateRequestAll{Header: h}, now)
+	}
+	return nil
+}
+
+// send stamps and writes a message we originate (or, with its xid set, an
+// answer).
+func (s *Session) send(b wire.Body, now time.Time) error {
+	h := headerOf(b)
+	h.Time = uint32(now.Unix())
+	switch b.(type) {
+	case *wire.BindingAck, *wire.PoolResponse, *wire.UpdateDone:
+		// Answers carry the request's xid.
+	case *wire.BindingUpdate:
+		h.XID = s.link.nextXID(true)
+	default:
+		h.XID = s.link.nextXID(false)
+	}
+	if err := s.link.send(b, time.Now().Add(s.cfg.MaxResponseDelay)); err != nil {
+		return fmt.Errorf("sending %s: %w", b.Type(), err)
+	}
+	s.lastSend = now
+	return nil
+}
+
+// flush sends the queued BNDACKs, then as many BNDUPDs as the peer
+// accepts in flight, then UPDDONE if an update request is answered, then
+// CONTACT if the link has been quiet.
+func (s *Session) flush(now time.Time) error {
+	// The updates were submitted together: they share one commit.
+	for _, a := range s.acks {
+		if a.done != nil {
+			if err := a.done.Wait(); err != nil {
+				a.ack.RejectReason, a.ack.Message = wire.RejectMiscReject, "database update failed"
+				s.logReject(a.ack)
+			}
+		}
+		if err := s.send(a.ack, now); err != nil {
+			return err
+		}
+	}
+	s.acks = s.acks[:0]
+	for len(s.queue) > 0 && len(s.inflight) < s.link.params.maxUnacked {
+		ip := s.queue[0]
+		s.queue = s.queue[1:]
+		delete(s.queued, ip)
+		b, ok := s.db.Get(ip)
+		if !ok {
+			continue
+		}
+		u := &wire.BindingUpdate{}
+		u.Binding = bindingToWire(&b)
+		if err := s.send(u, now); err != nil {
+			s.enqueue(ip)
+			return err
+		}
+		s.inflight[ip] = inflight{xid: u.XID, sent: b}
+	}
+	if len(s.queue) == 0 {
+		s.queue = nil // let the backing array go
+	}
+	if s.peerReq != nil && len(s.queue) == 0 && len(s.inflight) == 0 {
+		if err := s.send(&wire.UpdateDone{Header: wire.Header{XID: *s.peerReq}}, now); err != nil {
+			return err
+		}
+		s.peerReq = nil
+	}
+	if every := s.contactInterval(); now.Sub(s.lastSend) >= every {
+		if err := s.send(&wire.Contact{}, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// contactInterval is a third of the peer's receive timer, as ISC.
+func (s *Session) contactInterval() time.Duration {
+	rt := s.link.params.receiveTimer
+	if rt < 3 {
+		rt = 3
+	}
+	return time.Duration(rt/3) * time.Second
+}
+
+// checkTimers fires what is due: the state machine's timers and the
+// receive timer.
+func (s *Session) checkTimers(now time.Time) {
+	if s.fsmTimer != 0 && now.Unix() >= s.fsmTimer {
+		s.m.Tick(now.Unix())
+	}
+	if s.link != nil && now.Sub(s.lastRecv) >= s.cfg.MaxResponseDelay {
+		s.linkDown(fmt.Sprintf("nothing heard for %v (max-response-delay)", s.cfg.MaxResponseDelay), now)
+	}
+}
+
+func (s *Session) requestDial() {
+	s.dialPending = true
+	select {
+	case s.wantDial <- struct{}{}:
+	default:
+	}
+}
+
+// arm sets the wake-up for the earliest deadline.
+func (s *Session) arm(now time.Time) {
+	var at time.Time
+	consider := func(t time.Time) {
+		if !t.IsZero() && (at.IsZero() || t.Before(at)) {
+			at = t
+		}
+	}
+	if s.fsmTimer != 0 {
+		consider(time.Unix(s.fsmTimer, 0))
+	}
+	if s.link != nil {
+		consider(s.lastRecv.Add(s.cfg.MaxResponseDelay))
+		consider(s.lastSend.Add(s.contactInterval()))
+	} else if !s.dialPending {
+		consider(s.nextDial)
+	}
+	if at.IsZero() || at.Equal(s.wakeAt) && s.wake != nil {
+		return
+	}
+	if s.wake != nil {
+		s.wake.Stop()
+	}
+	s.wakeAt = at
+	d := at.Sub(now)
+	if d < 0 {
+		d = 0
+	}
+	s.wake = s.clk.AfterFunc(d, func() {
+		select {
+		case s.events <- event{kind: evTick}:
+		case <-s.done:
+		}
+	})
+}
+
+// publish gives the failover plugin a fresh view.
+func (s *Session) publish() {
+	st := s.m.Status()
+	v := &relation.View{
+		Primary:   s.cfg.Role == Primary,
+		MyState:   st.State,
+		MyStos:    st.Stos,
+		PeerState: st.PeerState,
+		Connected: s.link != nil,
+		MCLT:      st.MCLT,
+		LBMaxSecs: uint16(s.cfg.LBMaxSecs),
+		MayServe:  s.m.MayServe(),
+	}
+	if s.cfg.Role == Primary {
+		v.HBA = s.cfg.HBA
+	} else if s.link != nil {
+		v.HBA = s.link.params.hba
+	} else if old := s.rel.View(); old != nil {
+		v.HBA = old.HBA
+	}
+	if old := s.rel.View(); old == nil || *old != *v {
+		s.rel.SetView(v)
+	}
+}
+
+// balance moves free addresses between the servers, as ISC's pool
+// balancing does: each side should own half of the free addresses. It
+// returns how many addresses this server gave away.
+func (s *Session) balance(now time.Time, asked bool) int {
+	if s.m.State() != fsm.Normal && !asked {
+		return 0
+	}
+	own, peer := s.db.FreeCounts()
+	lts := (own - peer) / 2
+	total := own + peer
+	hold := total * s.cfg.MaxLeaseOwnership / 100
+	if s.cfg.Role == Secondary {
+		// The secondary gives back only what it holds beyond its share
+		// and the tolerance.
+		lts -= hold
+	}
+	if lts <= 0 {
+		return 0
+	}
+	moved := s.db.Transfer(lts, now.Unix())
+	for _, ip := range moved {
+		s.enqueue(ip)
+	}
+	if len(moved) > 0 {
+		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "own": own, "peer": peer, "moved": len(moved)}).Info("balanced the free addresses with the peer")
+	}
+	return len(moved)
+}
+
+func headerOf(b wire.Body) *wire.Header {
+	switch m := b.(type) {
+	case *wire.State:
+		return &m.Header
+	case *wire.Contact:
+		return &m.Header
+	case *wire.BindingUpdate:
+		return &m.Header
+	case *wire.BindingAck:
+		return &m.Header
+	case *wire.UpdateRequest:
+		return &m.Header
+	case *wire.UpdateRequestAll:
+		return &m.Header
+	case *wire.UpdateDone:
+		return &m.Header
+	case *wire.PoolRequest:
+		return &m.Header
+	case *wire.PoolResponse:
+		return &m.Header
+	case *wire.Disconnect:
+		return &m.Header
+	case *wire.Connect:
+		return &m.Header
+	case *wire.ConnectAck:
+		return &m.Header
+	}
+	panic(fmt.Sprintf("leasesync: no header for %T", b))
+}
