@@ -10,10 +10,11 @@ import (
 
 // Reject reasons of the failover protocol used here (PROTOCOL.md §9).
 const (
-	rejectIllegalAddress = 1 // not part of any address pool
-	rejectConflict       = 2 // address in use by another client / invalid transition
-	rejectMissingInfo    = 3 // missing binding information
-	rejectOther          = 6 // unknown reason (ISC uses it for malformed bindings)
+	rejectIllegalAddress = 1  // not part of any address pool
+	rejectConflict       = 2  // address in use by another client / invalid transition
+	rejectMissingInfo    = 3  // missing binding information
+	rejectOther          = 6  // unknown reason (ISC uses it for malformed bindings)
+	rejectLessCritical   = 16 // dueling updates: ours wins
 )
 
 // The methods below implement relation.Bindings for the leasesync session.
@@ -82,6 +83,10 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64) (uint8, string, *lease.B
 		cur = lease.Binding{IP: in.IP, State: lease.Free}
 	}
 	normal := v != nil && v.MyState == fsm.Normal
+	if cur.Pending && !s.peerWinsDuel(&cur, &in, now) {
+		s.mu.Unlock()
+		return rejectLessCritical, "incoming update is less critical than outgoing update", nil
+	}
 	if reason, why := s.transition(&cur, &in, normal, now); reason != 0 {
 		s.mu.Unlock()
 		return reason, why, nil
@@ -97,6 +102,9 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64) (uint8, string, *lease.B
 		b.State = lease.Free
 	}
 	b.Hostname = cur.Hostname
+	// As ISC, the peer's cltt is not stored: it is the time the peer, not
+	// this server, last heard from the client.
+	b.CLTT = 0
 	if b.Key() == cur.Key() && b.Key() != "" {
 		b.CLTT = cur.CLTT
 	}
@@ -107,6 +115,31 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64) (uint8, string, *lease.B
 	batch := s.commit.Submit(b)
 	s.mu.Unlock()
 	return 0, "", batch
+}
+
+// peerWinsDuel decides between our change of a binding, not yet
+// acknowledged by the peer, and the peer's change of the same binding
+// (ISC's dueling updates, PROTOCOL.md §13.4): both ACTIVE, the later client
+// transaction wins, the primary's copy on a tie; an incoming ACTIVE beats a
+// binding that is not; otherwise the primary's copy wins. One rule is
+// stricter than ISC, for safety: an ACTIVE lease of ours that has not ended
+// is never replaced by a non-ACTIVE announcement (ISC lets an EXPIRED win),
+// since the peer cannot know of our renewal yet.
+func (s *Server) peerWinsDuel(cur, in *lease.Binding, now int64) bool {
+	switch {
+	case cur.State == lease.Active && in.State == lease.Active:
+		if in.CLTT != cur.CLTT {
+			return in.CLTT > cur.CLTT
+		}
+		return !s.primary
+	case cur.State == lease.Active && cur.End > now:
+		return false
+	case in.State == lease.Active:
+		return true
+	case cur.State == lease.Active && in.State == lease.Expired:
+		return true
+	}
+	return !s.primary
 }
 
 // transition is ISC's check of a binding change the peer announces

@@ -219,3 +219,61 @@ func TestPeerUpdatesAreCheckedAsISCChecksThem(t *testing.T) {
 		})
 	}
 }
+
+// Dueling updates (PROTOCOL.md §13.4): both servers changed a binding and
+// neither has the other's acknowledgement.
+func TestDuelingUpdates(t *testing.T) {
+	hw := []byte{1, 2, 0, 0, 0, 0, 9}
+	other := []byte{1, 2, 0, 0, 0, 0, 8}
+	const now = 1_800_000_000
+	for _, tc := range []struct {
+		name    string
+		primary bool
+		local   lease.Binding
+		in      lease.Binding
+		want    uint8
+	}{
+		{name: "Our running lease beats the peer's pool transfer",
+			local: lease.Binding{State: lease.Active, HWAddr: hw, End: now + 30, Pending: true},
+			in:    lease.Binding{State: lease.Backup}, want: 16},
+		{name: "Our running lease beats the peer's expiry",
+			local: lease.Binding{State: lease.Active, HWAddr: hw, End: now + 30, Pending: true},
+			in:    lease.Binding{State: lease.Expired, HWAddr: hw}, want: 16},
+		{name: "The peer's lease beats our pool transfer", primary: true,
+			local: lease.Binding{State: lease.Backup, Pending: true},
+			in:    lease.Binding{State: lease.Active, HWAddr: hw, End: now + 30}},
+		{name: "The later client transaction wins", primary: true,
+			local: lease.Binding{State: lease.Active, HWAddr: other, End: now + 30, CLTT: now - 5, Pending: true},
+			in:    lease.Binding{State: lease.Active, HWAddr: hw, End: now + 30, CLTT: now - 1}},
+		{name: "The earlier client transaction loses", primary: true,
+			local: lease.Binding{State: lease.Active, HWAddr: other, End: now + 30, CLTT: now - 1, Pending: true},
+			in:    lease.Binding{State: lease.Active, HWAddr: hw, End: now + 30, CLTT: now - 5}, want: 16},
+		{name: "Both free: the primary's copy wins on the primary", primary: true,
+			local: lease.Binding{State: lease.Free, Pending: true},
+			in:    lease.Binding{State: lease.Backup}, want: 16},
+		{name: "Both free: the primary's copy wins on the secondary",
+			local: lease.Binding{State: lease.Backup, Pending: true},
+			in:    lease.Binding{State: lease.Free}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _ := newPairHarness(t, tc.primary, 128, fsm.Normal)
+			ip := mustIP("192.0.2.100")
+			tc.local.IP, tc.in.IP = ip, ip
+			h.s.table.Put(tc.local)
+			r, msg, done := h.s.ApplyPeer(tc.in, now)
+			if r != tc.want {
+				t.Fatalf("ApplyPeer = %d (%s), want %d", r, msg, tc.want)
+			}
+			if r == 0 {
+				if err := done.Wait(); err != nil {
+					t.Fatal(err)
+				}
+				if b, _ := h.s.Get(ip); b.State != tc.in.State || b.Pending {
+					t.Fatalf("After accepting the peer's copy: %+v", b)
+				}
+			} else if b, _ := h.s.Get(ip); b.State != tc.local.State || !b.Pending {
+				t.Fatalf("After refusing the peer's copy: %+v", b)
+			}
+		})
+	}
+}

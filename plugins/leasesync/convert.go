@@ -52,5 +52,7 @@ func bindingFromWire(w *wire.Binding) (lease.Binding, error) {
 		Start:      int64(w.StartTimeOfState),
 		End:        int64(w.LeaseExpiry),
 		PeerExpiry: int64(w.PotentialExpiry),
+		// The peer's cltt decides dueling updates; it is not stored.
+		CLTT: int64(w.CLTT),
 	}, nil
 }

@@ -244,13 +244,20 @@ func mustIP(s string) lease.IP {
 }
 
 // agree reports whether the other server holds each ACKed lease, bound to
-// the same client.
+// the same client. It logs the first disagreement when the test fails.
 func agree(leases map[string]int, p, s *node) func() bool {
+	var last string
+	p.t.Cleanup(func() {
+		if p.t.Failed() && last != "" {
+			p.t.Log("Last disagreement: " + last)
+		}
+	})
 	return func() bool {
 		for ip, i := range leases {
 			for _, n := range []*node{p, s} {
 				b, ok := n.srv.Get(mustIP(ip))
-				if !ok || b.State != lease.Active || !bytes.Equal(b.HWAddr[1:], clientMAC(i)) {
+				if !ok || b.State != lease.Active || len(b.HWAddr) < 2 || !bytes.Equal(b.HWAddr[1:], clientMAC(i)) {
+					last = fmt.Sprintf("%s of client %d on the %s: %v (found %v)", ip, i, n.name, b, ok)
 					return false
 				}
 			}
@@ -452,4 +459,44 @@ func TestThousandsOfUpdatesArriveInOrderWithoutLoss(t *testing.T) {
 		}
 		return true
 	}, p, s)
+}
+
+// A silent partition: no FIN, no RST, nothing. Each server must notice
+// within max-response-delay (5 s here) and go COMMUNICATIONS-INTERRUPTED,
+// keep serving its own clients, and both must come back to NORMAL and
+// exchange what they granted meanwhile when the network heals.
+func TestSilentPartitionIsNoticedWithinMaxResponseDelay(t *testing.T) {
+	pp, sp := freePort(t), freePort(t)
+	toS := newBlackhole(t, fmt.Sprintf("127.0.0.1:%d", sp))
+	toP := newBlackhole(t, fmt.Sprintf("127.0.0.1:%d", pp))
+	p := &node{t: t, name: "primary", id: net.IPv4(192, 0, 2, 1).To4(), store: lease.NewMemoryStore(),
+		line: fmt.Sprintf("name=lan1 role=primary address=127.0.0.1 port=%d peer=127.0.0.1 peer-port=%d mclt=30 split=128 max-response-delay=5", pp, toS.port())}
+	s := &node{t: t, name: "secondary", id: net.IPv4(192, 0, 2, 2).To4(), store: lease.NewMemoryStore(),
+		line: fmt.Sprintf("name=lan1 role=secondary address=127.0.0.1 port=%d peer=127.0.0.1 peer-port=%d max-response-delay=5", sp, toP.port())}
+	p.start()
+	s.start()
+	waitFor(t, "both servers in NORMAL", bothNormal(p, s), p, s)
+	toS.cut.Store(true)
+	toP.cut.Store(true)
+	cutAt := time.Now()
+	waitFor(t, "both servers in COMMUNICATIONS-INTERRUPTED", func() bool {
+		return p.state() == fsm.CommInterrupted && s.state() == fsm.CommInterrupted
+	}, p, s)
+	if d := time.Since(cutAt); d > 7*time.Second {
+		t.Fatalf("The partition was noticed after %v, max-response-delay is 5s", d)
+	}
+	leases := map[string]int{}
+	for i := 0; i < 20; i++ {
+		// Each side serves the clients that reach it.
+		if ip, from := dora(t, i, false, p); from != nil {
+			leases[ip] = i
+		}
+		if ip, from := dora(t, 1000+i, false, s); from != nil {
+			leases[ip] = 1000 + i
+		}
+	}
+	toS.cut.Store(false)
+	toP.cut.Store(false)
+	waitFor(t, "both servers in NORMAL after healing", bothNormal(p, s), p, s)
+	waitFor(t, "every lease granted during the partition on both servers", agree(leases, p, s), p, s)
 }

@@ -425,7 +425,10 @@ func (s *Session) applyUpdate(u *wire.BindingUpdate, now time.Time) {
 		if reason != 0 {
 			ack.RejectReason, ack.Message = wire.RejectReason(reason), msg
 		} else {
+			// The peer's copy is in force: ours, if queued or in
+			// flight, is not sent (its ack would be ignored).
 			delete(s.inflight, b.IP)
+			delete(s.queued, b.IP)
 			s.acks = append(s.acks, pendingAck{ack: ack, done: done})
 			return
 		}
@@ -603,6 +606,9 @@ func (s *Session) flush(now time.Time) error {
 	for len(s.queue) > 0 && len(s.inflight) < s.link.params.maxUnacked {
 		ip := s.queue[0]
 		s.queue = s.queue[1:]
+		if !s.queued[ip] {
+			continue // withdrawn since it was queued
+		}
 		delete(s.queued, ip)
 		b, ok := s.db.Get(ip)
 		if !ok {

@@ -112,3 +112,22 @@ func checksum(b []byte, sum uint32) uint16 {
 	}
 	return ^uint16(sum)
 }
+
+// setReadBuffer asks for a receive buffer of n bytes: beyond the system's
+// rmem_max with SO_RCVBUFFORCE when the process may (it runs as root or
+// with CAP_NET_ADMIN), else as much as SO_RCVBUF allows.
+func setReadBuffer(conn *net.UDPConn, n int) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return
+	}
+	var forced error
+	raw.Control(func(fd uintptr) {
+		forced = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
+	})
+	if forced != nil {
+		if err := conn.SetReadBuffer(n); err != nil {
+			log.Debugf("setting the receive buffer: %v", err)
+		}
+	}
+}

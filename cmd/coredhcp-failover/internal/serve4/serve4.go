@@ -47,6 +47,9 @@ type Options struct {
 	// ServerPort and ClientPort are where replies go (67 and 68; tests
 	// change them).
 	ServerPort, ClientPort int
+	// ReadBuffer is the socket receive buffer in bytes, which absorbs
+	// bursts while the reader is not scheduled. Default 4 MiB.
+	ReadBuffer int
 
 	// afterRead, in tests, runs after each datagram is queued or dropped.
 	afterRead func()
@@ -64,6 +67,9 @@ func (o *Options) defaults() {
 	}
 	if o.ClientPort == 0 {
 		o.ClientPort = dhcpv4.ClientPort
+	}
+	if o.ReadBuffer == 0 {
+		o.ReadBuffer = 4 << 20
 	}
 }
 
@@ -112,7 +118,7 @@ func Start(addrs []net.UDPAddr, handlers []handler.Handler4, opts Options) (*Ser
 		errs:     make(chan error, len(addrs)),
 	}
 	for i := range addrs {
-		l, err := listen(&addrs[i])
+		l, err := listen(&addrs[i], opts.ReadBuffer)
 		if err != nil {
 			s.closeListeners()
 			return nil, err
@@ -130,11 +136,12 @@ func Start(addrs []net.UDPAddr, handlers []handler.Handler4, opts Options) (*Ser
 	return s, nil
 }
 
-func listen(a *net.UDPAddr) (*listener, error) {
+func listen(a *net.UDPAddr, readBuffer int) (*listener, error) {
 	conn, err := server4.NewIPv4UDPConn(a.Zone, a)
 	if err != nil {
 		return nil, fmt.Errorf("DHCPv4: listen on %s: %w", a, err)
 	}
+	setReadBuffer(conn, readBuffer)
 	l := &listener{pc: ipv4.NewPacketConn(conn)}
 	if a.Zone != "" {
 		ifi, err := net.InterfaceByName(a.Zone)
