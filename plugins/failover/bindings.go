@@ -272,32 +272,14 @@ func (s *Server) FreeCounts() (own, peer int) {
 	return backup, free
 }
 
-// PartnerDownEntered implements relation.Bindings: as ISC, addresses
-// waiting in EXPIRED, RELEASED or RESET for the peer's acknowledgement
-// become reusable MCLT after PARTNER-DOWN began (their acknowledged expiry
-// is set to stos + MCLT).
+// PartnerDownEntered implements relation.Bindings. The reuse rule of
+// PARTNER-DOWN is computed from the state's start time (partnerDownReuse)
+// rather than written into each binding as ISC does; the sweeper opens the
+// peer's addresses when MCLT has passed.
 func (s *Server) PartnerDownEntered(stos int64) {
-	v := s.view()
-	if v == nil {
-		return
-	}
-	var last *lease.Batch
 	s.mu.Lock()
-	s.table.Range(func(b *lease.Binding) bool {
-		if b.State == lease.Expired || b.State == lease.Released || b.State == lease.Reset {
-			nb := *b
-			nb.PeerExpiry = stos + v.MCLT
-			s.table.Put(nb)
-			last = s.commit.Submit(nb)
-		}
-		return true
-	})
+	s.reopen(s.now().Unix())
 	s.mu.Unlock()
-	if last != nil {
-		if err := last.Wait(); err != nil {
-			log.WithError(err).Error("storing partner-down reuse times")
-		}
-	}
 }
 
 // LoadState implements relation.Bindings.

@@ -277,3 +277,70 @@ func TestDuelingUpdates(t *testing.T) {
 		})
 	}
 }
+
+// setState moves the test relationship's view to state, entered at stos.
+func setState(rel *relation.Relationship, state fsm.State, stos int64) {
+	v := *rel.View()
+	v.MyState, v.MyStos, v.MayServe = state, stos, state.ServesClients()
+	rel.SetView(&v)
+}
+
+// Design invariant 5: in PARTNER-DOWN the peer's free addresses are used
+// only after MCLT has passed since entering it, and the peer's expired
+// leases only after their end (and what the peer was promised) plus MCLT.
+func TestPartnerDownTakesThePeersAddressesOnlyAfterMCLT(t *testing.T) {
+	h, rel := newPairHarness(t, false, 0, fsm.CommInterrupted) // the secondary, with no BACKUP address
+	t0 := h.clock.Now().Unix()
+	h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
+	// An expired lease of the primary's, known to us.
+	h.s.table.Put(lease.Binding{IP: mustIP("192.0.2.103"), State: lease.Expired, HWAddr: []byte{1, 2, 0, 0, 0, 0, 7},
+		Start: t0 - 100, End: t0 + 40, PeerExpiry: t0 + 50})
+	setState(rel, fsm.PartnerDown, t0)
+	h.s.Sweep()
+	h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
+	h.clock.Advance(29 * time.Second)
+	h.s.Sweep()
+	h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
+	// MCLT after entering PARTNER-DOWN: the primary's never-used addresses.
+	h.clock.Advance(time.Second)
+	h.s.Sweep()
+	var got []string
+	for i := 1; i <= 3; i++ {
+		ip := h.offer(i)
+		h.mustAck(packet(t, i, dhcpv4.MessageTypeRequest, serverIdent("192.0.2.1"), requested(ip)))
+		got = append(got, ip)
+	}
+	if got[0] != "192.0.2.100" || got[2] != "192.0.2.102" {
+		t.Fatalf("In PARTNER-DOWN after MCLT the secondary gave %v", got)
+	}
+	// The expired lease: not before max(end, promised) + MCLT = t0+80.
+	h.mustDrop(packet(t, 4, dhcpv4.MessageTypeDiscover))
+	h.clock.Advance(49 * time.Second) // t0+79
+	h.s.Sweep()
+	h.mustDrop(packet(t, 4, dhcpv4.MessageTypeDiscover))
+	h.clock.Advance(11 * time.Second) // t0+90: a rescan has run
+	h.s.Sweep()
+	if ip := h.offer(4); ip != "192.0.2.103" {
+		t.Fatalf("After end+MCLT the expired lease's address was not reused (offered %s)", ip)
+	}
+	// Back to COMMUNICATIONS-INTERRUPTED: the primary's addresses close.
+	setState(rel, fsm.CommInterrupted, h.clock.Now().Unix())
+	h.s.Sweep()
+	h.s.mu.Lock()
+	h.s.table.Unhold(clientOf(packet(t, 4, dhcpv4.MessageTypeDiscover)).key)
+	h.s.mu.Unlock()
+	h.mustDrop(packet(t, 5, dhcpv4.MessageTypeDiscover))
+}
+
+// Design invariant 4: in COMMUNICATIONS-INTERRUPTED a server allocates only
+// its own addresses, however long it waits.
+func TestCommunicationsInterruptedAllocatesOnlyOwnAddresses(t *testing.T) {
+	h, _ := newPairHarness(t, true, 256, fsm.CommInterrupted)
+	for _, ip := range []string{"192.0.2.100", "192.0.2.101", "192.0.2.102", "192.0.2.103"} {
+		h.s.table.Put(lease.Binding{IP: mustIP(ip), State: lease.Backup})
+	}
+	h.clock.Advance(24 * time.Hour)
+	h.s.Sweep()
+	h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
+	h.mustDrop(packet(t, 1, dhcpv4.MessageTypeRequest, requested("192.0.2.100")))
+}

@@ -47,7 +47,11 @@ type Server struct {
 	isClosed bool
 
 	exhaustedLog ratelimit.Limiter
-	store        lease.Store
+	// pdOpen is set while the peer's addresses are open to us in
+	// PARTNER-DOWN; pdScan is when they were last re-examined.
+	pdOpen bool
+	pdScan int64
+	store  lease.Store
 }
 
 // reusable is the ownership rule: which existing bindings may go to a new
@@ -59,10 +63,38 @@ func (s *Server) reusable(b *lease.Binding) bool {
 	if s.rel == nil {
 		return lease.DefaultReusable(b)
 	}
+	own := lease.Backup
 	if s.primary {
-		return b.State == lease.Free
+		own = lease.Free
 	}
-	return b.State == lease.Backup
+	if b.State == own {
+		return true
+	}
+	v := s.rel.View()
+	if v.MyState != fsm.PartnerDown {
+		return false
+	}
+	switch b.State {
+	case lease.Free, lease.Backup, lease.Expired, lease.Released, lease.Reset:
+		return s.now().Unix() >= partnerDownReuse(v, b)
+	}
+	return false
+}
+
+// partnerDownReuse is when, in PARTNER-DOWN, an address that is not ours
+// may be given to a new client (PROTOCOL.md §18, design invariant 5): MCLT
+// after PARTNER-DOWN began, after the binding's end, and after the expiry
+// the peer was promised -- the peer, if it is in fact alive, cannot have
+// granted past that bound plus MCLT.
+func partnerDownReuse(v *relation.View, b *lease.Binding) int64 {
+	return max(v.MyStos, b.End, b.PeerExpiry) + v.MCLT
+}
+
+// partnerDownOpen is true when the peer's never-used addresses may be used:
+// in PARTNER-DOWN, MCLT after entering it.
+func (s *Server) partnerDownOpen(now int64) bool {
+	v := s.view()
+	return v != nil && v.MyState == fsm.PartnerDown && now >= v.MyStos+v.MCLT
 }
 
 // NewServer loads every binding from store and returns a server over it.
@@ -144,6 +176,7 @@ func (s *Server) Sweep() {
 	}
 	s.mu.Lock()
 	s.table.ExpireHolds(now)
+	s.reopen(now)
 	for i := 0; i < sweepBatch; i++ {
 		b, ok := s.table.NextEnd(now)
 		if !ok {
@@ -177,6 +210,30 @@ func (s *Server) Sweep() {
 		s.announce(changed...)
 	}
 }
+
+// reopen re-examines the addresses that are not ours when the state makes
+// more of them usable: in PARTNER-DOWN, from MCLT after entering it and
+// then every reuseScan as more leases pass their end plus MCLT. Call with
+// s.mu held.
+func (s *Server) reopen(now int64) {
+	open := s.partnerDownOpen(now)
+	if !open {
+		if s.pdOpen {
+			s.pdOpen = false
+			s.table.SetOwnsNew(s.primary)
+		}
+		return
+	}
+	if !s.pdOpen || now >= s.pdScan+reuseScan {
+		s.pdOpen, s.pdScan = true, now
+		s.table.SetOwnsNew(true)
+		s.table.RequeueAll()
+	}
+}
+
+// reuseScan is how often, in PARTNER-DOWN, the addresses of the peer are
+// re-examined for reuse, in seconds.
+const reuseScan = 10
 
 // view is the relationship's current view, or nil for a single server.
 func (s *Server) view() *relation.View {
@@ -319,7 +376,9 @@ func (s *Server) usableBy(ip lease.IP, key string, now int64) bool {
 	}
 	b, ok := s.table.Get(ip)
 	if !ok {
-		return s.primary // never used: FREE, the primary's
+		// Never used: FREE, the primary's; the secondary's only in
+		// PARTNER-DOWN once MCLT has passed.
+		return s.primary || s.partnerDownOpen(now)
 	}
 	if b.Key() == key {
 		switch b.State {

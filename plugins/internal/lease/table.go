@@ -161,6 +161,22 @@ func (t *Table) Requeue(ip IP) {
 	}
 }
 
+// RequeueAll re-examines every binding of the pools, after the reuse rule
+// changed its answers (a failover state change, time passing in
+// PARTNER-DOWN). It is linear in the bindings.
+func (t *Table) RequeueAll() {
+	for ip, e := range t.byIP {
+		if !e.queued && t.InPool(ip) && t.reusable(&e.Binding) {
+			e.queued = true
+			t.freeQ.push(ip)
+		}
+	}
+}
+
+// SetOwnsNew changes whether never-used addresses may be allocated (a
+// secondary in PARTNER-DOWN takes the primary's).
+func (t *Table) SetOwnsNew(owns bool) { t.ownsNew = owns }
+
 // Hold keeps ip for the client with key until the given time, so that no
 // other client is offered it meanwhile.
 func (t *Table) Hold(ip IP, key string, until int64) {
