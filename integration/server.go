@@ -1,0 +1,203 @@
+//go:build integration
+
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BinaryPath returns the server binary: $COREDHCP_FAILOVER_BIN, else
+// ../bin/coredhcp-failover relative to this directory. It fails the test if
+// the file is missing.
+func BinaryPath(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv("COREDHCP_FAILOVER_BIN")
+	if p == "" {
+		p = filepath.Join("..", "bin", "coredhcp-failover")
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(abs); err != nil || st.IsDir() {
+		t.Fatalf("server binary %s not found: run make build first (or set COREDHCP_FAILOVER_BIN)", abs)
+	}
+	return abs
+}
+
+// ServerOptions describe one coredhcp-failover instance.
+type ServerOptions struct {
+	ServerID string   // server_id; default: the node's first address
+	Failover string   // arguments of the failover plugin after db= (added here)
+	Plugins  []string // plugin lines after failover, e.g. "router: 192.0.2.1"
+	LogLevel string   // -L; default "debug"
+}
+
+// LANPlugins are the option plugins for the 192.0.2.0/24 lab LAN.
+var LANPlugins = []string{"router: 192.0.2.1", "netmask: 255.255.255.0", "dns: 192.0.2.53"}
+
+// Server is a coredhcp-failover process in a node's namespace, with its
+// config and lease database in the lab directory. Start, Kill9 and Start
+// again reuse the same database.
+type Server struct {
+	Node   *Node
+	Bin    string
+	Config string
+	DB     string
+	Level  string
+	Proc   *Proc
+	starts int
+}
+
+// StartServer writes the config, starts the server and waits until it has
+// bound UDP port 67. On failure of the test the lab prints the server's log
+// and the non-free rows of its database.
+func StartServer(n *Node, o ServerOptions) *Server {
+	l := n.Lab
+	l.T.Helper()
+	s := &Server{
+		Node:   n,
+		Bin:    BinaryPath(l.T),
+		Config: filepath.Join(l.Dir, n.Name+".yaml"),
+		DB:     filepath.Join(l.Dir, n.Name+".leases.db"),
+		Level:  o.LogLevel,
+	}
+	if s.Level == "" {
+		s.Level = "debug"
+	}
+	sid := o.ServerID
+	if sid == "" {
+		sid = n.Addr()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "server4:\n  listen: [\"0.0.0.0%%%s\"]\n  plugins:\n", n.Iface)
+	fmt.Fprintf(&b, "    - server_id: %s\n", sid)
+	fmt.Fprintf(&b, "    - failover: db=%s %s\n", s.DB, o.Failover)
+	for _, p := range o.Plugins {
+		fmt.Fprintf(&b, "    - %s\n", p)
+	}
+	if err := os.WriteFile(s.Config, []byte(b.String()), 0o644); err != nil {
+		l.T.Fatal(err)
+	}
+	RequireTools(l.T, "sqlite3")
+	l.OnFailure(s.dumpDB)
+	s.Start()
+	return s
+}
+
+// Start (re)starts the process and waits until it is ready.
+func (s *Server) Start() {
+	t := s.Node.Lab.T
+	t.Helper()
+	if s.Proc != nil && s.Proc.Running() {
+		t.Fatalf("server %s is already running (pid %d)", s.Node.Name, s.Proc.PID())
+	}
+	s.starts++
+	s.Proc = s.Node.Start("server-"+s.Node.Name, s.Bin, "-c", s.Config, "-L", s.Level)
+	err := Eventually(10*time.Second, func() error {
+		if !s.Proc.Running() {
+			return fmt.Errorf("exited with %v", s.Proc.Wait(0))
+		}
+		if !udpBound(s.Proc.PID(), 67) {
+			return fmt.Errorf("UDP port 67 not bound after 10s")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("server %s (start #%d, config %s): %v\nconfig:\n%s\nlog:\n%s",
+			s.Node.Name, s.starts, s.Config, err, readFile(s.Config), s.Proc.Tail(30))
+	}
+}
+
+// Kill9 kills the server with SIGKILL: no chance to flush or close anything.
+func (s *Server) Kill9() {
+	s.Proc.Kill()
+	if code := s.Proc.ExitCode(); code != -1 {
+		s.Node.Lab.T.Fatalf("server %s exited with status %d before SIGKILL reached it", s.Node.Name, code)
+	}
+}
+
+// Stop sends SIGTERM and fails the test unless the server exits with status
+// 0 within 10 s.
+func (s *Server) Stop() {
+	t := s.Node.Lab.T
+	t.Helper()
+	if err := s.Proc.Stop(10 * time.Second); err != nil {
+		t.Fatalf("server %s did not shut down cleanly on SIGTERM: %v\n%s", s.Node.Name, err, s.Proc.Tail(20))
+	}
+}
+
+// Leases reads the leases view of the server's database (works while the
+// server runs and after kill -9; opened read-only, so a crashed server's WAL
+// is left for it to recover).
+func (s *Server) Leases() []Lease {
+	t := s.Node.Lab.T
+	t.Helper()
+	ls, err := ReadLeases(s.DB)
+	if err != nil {
+		t.Fatalf("reading leases of server %s: %v", s.Node.Name, err)
+	}
+	return ls
+}
+
+func (s *Server) dumpDB() {
+	ls, err := ReadLeases(s.DB)
+	if err != nil {
+		s.Node.Lab.T.Logf("--- DB %s: %v", s.DB, err)
+		return
+	}
+	s.Node.Lab.T.Logf("--- DB %s of server %s: %s; rows not free:\n%s",
+		s.DB, s.Node.Name, CountStates(ls), FormatLeases(NotFree(ls), 60))
+}
+
+// udpBound reports whether process pid holds a UDP socket on port (any
+// address), looking only at the sockets among its own file descriptors.
+func udpBound(pid, port int) bool {
+	inodes := map[string]bool{}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return false
+	}
+	for _, fd := range fds {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err == nil && strings.HasPrefix(link, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
+		}
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/net/udp", pid))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 10 || fields[0] == "sl" {
+			continue
+		}
+		local := strings.SplitN(fields[1], ":", 2)
+		if len(local) != 2 {
+			continue
+		}
+		p, err := strconv.ParseUint(local[1], 16, 16)
+		if err == nil && int(p) == port && inodes[fields[9]] {
+			return true
+		}
+	}
+	return false
+}
+
+func readFile(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
