@@ -23,7 +23,7 @@ func newPairHarness(t *testing.T, primary bool, split int, state fsm.State) (*ha
 		t.Fatal(err)
 	}
 	rel := relation.New("lan1", &relation.View{Primary: primary, MyState: state, PeerState: fsm.Normal,
-		Connected: true, MCLT: 30, HBA: hba, LBMaxSecs: 3, MayServe: state.ServesClients()})
+		Connected: true, Contacted: true, MCLT: 30, HBA: hba, LBMaxSecs: 3, MayServe: state.ServesClients()})
 	h := &harness{t: t, store: lease.NewMemoryStore(), clock: &clock{now: time.Unix(1_800_000_000, 0)},
 		line: "name=lan1 db=/unused pool=192.0.2.100-192.0.2.103 lease-time=600"}
 	cfg, err := parse(strings.Fields(h.line), lanAddrs)
@@ -314,13 +314,14 @@ func TestPartnerDownTakesThePeersAddressesOnlyAfterMCLT(t *testing.T) {
 		t.Fatalf("In PARTNER-DOWN after MCLT the secondary gave %v", got)
 	}
 	// The expired lease: not before max(end, promised) + MCLT = t0+80.
-	h.mustDrop(packet(t, 4, dhcpv4.MessageTypeDiscover))
+	want := requested("192.0.2.103")
+	h.mustDrop(packet(t, 4, dhcpv4.MessageTypeDiscover, want))
 	h.clock.Advance(49 * time.Second) // t0+79
 	h.s.Sweep()
-	h.mustDrop(packet(t, 4, dhcpv4.MessageTypeDiscover))
-	h.clock.Advance(11 * time.Second) // t0+90: a rescan has run
+	h.mustDrop(packet(t, 4, dhcpv4.MessageTypeDiscover, want))
+	h.clock.Advance(time.Second) // t0+80
 	h.s.Sweep()
-	if ip := h.offer(4); ip != "192.0.2.103" {
+	if ip := h.offer(4, want); ip != "192.0.2.103" {
 		t.Fatalf("After end+MCLT the expired lease's address was not reused (offered %s)", ip)
 	}
 	// Back to COMMUNICATIONS-INTERRUPTED: the primary's addresses close.
@@ -343,4 +344,21 @@ func TestCommunicationsInterruptedAllocatesOnlyOwnAddresses(t *testing.T) {
 	h.s.Sweep()
 	h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
 	h.mustDrop(packet(t, 1, dhcpv4.MessageTypeRequest, requested("192.0.2.100")))
+}
+
+// A server restarted while its peer is unreachable may have been declared
+// down by the peer: until it reaches the peer it renews its clients'
+// leases (within the MCLT rule) but gives no address to a new client.
+func TestRestartedWithoutContactOnlyRenews(t *testing.T) {
+	h, rel := newPairHarness(t, true, 256, fsm.CommInterrupted)
+	ip := h.dora(1)
+	v := *rel.View()
+	v.Contacted, v.Connected = false, false
+	rel.SetView(&v)
+	h.mustDrop(packet(t, 2, dhcpv4.MessageTypeDiscover))
+	h.mustDrop(packet(t, 2, dhcpv4.MessageTypeRequest, requested("192.0.2.103")))
+	h.mustAck(packet(t, 1, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(net.ParseIP(ip))))
+	v.Contacted = true
+	rel.SetView(&v)
+	h.offer(2)
 }

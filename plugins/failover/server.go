@@ -375,6 +375,9 @@ func (s *Server) usableBy(ip lease.IP, key string, now int64) bool {
 		return false
 	}
 	b, ok := s.table.Get(ip)
+	if s.renewOnly() {
+		return ok && b.State == lease.Active && b.Key() == key && b.End > now
+	}
 	if !ok {
 		// Never used: FREE, the primary's; the secondary's only in
 		// PARTNER-DOWN once MCLT has passed.
@@ -387,6 +390,17 @@ func (s *Server) usableBy(ip lease.IP, key string, now int64) bool {
 		}
 	}
 	return s.reusable(&b)
+}
+
+// renewOnly is true while a server restarted without reaching its peer
+// is in COMMUNICATIONS-INTERRUPTED: the peer may have declared it down
+// (PARTNER-DOWN) while it was, and be taking its free addresses. Renewals
+// stay within the MCLT rule, which keeps them inside what such a peer waits
+// for; new allocations wait for contact. (ISC serves as usual here, which
+// lets both servers give the same address.)
+func (s *Server) renewOnly() bool {
+	v := s.view()
+	return v != nil && v.MyState == fsm.CommInterrupted && !v.Contacted
 }
 
 // inUse reports whether ip is bound or offered to a client other than key,
@@ -412,6 +426,9 @@ func (s *Server) choose(c client, requested lease.IP, now int64) (lease.IP, bool
 	}
 	if requested != 0 && s.usableBy(requested, c.key, now) {
 		return requested, true
+	}
+	if s.renewOnly() {
+		return 0, false
 	}
 	for {
 		ip, ok := s.table.Allocate(now)

@@ -216,10 +216,26 @@ func (s *Session) startHandshake(conn net.Conn, dialed bool) {
 		log.Warnf("closing connection %s: %d handshakes already in progress", conn.RemoteAddr(), maxPendingHandshakes)
 		return
 	}
+	s.pendingMu.Lock()
+	select {
+	case <-s.done:
+		s.pendingMu.Unlock()
+		conn.Close()
+		<-s.handshakes
+		return
+	default:
+	}
+	s.pending[conn] = struct{}{}
+	s.pendingMu.Unlock()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer func() { <-s.handshakes }()
+		defer func() {
+			s.pendingMu.Lock()
+			delete(s.pending, conn)
+			s.pendingMu.Unlock()
+		}()
 		l, err := s.handshake(conn, dialed)
 		if err != nil {
 			conn.Close()

@@ -39,6 +39,7 @@ type node struct {
 	s     *Session
 	srv   *failover.Server
 	store lease.Store
+	clk   *fakeClock // nil: the real clock
 }
 
 // pool is the failover line's pool; tests may widen it.
@@ -69,13 +70,18 @@ func pair(t *testing.T, extraP, extraS string) (p, s *node) {
 // start runs the node: the session starts when failover attaches.
 func (n *node) start() {
 	n.t.Helper()
-	s, err := New(strings.Fields(n.line), nil)
+	var clk Clock
+	now := time.Now
+	if n.clk != nil {
+		clk, now = n.clk, n.clk.Now
+	}
+	s, err := New(strings.Fields(n.line), clk)
 	if err != nil {
 		n.t.Fatal(err)
 	}
 	s.reconnect = 100 * time.Millisecond
 	s.startupTimeout = 1
-	srv, err := failover.New(strings.Fields("name=lan1 db=/unused "+pool), n.store, time.Now, s.Relationship())
+	srv, err := failover.New(strings.Fields("name=lan1 db=/unused "+pool), n.store, now, s.Relationship())
 	if err != nil {
 		n.t.Fatal(err)
 	}

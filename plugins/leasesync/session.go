@@ -72,6 +72,9 @@ type Session struct {
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
 	ln         net.Listener
+	// pending are connections in their handshake; Close closes them.
+	pendingMu sync.Mutex
+	pending   map[net.Conn]struct{}
 
 	// changed collects addresses whose bindings changed, from DHCP
 	// handlers, without ever blocking them.
@@ -104,6 +107,7 @@ type Session struct {
 	fsmTimer    int64
 	dialPending bool
 	nextDial    time.Time
+	contacted   bool // a link has been up since the process started
 	acks        []pendingAck
 }
 
@@ -129,6 +133,7 @@ func NewSession(cfg Config, rel *relation.Relationship, clk Clock) *Session {
 		wantDial:   make(chan struct{}, 1),
 		handshakes: make(chan struct{}, maxPendingHandshakes),
 		changed:    map[lease.IP]struct{}{},
+		pending:    map[net.Conn]struct{}{},
 		settled:    make(chan struct{}),
 		reconnect:  reconnectInterval,
 		queued:     map[lease.IP]bool{},
@@ -184,7 +189,12 @@ func (s *Session) Start() error {
 // for its goroutines.
 func (s *Session) Close() error {
 	s.closeOnce.Do(func() {
+		s.pendingMu.Lock()
 		close(s.done)
+		for c := range s.pending {
+			c.Close()
+		}
+		s.pendingMu.Unlock()
 		if s.ln != nil {
 			s.ln.Close()
 		}
@@ -320,6 +330,7 @@ func (s *Session) handle(e event) {
 
 func (s *Session) linkUp(l *link, now time.Time) {
 	s.link = l
+	s.contacted = true
 	s.lastRecv, s.lastSend = now, now
 	if l.params.maxUnacked <= 0 {
 		l.params.maxUnacked = 1
@@ -712,6 +723,7 @@ func (s *Session) publish() {
 		MyStos:    st.Stos,
 		PeerState: st.PeerState,
 		Connected: s.link != nil,
+		Contacted: s.contacted,
 		MCLT:      st.MCLT,
 		LBMaxSecs: uint16(s.cfg.LBMaxSecs),
 		MayServe:  s.m.MayServe(),

@@ -25,6 +25,10 @@ type View struct {
 	MyStos    int64
 	PeerState fsm.State
 	Connected bool
+	// Contacted is true once the peer has been reached since this process
+	// started. Until then the peer may be in PARTNER-DOWN without our
+	// knowing, so no new address is allocated (see failover).
+	Contacted bool
 	MCLT      int64 // seconds
 	HBA       lbhash.HBA
 	LBMaxSecs uint16
