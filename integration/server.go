@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -35,6 +36,7 @@ func BinaryPath(t testing.TB) string {
 // ServerOptions describe one coredhcp-failover instance.
 type ServerOptions struct {
 	ServerID string   // server_id; default: the node's first address
+	Before   []string // plugin lines between server_id and failover, e.g. a leasesync line
 	Failover string   // arguments of the failover plugin after db= (added here)
 	Plugins  []string // plugin lines after failover, e.g. "router: 192.0.2.1"
 	LogLevel string   // -L; default "debug"
@@ -79,6 +81,9 @@ func StartServer(n *Node, o ServerOptions) *Server {
 	var b strings.Builder
 	fmt.Fprintf(&b, "server4:\n  listen: [\"0.0.0.0%%%s\"]\n  plugins:\n", n.Iface)
 	fmt.Fprintf(&b, "    - server_id: %s\n", sid)
+	for _, p := range o.Before {
+		fmt.Fprintf(&b, "    - %s\n", p)
+	}
 	fmt.Fprintf(&b, "    - failover: db=%s %s\n", s.DB, o.Failover)
 	for _, p := range o.Plugins {
 		fmt.Fprintf(&b, "    - %s\n", p)
@@ -145,6 +150,32 @@ func (s *Server) Leases() []Lease {
 		t.Fatalf("reading leases of server %s: %v", s.Node.Name, err)
 	}
 	return ls
+}
+
+// FailoverState reads the relationship's stored state (the failover_state
+// table): my state and the peer's, as ISC's names; "" before any is stored.
+func (s *Server) FailoverState() (mine, peer string) {
+	out, err := exec.Command("sqlite3", "-readonly", s.DB,
+		"SELECT my_state, peer_state FROM failover_state WHERE id = 1").Output()
+	if err != nil {
+		return "", ""
+	}
+	f := strings.Split(strings.TrimSpace(string(out)), "|")
+	if len(f) != 2 {
+		return "", ""
+	}
+	return stateName(f[0]), stateName(f[1])
+}
+
+// stateName is ISC's name of a failover state's wire value.
+func stateName(v string) string {
+	names := map[string]string{"0": "unknown-state", "2": "normal", "3": "communications-interrupted",
+		"4": "partner-down", "5": "potential-conflict", "6": "recover", "7": "paused", "8": "shutdown",
+		"9": "recover-done", "10": "resolution-interrupted", "11": "conflict-done", "254": "recover-wait"}
+	if n, ok := names[v]; ok {
+		return n
+	}
+	return "state-" + v
 }
 
 func (s *Server) dumpDB() {
