@@ -362,3 +362,23 @@ func TestRestartedWithoutContactOnlyRenews(t *testing.T) {
 	rel.SetView(&v)
 	h.offer(2)
 }
+
+// A PARTNER-DOWN saved before a restart may no longer hold: the peer may
+// have come back and declared us down. Until contact (or the operator
+// declares partner-down again) the server only renews, and does not take
+// the peer's addresses.
+func TestRestartedInPartnerDownWaitsForContactOrOperator(t *testing.T) {
+	h, rel := newPairHarness(t, false, 0, fsm.PartnerDown)
+	t0 := h.clock.Now().Unix()
+	v := *rel.View()
+	v.MyStos, v.Contacted, v.Connected = t0-3600, false, false
+	rel.SetView(&v)
+	h.s.Sweep()
+	h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
+	v.Contacted = true // the operator declared partner-down again
+	rel.SetView(&v)
+	h.s.Sweep()
+	if ip := h.offer(1); ip != "192.0.2.100" {
+		t.Fatalf("After the operator's word the secondary offered %s", ip)
+	}
+}

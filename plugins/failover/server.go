@@ -94,7 +94,7 @@ func partnerDownReuse(v *relation.View, b *lease.Binding) int64 {
 // in PARTNER-DOWN, MCLT after entering it.
 func (s *Server) partnerDownOpen(now int64) bool {
 	v := s.view()
-	return v != nil && v.MyState == fsm.PartnerDown && now >= v.MyStos+v.MCLT
+	return v != nil && v.MyState == fsm.PartnerDown && v.Contacted && now >= v.MyStos+v.MCLT
 }
 
 // NewServer loads every binding from store and returns a server over it.
@@ -393,14 +393,16 @@ func (s *Server) usableBy(ip lease.IP, key string, now int64) bool {
 }
 
 // renewOnly is true while a server restarted without reaching its peer
-// is in COMMUNICATIONS-INTERRUPTED: the peer may have declared it down
-// (PARTNER-DOWN) while it was, and be taking its free addresses. Renewals
-// stay within the MCLT rule, which keeps them inside what such a peer waits
-// for; new allocations wait for contact. (ISC serves as usual here, which
+// is in COMMUNICATIONS-INTERRUPTED or PARTNER-DOWN: while it was down the
+// peer may have declared it down (PARTNER-DOWN) and be taking its free
+// addresses -- and a PARTNER-DOWN saved before the restart may no longer
+// hold. Renewals stay within the MCLT rule, which keeps them inside what
+// such a peer waits for; new allocations wait for contact, or for the
+// operator to declare partner-down again. (ISC serves as usual here, which
 // lets both servers give the same address.)
 func (s *Server) renewOnly() bool {
 	v := s.view()
-	return v != nil && v.MyState == fsm.CommInterrupted && !v.Contacted
+	return v != nil && !v.Contacted && (v.MyState == fsm.CommInterrupted || v.MyState == fsm.PartnerDown)
 }
 
 // inUse reports whether ip is bound or offered to a client other than key,

@@ -107,7 +107,9 @@ type Session struct {
 	fsmTimer    int64
 	dialPending bool
 	nextDial    time.Time
-	contacted   bool // a link has been up since the process started
+	// contacted: a link has been up since the process started, or the
+	// operator has declared partner-down since (see relation.View).
+	contacted bool
 	acks        []pendingAck
 }
 
@@ -321,7 +323,12 @@ func (s *Session) handle(e event) {
 	case evChanged:
 	case evTick:
 	case evCommand:
-		e.reply <- s.m.Command(e.cmd, now.Unix())
+		err := s.m.Command(e.cmd, now.Unix())
+		if err == nil && e.cmd == fsm.PartnerDown {
+			// The operator vouches that the peer is down now.
+			s.contacted = true
+		}
+		e.reply <- err
 	case evDrop:
 		s.linkDown("dropped by the operator", now)
 		e.reply <- nil

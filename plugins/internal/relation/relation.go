@@ -26,8 +26,9 @@ type View struct {
 	PeerState fsm.State
 	Connected bool
 	// Contacted is true once the peer has been reached since this process
-	// started. Until then the peer may be in PARTNER-DOWN without our
-	// knowing, so no new address is allocated (see failover).
+	// started, or the operator has declared partner-down since. Until then
+	// the peer may have declared us down while we were, so no new address
+	// is allocated (see failover).
 	Contacted bool
 	MCLT      int64 // seconds
 	HBA       lbhash.HBA
