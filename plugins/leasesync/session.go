@@ -110,7 +110,7 @@ type Session struct {
 	// contacted: a link has been up since the process started, or the
 	// operator has declared partner-down since (see relation.View).
 	contacted bool
-	acks        []pendingAck
+	acks      []pendingAck
 }
 
 // pendingAck is a BNDACK waiting for the binding it acknowledges to be
