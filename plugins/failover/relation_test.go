@@ -374,11 +374,19 @@ func TestRestartedInPartnerDownWaitsForContactOrOperator(t *testing.T) {
 	v.MyStos, v.Contacted, v.Connected = t0-3600, false, false
 	rel.SetView(&v)
 	h.s.Sweep()
+	h.s.table.Put(lease.Binding{IP: mustIP("192.0.2.103"), State: lease.Backup})
 	h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
-	v.Contacted = true // the operator declared partner-down again
+	// The operator declares partner-down again (a no-op for the state
+	// machine: the state's start stays an hour ago). MCLT must pass from
+	// the declaration before any address, even our own BACKUP one (the
+	// peer may have given it while we were away).
+	v.OperatorPartnerDown, v.OperatorPartnerDownAt = true, h.clock.Now().Unix()
 	rel.SetView(&v)
 	h.s.Sweep()
-	if ip := h.offer(1); ip != "192.0.2.100" {
-		t.Fatalf("After the operator's word the secondary offered %s", ip)
+	h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
+	h.clock.Advance(30 * time.Second)
+	h.s.Sweep()
+	if ip := h.offer(1); ip != "192.0.2.100" && ip != "192.0.2.103" {
+		t.Fatalf("MCLT after the operator's word the secondary offered %s", ip)
 	}
 }

@@ -67,10 +67,10 @@ func (s *Server) reusable(b *lease.Binding) bool {
 	if s.primary {
 		own = lease.Free
 	}
-	if b.State == own {
+	v := s.rel.View()
+	if b.State == own && !stale(v) {
 		return true
 	}
-	v := s.rel.View()
 	if v.MyState != fsm.PartnerDown {
 		return false
 	}
@@ -87,14 +87,34 @@ func (s *Server) reusable(b *lease.Binding) bool {
 // the peer was promised -- the peer, if it is in fact alive, cannot have
 // granted past that bound plus MCLT.
 func partnerDownReuse(v *relation.View, b *lease.Binding) int64 {
-	return max(v.MyStos, b.End, b.PeerExpiry) + v.MCLT
+	return max(pdStart(v), b.End, b.PeerExpiry) + v.MCLT
+}
+
+// pdStart is when PARTNER-DOWN began for the reuse rules: its start, or,
+// when the peer has not been heard since this process started, the
+// operator's latest declaration (a PARTNER-DOWN saved before a restart
+// proves nothing about what the peer did meanwhile).
+func pdStart(v *relation.View) int64 {
+	if !v.Contacted {
+		return max(v.MyStos, v.OperatorPartnerDownAt)
+	}
+	return v.MyStos
 }
 
 // partnerDownOpen is true when the peer's never-used addresses may be used:
-// in PARTNER-DOWN, MCLT after entering it.
+// in PARTNER-DOWN, MCLT after entering it, once the peer has been heard or
+// the operator has declared partner-down since this process started.
 func (s *Server) partnerDownOpen(now int64) bool {
 	v := s.view()
-	return v != nil && v.MyState == fsm.PartnerDown && v.Contacted && now >= v.MyStos+v.MCLT
+	return v != nil && v.MyState == fsm.PartnerDown && (v.Contacted || v.OperatorPartnerDown) &&
+		now >= pdStart(v)+v.MCLT
+}
+
+// stale is true in PARTNER-DOWN when the peer has not been heard since this
+// process started: while we were away the peer may have given our own free
+// addresses too, so they wait for MCLT like the peer's.
+func stale(v *relation.View) bool {
+	return v.MyState == fsm.PartnerDown && !v.Contacted
 }
 
 // NewServer loads every binding from store and returns a server over it.
@@ -381,7 +401,8 @@ func (s *Server) usableBy(ip lease.IP, key string, now int64) bool {
 	if !ok {
 		// Never used: FREE, the primary's; the secondary's only in
 		// PARTNER-DOWN once MCLT has passed.
-		return s.primary || s.partnerDownOpen(now)
+		v := s.view()
+		return s.primary && (v == nil || !stale(v)) || s.partnerDownOpen(now)
 	}
 	if b.Key() == key {
 		switch b.State {
@@ -402,7 +423,8 @@ func (s *Server) usableBy(ip lease.IP, key string, now int64) bool {
 // lets both servers give the same address.)
 func (s *Server) renewOnly() bool {
 	v := s.view()
-	return v != nil && !v.Contacted && (v.MyState == fsm.CommInterrupted || v.MyState == fsm.PartnerDown)
+	return v != nil && !v.Contacted && !v.OperatorPartnerDown &&
+		(v.MyState == fsm.CommInterrupted || v.MyState == fsm.PartnerDown)
 }
 
 // inUse reports whether ip is bound or offered to a client other than key,

@@ -506,3 +506,41 @@ func TestSilentPartitionIsNoticedWithinMaxResponseDelay(t *testing.T) {
 	waitFor(t, "both servers in NORMAL after healing", bothNormal(p, s), p, s)
 	waitFor(t, "every lease granted during the partition on both servers", agree(leases, p, s), p, s)
 }
+
+// Pool balancing (PROTOCOL.md §15): clients that hash to the secondary
+// drain its BACKUP addresses; its balance timer finds it starved and sends
+// POOLREQ; the primary answers with POOLRESP and the transfers. The
+// primary's own timer is an hour, so only the request can explain them.
+func TestStarvedSecondaryAsksForAddresses(t *testing.T) {
+	logs.Reset()
+	p, s := pair(t, "min-balance=3600", "min-balance=1")
+	p.start()
+	s.start()
+	waitFor(t, "both servers in NORMAL", bothNormal(p, s), p, s)
+	waitFor(t, "the secondary's share", func() bool { own, _ := s.srv.FreeCounts(); return own == 50 }, p, s)
+	taken := 0
+	for i := 0; taken < 50; i++ {
+		if lbhash.Bucket(lbhash.PacketKey(nil, clientMAC(i))) < 128 {
+			continue // the primary's client
+		}
+		if _, from := dora(t, i, true, p, s); from != s {
+			t.Fatalf("Client %d was not served by the secondary", i)
+		}
+		taken++
+	}
+	if own, _ := s.srv.FreeCounts(); own != 0 {
+		t.Fatalf("The secondary still owns %d free addresses", own)
+	}
+	waitFor(t, "addresses transferred on request", func() bool {
+		own, _ := s.srv.FreeCounts()
+		return own >= 20
+	}, p, s)
+	var asked, answered bool
+	for _, e := range logs.AllEntries() {
+		asked = asked || strings.Contains(e.Message, "requesting a pool rebalance")
+		answered = answered || strings.Contains(e.Message, "pool request from the peer")
+	}
+	if !asked || !answered {
+		t.Fatalf("POOLREQ sent %v, answered %v", asked, answered)
+	}
+}

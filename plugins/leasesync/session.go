@@ -107,9 +107,14 @@ type Session struct {
 	fsmTimer    int64
 	dialPending bool
 	nextDial    time.Time
-	// contacted: a link has been up since the process started, or the
-	// operator has declared partner-down since (see relation.View).
-	contacted bool
+	// contacted: the peer's state has been heard since the process
+	// started; operatorPD: the operator has declared partner-down since
+	// (see relation.View).
+	contacted    bool
+	operatorPD   bool
+	operatorPDAt int64
+	// balanceAt is when the pool balance runs next (zero: not armed).
+	balanceAt time.Time
 	acks      []pendingAck
 }
 
@@ -326,7 +331,7 @@ func (s *Session) handle(e event) {
 		err := s.m.Command(e.cmd, now.Unix())
 		if err == nil && e.cmd == fsm.PartnerDown {
 			// The operator vouches that the peer is down now.
-			s.contacted = true
+			s.operatorPD, s.operatorPDAt = true, now.Unix()
 		}
 		e.reply <- err
 	case evDrop:
@@ -337,7 +342,6 @@ func (s *Session) handle(e event) {
 
 func (s *Session) linkUp(l *link, now time.Time) {
 	s.link = l
-	s.contacted = true
 	s.lastRecv, s.lastSend = now, now
 	if l.params.maxUnacked <= 0 {
 		l.params.maxUnacked = 1
@@ -381,6 +385,7 @@ func (s *Session) receive(b wire.Body, now time.Time) error {
 		if !fsm.State(msg.ServerState).Valid() {
 			return fmt.Errorf("peer reports the invalid state %d", msg.ServerState)
 		}
+		s.contacted = true
 		s.m.PeerState(fsm.State(msg.ServerState), msg.Flags&wire.FlagStartup != 0, now.Unix())
 	case *wire.Contact:
 	case *wire.BindingUpdate:
@@ -394,7 +399,7 @@ func (s *Session) receive(b wire.Body, now time.Time) error {
 	case *wire.UpdateDone:
 		s.m.UpdateDone(now.Unix())
 	case *wire.PoolRequest:
-		n := s.balance(now, true)
+		n := s.balance(now, balanceAsked)
 		log.WithField("relationship", s.cfg.Name).Infof("pool request from the peer: %d addresses transferred", n)
 		if err := s.send(&wire.PoolResponse{Header: wire.Header{XID: msg.XID}, AddressesTransferred: uint32(n)}, now); err != nil {
 			return err
@@ -561,7 +566,8 @@ func (s *Session) act(a fsm.Action, now time.Time) {
 	case fsm.ActSendPending:
 		s.db.Pending(func(ip lease.IP) { s.enqueue(ip) })
 	case fsm.ActPoolBalance, fsm.ActPoolCheck:
-		s.balance(now, false)
+		s.balance(now, balanceOnNormal)
+		s.balanceAt = now.Add(s.cfg.MinBalance)
 	case fsm.ActPartnerDownEntered:
 		s.db.PartnerDownEntered(s.m.Status().Stos)
 	}
@@ -672,6 +678,12 @@ func (s *Session) checkTimers(now time.Time) {
 	if s.fsmTimer != 0 && now.Unix() >= s.fsmTimer {
 		s.m.Tick(now.Unix())
 	}
+	if !s.balanceAt.IsZero() && !now.Before(s.balanceAt) {
+		// Every min-balance while NORMAL; counting the free addresses
+		// walks the bindings, so not more often.
+		s.balanceAt = now.Add(s.cfg.MinBalance)
+		s.balance(now, balanceTimer)
+	}
 	if s.link != nil && now.Sub(s.lastRecv) >= s.cfg.MaxResponseDelay {
 		s.linkDown(fmt.Sprintf("nothing heard for %v (max-response-delay)", s.cfg.MaxResponseDelay), now)
 	}
@@ -695,6 +707,9 @@ func (s *Session) arm(now time.Time) {
 	}
 	if s.fsmTimer != 0 {
 		consider(time.Unix(s.fsmTimer, 0))
+	}
+	if s.m.State() == fsm.Normal {
+		consider(s.balanceAt)
 	}
 	if s.link != nil {
 		consider(s.lastRecv.Add(s.cfg.MaxResponseDelay))
@@ -731,9 +746,12 @@ func (s *Session) publish() {
 		PeerState: st.PeerState,
 		Connected: s.link != nil,
 		Contacted: s.contacted,
-		MCLT:      st.MCLT,
-		LBMaxSecs: uint16(s.cfg.LBMaxSecs),
-		MayServe:  s.m.MayServe(),
+
+		OperatorPartnerDown:   s.operatorPD,
+		OperatorPartnerDownAt: s.operatorPDAt,
+		MCLT:                  st.MCLT,
+		LBMaxSecs:             uint16(s.cfg.LBMaxSecs),
+		MayServe:              s.m.MayServe(),
 	}
 	if s.cfg.Role == Primary {
 		v.HBA = s.cfg.HBA
@@ -747,26 +765,58 @@ func (s *Session) publish() {
 	}
 }
 
-// balance moves free addresses between the servers, as ISC's pool
-// balancing does: each side should own half of the free addresses. It
-// returns how many addresses this server gave away.
-func (s *Session) balance(now time.Time, asked bool) int {
-	if s.m.State() != fsm.Normal && !asked {
+// balanceMode says why a pool balance runs.
+type balanceMode uint8
+
+const (
+	balanceOnNormal balanceMode = iota // entering NORMAL: move what is due, never ask
+	balanceTimer                       // periodic: move beyond the tolerance, ask if starved
+	balanceAsked                       // the peer sent POOLREQ: move what is due
+)
+
+// balance moves free addresses between the servers as ISC's pool
+// balancing does (PROTOCOL.md §15): each side should own half of the free
+// addresses. lts, the leases to send, is half the difference between what
+// we own and what the peer owns. The primary gives when lts is positive
+// (on the timer: beyond max-lease-misbalance percent of the free
+// addresses); the secondary gives back only what it holds beyond
+// max-lease-ownership percent. On the timer, a server that owns far fewer
+// than its share (lts below twice the misbalance, negated) asks with
+// POOLREQ. It returns how many addresses this server gave.
+func (s *Session) balance(now time.Time, mode balanceMode) int {
+	if s.m.State() != fsm.Normal && mode != balanceAsked {
 		return 0
 	}
 	own, peer := s.db.FreeCounts()
-	lts := (own - peer) / 2
 	total := own + peer
+	lts := (own - peer) / 2
+	thresh := total * s.cfg.MaxLeaseMisbalance / 100
 	hold := total * s.cfg.MaxLeaseOwnership / 100
-	if s.cfg.Role == Secondary {
-		// The secondary gives back only what it holds beyond its share
-		// and the tolerance.
-		lts -= hold
+	give := lts
+	switch {
+	case s.cfg.Role == Secondary:
+		give = lts - hold
+	case mode == balanceTimer && lts <= thresh:
+		give = 0
 	}
-	if lts <= 0 {
+	if mode == balanceTimer && s.link != nil {
+		panicAt := -2 * thresh
+		if panicAt == 0 {
+			panicAt = -1
+		}
+		if lts < panicAt {
+			log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "own": own, "peer": peer}).
+				Info("owning far fewer free addresses than the peer: requesting a pool rebalance")
+			if err := s.send(&wire.PoolRequest{}, now); err != nil {
+				s.linkDown(err.Error(), now)
+				return 0
+			}
+		}
+	}
+	if give <= 0 {
 		return 0
 	}
-	moved := s.db.Transfer(lts, now.Unix())
+	moved := s.db.Transfer(give, now.Unix())
 	for _, ip := range moved {
 		s.enqueue(ip)
 	}

@@ -25,14 +25,18 @@ type View struct {
 	MyStos    int64
 	PeerState fsm.State
 	Connected bool
-	// Contacted is true once the peer has been reached since this process
-	// started, or the operator has declared partner-down since. Until then
-	// the peer may have declared us down while we were, so no new address
-	// is allocated (see failover).
+	// Contacted is true once the peer's state has been heard since this
+	// process started. Until then our bindings may be stale: the peer may
+	// have declared us down while we were away and given our addresses.
 	Contacted bool
-	MCLT      int64 // seconds
-	HBA       lbhash.HBA
-	LBMaxSecs uint16
+	// OperatorPartnerDown is true once the operator has declared
+	// partner-down since this process started, last at
+	// OperatorPartnerDownAt.
+	OperatorPartnerDown   bool
+	OperatorPartnerDownAt int64
+	MCLT                  int64 // seconds
+	HBA                   lbhash.HBA
+	LBMaxSecs             uint16
 	// MayServe is false in states that serve no client.
 	MayServe bool
 }
