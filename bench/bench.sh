@@ -22,7 +22,7 @@
 # Env knobs (the defaults take 6-8 minutes, plus about a minute for the first build):
 #   PERIOD=20  CLIENTS=50000  REPS=1  SEED=1
 #   STOCK_RATES="50 100 150 200 250 300 400 500 600 800"   (empty: skip this server)
-#   OURS_RATES="500 1000 2000 3000 4000 5000 6000 0"        (0 = flood, always run)
+#   OURS_RATES="500 1000 2000 3000 4000 5000 6000 7000 8000 0" (0 = flood, always run)
 #   PIN=1 (server on CPU0, perfdhcp on CPU1)   LOGLEVEL=warning (both servers)
 #   COREDHCP_FAILOVER_BIN (default bin/coredhcp-failover)
 #   STOCK_BIN (skip the build of stock CoreDHCP)   BENCH_CACHE (where it is built)
@@ -38,7 +38,7 @@ SEED=${SEED:-1}
 PIN=${PIN:-1}
 LOGLEVEL=${LOGLEVEL:-warning}
 STOCK_RATES=${STOCK_RATES-50 100 150 200 250 300 400 500 600 800}
-OURS_RATES=${OURS_RATES-500 1000 2000 3000 4000 5000 6000 0}
+OURS_RATES=${OURS_RATES-500 1000 2000 3000 4000 5000 6000 7000 8000 0}
 OURS_BIN=${COREDHCP_FAILOVER_BIN:-$REPO/bin/coredhcp-failover}
 STOCK_VERSION=v0.0.0-20260217182248-a0841cb3038f
 BENCH_CACHE=${BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/coredhcp-failover-bench}

@@ -113,8 +113,10 @@ type Session struct {
 	contacted    bool
 	operatorPD   bool
 	operatorPDAt int64
-	// balanceAt is when the pool balance runs next (zero: not armed).
+	// balanceAt is when the pool balance runs next (zero: not armed);
+	// asked is set when the last run sent POOLREQ.
 	balanceAt time.Time
+	asked     bool
 	acks      []pendingAck
 }
 
@@ -554,6 +556,10 @@ func (s *Session) drainChanged() {
 	for ip := range ch {
 		s.enqueue(ip)
 	}
+	// Free addresses were taken or returned: check the balance soon.
+	if soon := s.clk.Now().Add(s.cfg.MinBalance); !s.balanceAt.IsZero() && s.balanceAt.After(soon) {
+		s.balanceAt = soon
+	}
 }
 
 func (s *Session) act(a fsm.Action, now time.Time) {
@@ -679,10 +685,16 @@ func (s *Session) checkTimers(now time.Time) {
 		s.m.Tick(now.Unix())
 	}
 	if !s.balanceAt.IsZero() && !now.Before(s.balanceAt) {
-		// Every min-balance while NORMAL; counting the free addresses
-		// walks the bindings, so not more often.
-		s.balanceAt = now.Add(s.cfg.MinBalance)
-		s.balance(now, balanceTimer)
+		// As ISC: again after min-balance if this run found work, else
+		// after max-balance unless bindings change first (drainChanged
+		// brings it forward). Counting the free addresses walks the
+		// bindings, so never more often than min-balance.
+		if s.balance(now, balanceTimer) > 0 || s.asked {
+			s.balanceAt = now.Add(s.cfg.MinBalance)
+		} else {
+			s.balanceAt = now.Add(s.cfg.MaxBalance)
+		}
+		s.asked = false
 	}
 	if s.link != nil && now.Sub(s.lastRecv) >= s.cfg.MaxResponseDelay {
 		s.linkDown(fmt.Sprintf("nothing heard for %v (max-response-delay)", s.cfg.MaxResponseDelay), now)
@@ -811,6 +823,7 @@ func (s *Session) balance(now time.Time, mode balanceMode) int {
 				s.linkDown(err.Error(), now)
 				return 0
 			}
+			s.asked = true
 		}
 	}
 	if give <= 0 {
