@@ -528,19 +528,15 @@ func TestStarvedSecondaryAsksForAddresses(t *testing.T) {
 		}
 		taken++
 	}
-	if own, _ := s.srv.FreeCounts(); own != 0 {
-		t.Fatalf("The secondary still owns %d free addresses", own)
-	}
+	// It served exactly its 50: whatever it owns now was transferred
+	// (its timer may have fired during the loop already).
 	waitFor(t, "addresses transferred on request", func() bool {
+		var asked, answered bool
+		for _, e := range logs.AllEntries() {
+			asked = asked || strings.Contains(e.Message, "requesting a pool rebalance")
+			answered = answered || strings.Contains(e.Message, "pool request from the peer")
+		}
 		own, _ := s.srv.FreeCounts()
-		return own >= 20
+		return asked && answered && own > 0
 	}, p, s)
-	var asked, answered bool
-	for _, e := range logs.AllEntries() {
-		asked = asked || strings.Contains(e.Message, "requesting a pool rebalance")
-		answered = answered || strings.Contains(e.Message, "pool request from the peer")
-	}
-	if !asked || !answered {
-		t.Fatalf("POOLREQ sent %v, answered %v", asked, answered)
-	}
 }
