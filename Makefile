@@ -20,6 +20,7 @@ all: build
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/coredhcp-failover
+	$(GO) build -o bin/failoverctl ./cmd/failoverctl
 
 generate:
 	cd cmd/coredhcp-failover && $(GO) generate ./

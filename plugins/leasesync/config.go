@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +49,8 @@ type Config struct {
 	MaxLeaseMisbalance     int           // percent
 	MaxLeaseOwnership      int           // percent
 	MinBalance, MaxBalance time.Duration
+	// Control is the path of the control socket ("" for none).
+	Control string
 }
 
 // Defaults, documented in README.md. They are ISC dhcpd's, except
@@ -65,7 +68,7 @@ const (
 
 var knownKeys = []string{"name", "role", "address", "port", "peer", "peer-port", "mclt", "split", "hba",
 	"load-balance-max-seconds", "max-response-delay", "max-unacked-updates", "auto-partner-down",
-	"max-lease-misbalance", "max-lease-ownership", "min-balance", "max-balance"}
+	"max-lease-misbalance", "max-lease-ownership", "min-balance", "max-balance", "control"}
 
 var argError = args.Error
 
@@ -161,6 +164,11 @@ func parse(words []string) (Config, error) {
 			cfg.MinBalance, err = parseSeconds(val, time.Second, 0xffffffff*time.Second)
 		case "max-balance":
 			cfg.MaxBalance, err = parseSeconds(val, time.Second, 0xffffffff*time.Second)
+		case "control":
+			if !filepath.IsAbs(val) {
+				err = errors.New("want an absolute path for the control socket")
+			}
+			cfg.Control = val
 		default:
 			return cfg, argError(word, "unknown key %q (known: %s)", key, strings.Join(knownKeys, ", "))
 		}

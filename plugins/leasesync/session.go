@@ -40,15 +40,17 @@ const (
 	evChanged
 	evCommand
 	evDrop
+	evStatus
 )
 
 type event struct {
-	kind  eventKind
-	link  *link
-	body  wire.Body
-	err   error
-	cmd   fsm.State
-	reply chan error
+	kind   eventKind
+	link   *link
+	body   wire.Body
+	err    error
+	cmd    fsm.State
+	reply  chan error
+	status chan Status
 }
 
 // inflight is an update sent and not yet acknowledged.
@@ -72,6 +74,7 @@ type Session struct {
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
 	ln         net.Listener
+	controlLn  net.Listener
 	// pending are connections in their handshake; Close closes them.
 	pendingMu sync.Mutex
 	pending   map[net.Conn]struct{}
@@ -166,6 +169,14 @@ func (s *Session) Start() error {
 		return fmt.Errorf("listening for the failover peer on %s: %w", s.cfg.Address, err)
 	}
 	s.ln = ln
+	if s.cfg.Control != "" {
+		cl, err := listenControl(s.cfg.Control)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		s.controlLn = cl
+	}
 	now := s.clk.Now().Unix()
 	p := fsm.Persistent{
 		MyState: fsm.State(saved.MyState), MyStos: saved.MyStos,
@@ -191,6 +202,10 @@ func (s *Session) Start() error {
 	go s.listen(ln)
 	go s.dial()
 	go s.run()
+	if s.controlLn != nil {
+		s.wg.Add(1)
+		go s.serveControl(s.controlLn)
+	}
 	return nil
 }
 
@@ -206,6 +221,9 @@ func (s *Session) Close() error {
 		s.pendingMu.Unlock()
 		if s.ln != nil {
 			s.ln.Close()
+		}
+		if s.controlLn != nil {
+			s.controlLn.Close()
 		}
 		relation.Unregister(s.rel)
 	})
@@ -339,6 +357,8 @@ func (s *Session) handle(e event) {
 	case evDrop:
 		s.linkDown("dropped by the operator", now)
 		e.reply <- nil
+	case evStatus:
+		e.status <- s.status()
 	}
 }
 

@@ -1,0 +1,146 @@
+//go:build integration
+
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// ctl runs bin/failoverctl against a control socket.
+func ctl(t *testing.T, socket, cmd string) map[string]any {
+	t.Helper()
+	bin := filepath.Join(filepath.Dir(BinaryPath(t)), "failoverctl")
+	out, err := exec.Command(bin, "-s", socket, "--json", "--yes", cmd).Output()
+	var reply struct {
+		Error  string         `json:"error"`
+		Status map[string]any `json:"status"`
+	}
+	if jerr := json.Unmarshal(out, &reply); jerr != nil {
+		t.Fatalf("failoverctl %s: %v %v: %s", cmd, err, jerr, out)
+	}
+	if reply.Error != "" || err != nil {
+		t.Fatalf("failoverctl %s: %s (%v)", cmd, reply.Error, err)
+	}
+	return reply.Status
+}
+
+// noAddressTwice checks both databases: an address active (and not ended)
+// on both servers is held by the same client.
+func noAddressTwice(t *testing.T, servers ...*Server) {
+	t.Helper()
+	now := time.Now().Unix()
+	holder := map[string]string{}
+	for _, s := range servers {
+		for _, l := range s.Leases() {
+			if l.State != "active" || l.Ends <= now {
+				continue
+			}
+			if h, ok := holder[l.Address]; ok && h != l.HWAddr {
+				t.Fatalf("%s is active for %s and for %s", l.Address, h, l.HWAddr)
+			}
+			holder[l.Address] = l.HWAddr
+		}
+	}
+}
+
+// stateOf returns each address's state in a server's database.
+func stateOf(s *Server) map[string]string {
+	out := map[string]string{}
+	for _, l := range s.Leases() {
+		out[l.Address] = l.State
+	}
+	return out
+}
+
+// The pair loses its primary: the secondary serves from its own share with
+// leases held to MCLT; the operator declares the primary down; after MCLT
+// the secondary gives the primary's free addresses too; the primary comes
+// back, recovers its bindings and the pair returns to NORMAL. No address is
+// ever held by two clients.
+func TestPartnerDownTakeoverAndRecovery(t *testing.T) {
+	RequireTools(t, "udhcpc", "sqlite3")
+	l := NewLab(t, "cfk")
+	pn := l.AddNode("p", "192.0.2.1/24")
+	sn := l.AddNode("s", "192.0.2.2/24")
+	sock := filepath.Join(l.Dir, "s.sock")
+	const fo = "name=lan1 pool=192.0.2.100-192.0.2.119 lease-time=600"
+	p := StartServer(pn, ServerOptions{Failover: fo, Plugins: LANPlugins,
+		Before: []string{"leasesync: name=lan1 role=primary address=192.0.2.1 peer=192.0.2.2 mclt=10 split=128 max-response-delay=5"}})
+	s := StartServer(sn, ServerOptions{Failover: fo, Plugins: LANPlugins,
+		Before: []string{"leasesync: name=lan1 role=secondary address=192.0.2.2 peer=192.0.2.1 max-response-delay=5 control=" + sock}})
+	waitStates(t, 20*time.Second, "both servers in NORMAL", map[*Server]string{p: "normal", s: "normal"})
+	n := 0
+	client := func() Event {
+		c := NewUdhcpc(l.AddNode(fmt.Sprintf("c%d", n)), fmt.Sprintf("c%d", n))
+		n++
+		c.Start()
+		return c.WaitBound(0, 20*time.Second)
+	}
+	for i := 0; i < 4; i++ {
+		client()
+	}
+	noAddressTwice(t, p, s)
+
+	p.Kill9()
+	waitStates(t, 6*time.Second, "the secondary to notice", map[*Server]string{s: "communications-interrupted"})
+	// New clients get the secondary's own (BACKUP) addresses, held to MCLT.
+	before := stateOf(s)
+	backups := 0
+	for _, st := range before {
+		if st == "backup" {
+			backups++
+		}
+	}
+	if backups == 0 {
+		t.Fatal("The secondary owns no BACKUP address")
+	}
+	for i := 0; i < backups; i++ {
+		ev := client()
+		if ev.ServerID != "192.0.2.2" || before[ev.IP] != "backup" || ev.Lease > 10 {
+			t.Fatalf("With the primary down a client got %s (%s in the secondary's DB) for %ds from %s",
+				ev.IP, before[ev.IP], ev.Lease, ev.ServerID)
+		}
+	}
+	noAddressTwice(t, p, s)
+
+	// The operator declares the primary down; MCLT later the secondary
+	// gives the primary's free addresses.
+	st := ctl(t, sock, "partner-down")
+	if st["state"] != "partner-down" {
+		t.Fatalf("After partner-down the state is %v", st["state"])
+	}
+	free := stateOf(s)
+	takeover := time.Unix(int64(st["since"].(float64))+10, 0)
+	if err := Eventually(30*time.Second, func() error {
+		if time.Now().Before(takeover.Add(2 * time.Second)) { // the sweeper opens them within a second
+			return fmt.Errorf("MCLT has not passed")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ev := client()
+	if ev.ServerID != "192.0.2.2" || (free[ev.IP] != "" && free[ev.IP] != "free") {
+		t.Fatalf("In PARTNER-DOWN after MCLT a client got %s (%q in the secondary's DB) from %s", ev.IP, free[ev.IP], ev.ServerID)
+	}
+	noAddressTwice(t, p, s)
+
+	// The primary returns: it recovers its bindings from the secondary
+	// (RECOVER, then RECOVER-WAIT for MCLT) and both return to NORMAL.
+	p.Start()
+	waitStates(t, 60*time.Second, "both back in NORMAL", map[*Server]string{p: "normal", s: "normal"})
+	if err := Eventually(5*time.Second, func() error {
+		if got := stateOf(p)[ev.IP]; got != "active" {
+			return fmt.Errorf("the primary has %s as %q", ev.IP, got)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	noAddressTwice(t, p, s)
+}
