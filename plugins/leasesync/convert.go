@@ -31,8 +31,16 @@ const maxHWAddr = 21
 
 // bindingFromWire reads a peer's BNDUPD. The peer's potential expiry
 // becomes our PeerExpiry (ISC: tsfp): the bound the peer has promised not
-// to exceed. It copies the byte slices out of the frame.
-func bindingFromWire(w *wire.Binding) (lease.Binding, error) {
+// to exceed. Times are brought into our clock by subtracting skew (the
+// peer's clock minus ours); 0 stays "never". It copies the byte slices out
+// of the frame.
+func bindingFromWire(w *wire.Binding, skew int64) (lease.Binding, error) {
+	local := func(t uint32) int64 {
+		if t == 0 {
+			return 0
+		}
+		return int64(t) - skew
+	}
 	ip, ok := lease.IPFromAddr(w.Addr)
 	if !ok {
 		return lease.Binding{}, errors.New("binding update lacks required options (assigned-IP-address)")
@@ -49,10 +57,10 @@ func bindingFromWire(w *wire.Binding) (lease.Binding, error) {
 		State:      st,
 		ClientID:   bytes.Clone(w.ClientID),
 		HWAddr:     bytes.Clone(w.HWAddr),
-		Start:      int64(w.StartTimeOfState),
-		End:        int64(w.LeaseExpiry),
-		PeerExpiry: int64(w.PotentialExpiry),
+		Start:      local(w.StartTimeOfState),
+		End:        local(w.LeaseExpiry),
+		PeerExpiry: local(w.PotentialExpiry),
 		// The peer's cltt decides dueling updates; it is not stored.
-		CLTT: int64(w.CLTT),
+		CLTT: local(w.CLTT),
 	}, nil
 }

@@ -36,6 +36,20 @@ func (r *rejection) Error() string { return fmt.Sprintf("%s (reason %d)", r.text
 
 func skewOf(msgTime uint32, now int64) int64 { return int64(msgTime) - now }
 
+// minCorrection is the smallest skew corrected for: the time field has a
+// resolution of a second and the message spent some time on the way, so a
+// measured skew of ±1 s is noise.
+const minCorrection = 2
+
+// correction is what to subtract from a time the peer sent to have it in
+// our clock (draft-12 §5.1: the receiver corrects for the delta).
+func (p *peerParams) correction() int64 {
+	if p.skew >= minCorrection || p.skew <= -minCorrection {
+		return p.skew
+	}
+	return 0
+}
+
 // checkConnect is what a secondary checks in a CONNECT, in ISC's order
 // (name present, name ours, clock, HBA, MCLT), plus what ISC does not check
 // but a migrating operator expects: a secondary configured with mclt or

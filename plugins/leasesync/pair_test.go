@@ -39,7 +39,7 @@ type node struct {
 	s     *Session
 	srv   *failover.Server
 	store lease.Store
-	clk   *fakeClock // nil: the real clock
+	clk   Clock // nil: the real clock
 }
 
 // pool is the failover line's pool; tests may widen it.
@@ -539,4 +539,52 @@ func TestStarvedSecondaryAsksForAddresses(t *testing.T) {
 		own, _ := s.srv.FreeCounts()
 		return asked && answered && own > 0
 	}, p, s)
+}
+
+// offsetClock is the real clock, shifted.
+type offsetClock struct{ d time.Duration }
+
+func (c offsetClock) Now() time.Time { return time.Now().Add(c.d) }
+func (c offsetClock) AfterFunc(d time.Duration, f func()) interface{ Stop() bool } {
+	return time.AfterFunc(d, f)
+}
+
+// Clock skew (draft-12 §5.1): the primary's clock runs 30 s ahead. The
+// handshake accepts it (ISC refuses beyond 60 s), CONTACT keeps measuring
+// it, and the times in the primary's updates are stored in the secondary's
+// own clock.
+func TestTimesFromASkewedPeerAreCorrected(t *testing.T) {
+	p, s := pair(t, "", "")
+	p.clk = offsetClock{30 * time.Second}
+	p.start()
+	s.start()
+	waitFor(t, "both servers in NORMAL", bothNormal(p, s), p, s)
+	var ip string
+	for i := 0; ; i++ {
+		if lbhash.Bucket(lbhash.PacketKey(nil, clientMAC(i))) >= 128 {
+			continue // the secondary's client
+		}
+		var from *node
+		ip, from = dora(t, i, true, p, s)
+		if from != p {
+			t.Fatalf("Client %d was not served by the primary", i)
+		}
+		break
+	}
+	waitFor(t, "the lease on the secondary", func() bool {
+		b, ok := s.srv.Get(mustIP(ip))
+		return ok && b.State == lease.Active
+	}, p, s)
+	pb, _ := p.srv.Get(mustIP(ip))
+	sb, _ := s.srv.Get(mustIP(ip))
+	// Allow a second for the measurement's resolution.
+	if d := pb.End - 30 - sb.End; d < -1 || d > 1 {
+		t.Fatalf("The primary's lease ends at %d (its clock), the secondary stored %d; want %d±1", pb.End, sb.End, pb.End-30)
+	}
+	if d := pb.SentExpiry - 30 - sb.PeerExpiry; d < -1 || d > 1 {
+		t.Fatalf("Potential expiry %d (primary's clock) stored as %d; want %d±1", pb.SentExpiry, sb.PeerExpiry, pb.SentExpiry-30)
+	}
+	if st, err := s.s.Status(); err != nil || st.ClockSkew < 29 || st.ClockSkew > 31 {
+		t.Fatalf("The secondary reports a clock skew of %d (%v), want about 30", st.ClockSkew, err)
+	}
 }

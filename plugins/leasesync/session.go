@@ -11,6 +11,7 @@ import (
 
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/ratelimit"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/relation"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
 )
@@ -116,6 +117,7 @@ type Session struct {
 	contacted    bool
 	operatorPD   bool
 	operatorPDAt int64
+	skewLog      ratelimit.Limiter
 	// balanceAt is when the pool balance runs next (zero: not armed);
 	// asked is set when the last run sent POOLREQ.
 	balanceAt time.Time
@@ -403,13 +405,16 @@ func (s *Session) linkDown(why string, now time.Time) {
 // receive handles one message from the established link.
 func (s *Session) receive(b wire.Body, now time.Time) error {
 	switch msg := b.(type) {
+	case *wire.Contact:
+		// CONTACT is stamped when sent and carries nothing else: the
+		// best measure of the peer's clock after the handshake.
+		s.measureSkew(msg.Time, now)
 	case *wire.State:
 		if !fsm.State(msg.ServerState).Valid() {
 			return fmt.Errorf("peer reports the invalid state %d", msg.ServerState)
 		}
 		s.contacted = true
 		s.m.PeerState(fsm.State(msg.ServerState), msg.Flags&wire.FlagStartup != 0, now.Unix())
-	case *wire.Contact:
 	case *wire.BindingUpdate:
 		s.applyUpdate(msg, now)
 	case *wire.BindingAck:
@@ -436,6 +441,22 @@ func (s *Session) receive(b wire.Body, now time.Time) error {
 	return nil
 }
 
+// measureSkew records the peer's clock offset from a message's time field
+// and says so loudly when it is beyond what ISC tolerates at CONNECT.
+func (s *Session) measureSkew(msgTime uint32, now time.Time) {
+	if msgTime == 0 {
+		return
+	}
+	skew := skewOf(msgTime, now.Unix())
+	s.link.params.skew = skew
+	if skew > maxSkew || skew < -maxSkew {
+		s.skewLog.Do(now, func(int) {
+			log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "clock-skew-seconds": skew}).
+				Error("the peer's clock is far from ours: times from it are corrected, but fix the clocks (NTP)")
+		})
+	}
+}
+
 func (s *Session) enqueue(ip lease.IP) {
 	if !s.queued[ip] {
 		s.queued[ip] = true
@@ -457,7 +478,7 @@ func (s *Session) answerRequest(xid uint32, all bool) {
 // applyUpdate stores a binding the peer announced (durably, through the
 // failover plugin's store) and queues the BNDACK.
 func (s *Session) applyUpdate(u *wire.BindingUpdate, now time.Time) {
-	b, err := bindingFromWire(&u.Binding)
+	b, err := bindingFromWire(&u.Binding, s.link.params.correction())
 	ack := &wire.BindingAck{Header: wire.Header{XID: u.XID}}
 	ack.Addr = u.Addr
 	if err != nil {
