@@ -81,13 +81,34 @@ func TestPartnerDownTakeoverAndRecovery(t *testing.T) {
 		c.Start()
 		return c.WaitBound(0, 20*time.Second)
 	}
-	for i := 0; i < 4; i++ {
-		client()
+	// dhclient clients until the primary serves at least two (the hash
+	// decides which server answers).
+	var primarys []*Dhclient
+	held := map[*Dhclient]string{}
+	for i := 0; len(primarys) < 2; i++ {
+		if i == 12 {
+			t.Fatal("Twelve clients and the primary served fewer than two")
+		}
+		d := NewDhclient(l.AddNode(fmt.Sprintf("d%d", i)), fmt.Sprintf("d%d", i))
+		d.Start()
+		ev := d.WaitBound(0, 20*time.Second)
+		if ev.ServerID == "192.0.2.1" {
+			primarys = append(primarys, d)
+			held[d] = ev.IP
+		}
 	}
 	noAddressTwice(t, p, s)
 
 	p.Kill9()
 	waitStates(t, 6*time.Second, "the secondary to notice", map[*Server]string{s: "communications-interrupted"})
+	// The primary's clients come back (INIT-REBOOT): the secondary, which
+	// has their bindings, confirms their addresses.
+	for _, d := range primarys {
+		ev := d.Renew()
+		if ev.ServerID != "192.0.2.2" || ev.IP != held[d] {
+			t.Fatalf("The primary's client %s renewed %s from %s; it held %s", d.Name(), ev.IP, ev.ServerID, held[d])
+		}
+	}
 	// New clients get the secondary's own (BACKUP) addresses, held to MCLT.
 	before := stateOf(s)
 	backups := 0
