@@ -48,6 +48,44 @@ func noAddressTwice(t *testing.T, servers ...*Server) {
 	}
 }
 
+// noOverlap checks what the clients got: no address was held by two
+// clients over overlapping times (a client holds its address from each
+// binding event until the lease it was given ends, or until it is bound
+// again).
+func noOverlap(t *testing.T, clients []Client) {
+	t.Helper()
+	type hold struct {
+		client     string
+		start, end int64
+	}
+	byIP := map[string][]hold{}
+	for _, c := range clients {
+		evs := c.Events()
+		for i, ev := range evs {
+			if !ev.Bound() {
+				continue
+			}
+			end := ev.At + ev.Lease
+			for _, next := range evs[i+1:] {
+				if next.Bound() || next.Kind == "release" || next.Kind == "deconfig" {
+					end = min(end, next.At)
+					break
+				}
+			}
+			byIP[ev.IP] = append(byIP[ev.IP], hold{c.Name(), ev.At, end})
+		}
+	}
+	for ip, hs := range byIP {
+		for i, a := range hs {
+			for _, b := range hs[i+1:] {
+				if a.client != b.client && a.start < b.end && b.start < a.end {
+					t.Fatalf("%s held by %s (%d-%d) and %s (%d-%d)", ip, a.client, a.start, a.end, b.client, b.start, b.end)
+				}
+			}
+		}
+	}
+}
+
 // stateOf returns each address's state in a server's database.
 func stateOf(s *Server) map[string]string {
 	out := map[string]string{}
@@ -75,9 +113,11 @@ func TestPartnerDownTakeoverAndRecovery(t *testing.T) {
 		Before: []string{"leasesync: name=lan1 role=secondary address=192.0.2.2 peer=192.0.2.1 max-response-delay=5 control=" + sock}})
 	waitStates(t, 20*time.Second, "both servers in NORMAL", map[*Server]string{p: "normal", s: "normal"})
 	n := 0
+	var all []Client
 	client := func() Event {
 		c := NewUdhcpc(l.AddNode(fmt.Sprintf("c%d", n)), fmt.Sprintf("c%d", n))
 		n++
+		all = append(all, c)
 		c.Start()
 		return c.WaitBound(0, 20*time.Second)
 	}
@@ -90,6 +130,7 @@ func TestPartnerDownTakeoverAndRecovery(t *testing.T) {
 			t.Fatal("Twelve clients and the primary served fewer than two")
 		}
 		d := NewDhclient(l.AddNode(fmt.Sprintf("d%d", i)), fmt.Sprintf("d%d", i))
+		all = append(all, d)
 		d.Start()
 		ev := d.WaitBound(0, 20*time.Second)
 		if ev.ServerID == "192.0.2.1" {
@@ -164,4 +205,5 @@ func TestPartnerDownTakeoverAndRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	noAddressTwice(t, p, s)
+	noOverlap(t, all)
 }
