@@ -1,26 +1,31 @@
 #!/bin/bash
-# demo.sh -- coredhcp-failover as a single, durable DHCPv4 server, shown with
-# real clients in network namespaces (run by `make demo`, as root).
+# demo.sh -- a coredhcp-failover pair serving real clients in network
+# namespaces (run by `make demo`, as root).
 #
-# It builds a LAN (a bridge in namespace cfd-sw), a server namespace cfd-srv
-# (192.0.2.1/24) and six client namespaces, each with its own MAC: three run
-# ISC dhclient, three run busybox udhcpc. It shows who got which address and
-# the server's lease database, kills the server with SIGKILL, shows that the
-# leases survived, restarts it, and shows that every client keeps its address
-# when it renews. Everything is removed on exit, even after an error.
+# It builds a LAN (a bridge in namespace cfd-sw), two servers -- the primary
+# cfd-p (192.0.2.1) and the secondary cfd-s (192.0.2.2), in a failover
+# relationship over TCP 647 -- and client namespaces with their own MACs
+# (ISC dhclient and busybox udhcpc). It shows the pair reach NORMAL and share
+# the clients by hash, kills the primary with SIGKILL, shows the secondary
+# serving the primary's clients and a new one, has the operator declare the
+# primary down, restarts the primary, and shows the pair back in NORMAL with
+# every lease on both servers. Everything is removed on exit, even after an
+# error.
 #
 # Env: COREDHCP_FAILOVER_BIN (default: bin/coredhcp-failover of this repo)
-#      KEEP=1 keeps the work directory (configs, logs, lease DB)
+#      KEEP=1 keeps the work directory (configs, logs, lease databases)
 set -euo pipefail
 
 P=cfd                                        # prefix of every namespace made here
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${COREDHCP_FAILOVER_BIN:-$REPO/bin/coredhcp-failover}
-CLIENTS=(dh1 dh2 dh3 ud1 ud2 ud3)
+CTL=$(dirname "$BIN")/failoverctl
+CLIENTS=(dh1 dh2 dh3 dh4 ud1 ud2 ud3 ud4)
+MCLT=15
 WORK=""
-SRV_PID=""
-EV="" IP="" LEASE=0 AT=0                     # set by wait_bound
+EV="" IP="" LEASE=0 AT=0 SID=""              # set by wait_bound
 declare -A PID=()                            # client name -> pid of its running process
+declare -A SRV=()                            # server (p, s) -> pid
 
 say()  { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 note() { printf '   %s\n' "$*"; }
@@ -28,6 +33,7 @@ die()  { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (network namespaces): sudo make demo"
 [ -x "$BIN" ] || die "$BIN not found: run make build first"
+[ -x "$CTL" ] || die "$CTL not found: run make build first"
 
 # ------------------------------------------------------------------ tools
 need=()
@@ -52,8 +58,7 @@ remove_namespaces() {
 cleanup() {
   local rc=$?
   set +e
-  local pids=("${PID[@]}")
-  [ -z "$SRV_PID" ] || pids+=("$SRV_PID")
+  local pids=("${PID[@]}" "${SRV[@]}")
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
   remove_namespaces
@@ -93,10 +98,11 @@ write_hook() {
 # dhclient passes $reason and new_*; udhcpc passes the event as $1 and ip, mask, lease, serverid.
 if [ -n "${reason:-}" ]; then
   ev=$reason ip=${new_ip_address:-} mask=${new_subnet_mask:-} lease=${new_dhcp_lease_time:-}
+  serverid=${new_dhcp_server_identifier:-}
 else
   ev=$1
 fi
-echo "ev=$ev ip=${ip:-} lease=${lease:-} at=$(date +%s)" >> "$EVENTS"
+echo "ev=$ev ip=${ip:-} lease=${lease:-} sid=${serverid:-} at=$(date +%s)" >> "$EVENTS"
 case $ev in
 BOUND|RENEW|REBIND|REBOOT|bound|renew) ip addr replace "$ip/$mask" dev "$interface" ;;
 PREINIT) ip link set dev "$interface" up ;;
@@ -106,19 +112,55 @@ EOF
   chmod +x "$WORK/hook.sh"
 }
 
+# server_config p|s: the pair's configuration, as the documented example
+# coredhcp-failover.yaml and the leasesync README give it, with this lab's
+# interface, databases in the work directory, control sockets and a short MCLT.
+server_config() {
+  local me=$1 role addr peer extra
+  if [ "$me" = p ]; then role=primary addr=192.0.2.1 peer=192.0.2.2 extra="mclt=$MCLT split=128"
+  else role=secondary addr=192.0.2.2 peer=192.0.2.1 extra=""; fi
+  cat > "$WORK/$me.yaml" <<EOF
+server4:
+  listen: ["0.0.0.0%lan"]
+  plugins:
+    - server_id: $addr
+    - leasesync: name=lan1 role=$role address=$addr peer=$peer $extra max-response-delay=5 control=$WORK/$me.sock
+    - failover: name=lan1 db=$WORK/$me.db pool=192.0.2.100-192.0.2.199 lease-time=10m
+    - router: 192.0.2.1
+    - netmask: 255.255.255.0
+    - dns: 192.0.2.53
+EOF
+}
+
+# start_server p|s: run that server, wait until it has bound UDP port 67
 start_server() {
-  ip netns exec $P-srv "$BIN" -c "$WORK/demo.yaml" -L info >> "$WORK/server.log" 2>&1 &
-  SRV_PID=$!
+  local n=$1
+  ip netns exec "$P-$n" "$BIN" -c "$WORK/$n.yaml" -L info >> "$WORK/$n.log" 2>&1 &
+  SRV[$n]=$!
   for _ in $(seq 100); do
-    if ip netns exec $P-srv ss -Huapn 2>/dev/null | grep -q "pid=$SRV_PID,"; then
-      note "server running, pid $SRV_PID, listening on 0.0.0.0:67 in $P-srv"
+    if ip netns exec "$P-$n" ss -Huapn 2>/dev/null | grep -q "pid=${SRV[$n]},"; then
       return
     fi
-    kill -0 "$SRV_PID" 2>/dev/null || break
+    kill -0 "${SRV[$n]}" 2>/dev/null || break
     sleep 0.1
   done
-  tail -20 "$WORK/server.log" >&2
-  die "server did not bind UDP port 67"
+  tail -20 "$WORK/$n.log" >&2
+  die "server $n did not bind UDP port 67"
+}
+
+ctl() { "$CTL" -s "$WORK/$1.sock" --yes "${@:2}"; }
+state_of() { "$CTL" -s "$WORK/$1.sock" --json status 2>/dev/null | sed -n 's/.*"state": "\([^"]*\)".*/\1/p' | head -1; }
+show_status() { ctl "$1" status | sed 's/^/   /'; }
+
+# wait_states STATE_P STATE_S SECONDS ("-": do not look at that server)
+wait_states() {
+  for _ in $(seq $(( $3 * 10 ))); do
+    if { [ "$1" = - ] || [ "$(state_of p)" = "$1" ]; } && { [ "$2" = - ] || [ "$(state_of s)" = "$2" ]; }; then
+      return
+    fi
+    sleep 0.1
+  done
+  die "waiting for primary=$1 secondary=$2: the primary is '$(state_of p)', the secondary '$(state_of s)'"
 }
 
 # start_client NAME: dhclient for dh*, udhcpc for ud*; both stay in the foreground
@@ -142,31 +184,33 @@ start_client() {
 # count of lines in a client's event log
 nevents() { if [ -f "$WORK/$1.events" ]; then wc -l < "$WORK/$1.events"; else echo 0; fi; }
 
-# wait_bound NAME SINCE: wait (20 s) for a binding event after line SINCE of the
-# client's event log; sets EV IP LEASE AT
+# wait_bound NAME SINCE: wait (30 s) for a binding event after line SINCE of
+# the client's event log; sets EV IP LEASE SID AT
 wait_bound() {
   local line
-  for _ in $(seq 200); do
+  for _ in $(seq 300); do
     line=$(tail -n +"$(( $2 + 1 ))" "$WORK/$1.events" 2>/dev/null |
       grep -iE '^ev=(bound|renew|rebind|reboot) ' | head -1 || true)
     if [ -n "$line" ]; then
-      read -r EV IP LEASE AT <<< "$(sed -E 's/ev=([^ ]*) ip=([^ ]*) lease=([^ ]*) at=([^ ]*)/\1 \2 \3 \4/' <<< "$line")"
+      read -r EV IP LEASE SID AT <<< "$(sed -E 's/ev=([^ ]*) ip=([^ ]*) lease=([^ ]*) sid=([^ ]*) at=([^ ]*)/\1 \2 \3 \4 \5/' <<< "$line")"
       return
     fi
     sleep 0.1
   done
   tail -5 "$WORK/$1.log" >&2
-  die "client $1 got no lease within 20 s"
+  die "client $1 got no lease within 30 s"
 }
 
 mac_of() { ip -n "$P-$1" link show lan | awk '/link\/ether/ {print $2}'; }
+server_name() { case $1 in 192.0.2.1) echo primary ;; 192.0.2.2) echo secondary ;; *) echo "?$1" ;; esac; }
 
+# show_db p|s: a server's active leases
 show_db() {
-  sqlite3 -readonly -header -column "$WORK/leases.db" \
-    "SELECT address, state, hwaddr, client_id, hostname,
-            datetime(starts, 'unixepoch') AS starts_utc, datetime(ends, 'unixepoch') AS ends_utc
-       FROM leases WHERE state <> 'free' ORDER BY hwaddr" | sed 's/^/   /'
+  sqlite3 -readonly -header -column "$WORK/$1.db" \
+    "SELECT address, hwaddr, hostname, datetime(ends, 'unixepoch') AS ends_utc
+       FROM leases WHERE state = 'active' ORDER BY address" | sed 's/^/   /'
 }
+active_of() { sqlite3 -readonly "$WORK/$1.db" "SELECT address || ' ' || hwaddr FROM leases WHERE state = 'active' ORDER BY address"; }
 
 # ------------------------------------------------------------------ the demo
 say "Building the lab (namespaces $P-*)"
@@ -175,114 +219,94 @@ WORK=$(mktemp -d /tmp/cfd.XXXXXX)
 cat <<EOF
    namespace $P-sw holds bridge br0, the LAN (192.0.2.0/24):
 
-     $P-srv  192.0.2.1/24   coredhcp-failover
-       |
-     [br0] --- $P-dh1  $P-dh2  $P-dh3   (ISC dhclient)
-           --- $P-ud1  $P-ud2  $P-ud3   (busybox udhcpc)
+     $P-p  192.0.2.1  primary     <-- failover, TCP 647 -->   $P-s  192.0.2.2  secondary
+       |                                                        |
+     [br0] --- $P-dh1 .. $P-dh4   (ISC dhclient)
+           --- $P-ud1 .. $P-ud4   (busybox udhcpc)
 EOF
 mkns $P-sw
 ip -n $P-sw link add br0 type bridge stp_state 0 forward_delay 0
 ip -n $P-sw link set dev br0 up
-attach srv 02:cf:d0:00:00:01 192.0.2.1/24
-n=1
-for c in "${CLIENTS[@]}"; do
+attach p 02:cf:d0:00:00:01 192.0.2.1/24
+attach s 02:cf:d0:00:00:02 192.0.2.2/24
+n=2
+for c in "${CLIENTS[@]}" late; do
   n=$((n + 1))
-  attach "$c" "02:cf:d0:00:00:0$n"
+  attach "$c" "$(printf '02:cf:d0:00:00:%02x' $n)"
 done
 write_hook
 
-say "Starting the server"
-# The repository's example config, moved into the namespace: listen on "lan"
-# and keep the lease DB in the work directory. If the example is missing (or
-# these two edits do not apply), an equivalent config is written instead.
-if [ -f "$REPO/coredhcp-failover.yaml" ]; then
-  sed -e 's/0\.0\.0\.0%[A-Za-z0-9_.-]*/0.0.0.0%lan/' -e "s#db=[^ ]*#db=$WORK/leases.db#" \
-    "$REPO/coredhcp-failover.yaml" > "$WORK/demo.yaml"
-fi
-if ! grep -q "db=$WORK/leases.db" "$WORK/demo.yaml" 2>/dev/null || ! grep -q '%lan' "$WORK/demo.yaml"; then
-  cat > "$WORK/demo.yaml" <<EOF
-server4:
-  listen: ["0.0.0.0%lan"]
-  plugins:
-    - server_id: 192.0.2.1
-    - failover: db=$WORK/leases.db pool=192.0.2.100-192.0.2.199 lease-time=1h
-    - router: 192.0.2.1
-    - netmask: 255.255.255.0
-    - dns: 192.0.2.53
-EOF
-fi
-note "config ($WORK/demo.yaml: coredhcp-failover.yaml with listen and db adapted, comments left out):"
-grep -vE '^[[:space:]]*(#|$)' "$WORK/demo.yaml" | sed 's/^/   | /'
-start_server
+say "Starting the pair"
+server_config p
+server_config s
+note "the primary's configuration ($WORK/p.yaml); the secondary's differs in role, addresses, and takes mclt and split from the primary:"
+sed 's/^/   | /' "$WORK/p.yaml"
+start_server p
+start_server s
+wait_states normal normal 30
+note "both servers are in NORMAL; the primary gave the secondary half of the free addresses"
+show_status p
 
-say "Six clients ask for an address at once"
+say "Eight clients ask for an address at once"
 for c in "${CLIENTS[@]}"; do start_client "$c"; done
-declare -A ADDR=()
-printf '   %-6s %-9s %-18s %-14s %s\n' CLIENT SOFTWARE MAC ADDRESS "LEASE ENDS (UTC)"
+declare -A ADDR=() BY=()
+printf '   %-6s %-9s %-18s %-14s %-10s %s\n' CLIENT SOFTWARE MAC ADDRESS "SERVED BY" "LEASE"
 for c in "${CLIENTS[@]}"; do
   wait_bound "$c" 0
   ADDR[$c]=$IP
+  BY[$c]=$(server_name "$SID")
   sw=udhcpc; [[ $c == dh* ]] && sw=dhclient
-  printf '   %-6s %-9s %-18s %-14s %s\n' "$c" "$sw" "$(mac_of "$c")" "$IP" "$(date -u -d "@$((AT + LEASE))" '+%F %T')"
+  printf '   %-6s %-9s %-18s %-14s %-10s %ss\n' "$c" "$sw" "$(mac_of "$c")" "$IP" "${BY[$c]}" "$LEASE"
 done
 if [ "$(printf '%s\n' "${ADDR[@]}" | sort -u | wc -l)" != ${#CLIENTS[@]} ]; then
   die "two clients got the same address"
 fi
-note "six clients, six distinct addresses"
+note "eight distinct addresses; each client was answered by the server whose RFC 3074 hash bucket holds it"
+note "first leases are $MCLT s (the MCLT): the peer has not acknowledged anything longer yet"
+for _ in $(seq 50); do [ "$(active_of p)" = "$(active_of s)" ] && break; sleep 0.1; done
+[ "$(active_of p)" = "$(active_of s)" ] || die "the two databases differ"
+note "both lease databases hold the same eight active leases:"
+show_db s
 
-say "The server's lease database (view 'leases', rows not free)"
-show_db
+say "kill -9 the primary (pid ${SRV[p]})"
+kill -KILL "${SRV[p]}"; wait "${SRV[p]}" 2>/dev/null || true; unset 'SRV[p]'
+wait_states - communications-interrupted 10
+note "the secondary noticed at once (the kernel closed the connection; a silent cut is noticed after max-response-delay):"
+show_status s
 
-say "kill -9 the server (pid $SRV_PID): no shutdown, no flush"
-kill -KILL "$SRV_PID"
-wait "$SRV_PID" 2>/dev/null || true
-SRV_PID=""
-note "The database as the crash left it (every ACK was committed before it was sent):"
-show_db
+say "The primary's dhclient clients come back (INIT-REBOOT) and a new client arrives"
+printf '   %-6s %-14s %-14s %s\n' CLIENT BEFORE AFTER "SERVED BY"
 for c in "${CLIENTS[@]}"; do
-  st=$(sqlite3 -readonly "$WORK/leases.db" \
-    "SELECT state FROM leases WHERE address = '${ADDR[$c]}' AND hwaddr = '$(mac_of "$c")'")
-  [ "$st" = active ] || die "lease of $c (${ADDR[$c]}) is '$st' after the crash, want active"
-done
-note "all six leases are there, active"
-
-say "Restarting the server on the same database"
-start_server
-
-say "Every client renews: dhclient restarts from its lease file (INIT-REBOOT), udhcpc gets SIGUSR1 (RENEWING)"
-printf '   %-6s %-14s %-14s %-8s %s\n' CLIENT BEFORE AFTER EVENT RESULT
-for c in "${CLIENTS[@]}"; do
+  [[ $c == dh* && ${BY[$c]} == primary ]] || continue
   since=$(nevents "$c")
-  if [[ $c == dh* ]]; then
-    kill -TERM "${PID[$c]}"; wait "${PID[$c]}" 2>/dev/null || true
-    start_client "$c"
-  else
-    kill -USR1 "${PID[$c]}"
-  fi
+  kill -TERM "${PID[$c]}"; wait "${PID[$c]}" 2>/dev/null || true
+  start_client "$c"
   wait_bound "$c" "$since"
-  result="kept"; [ "$IP" = "${ADDR[$c]}" ] || result="CHANGED"
-  printf '   %-6s %-14s %-14s %-8s %s\n' "$c" "${ADDR[$c]}" "$IP" "${EV,,}" "$result"
-  [ "$result" = kept ] || die "$c changed address across the restart"
+  printf '   %-6s %-14s %-14s %s\n' "$c" "${ADDR[$c]}" "$IP" "$(server_name "$SID")"
+  [ "$IP" = "${ADDR[$c]}" ] || die "$c changed address"
 done
+start_client late
+wait_bound late 0
+note "new client 'late' got $IP from the $(server_name "$SID") for ${LEASE}s: one of the secondary's own addresses, held to MCLT"
 
-say "The database after the renewals (lease ends moved forward)"
-show_db
+say "The operator declares the primary down: failoverctl partner-down"
+ctl s partner-down >/dev/null
+show_status s
+note "PARTNER-DOWN: after MCLT ($MCLT s) the secondary may also give the primary's free addresses"
 
-say "dh3 releases its address (dhclient -r)"
-kill -TERM "${PID[dh3]}"; wait "${PID[dh3]}" 2>/dev/null || true
-unset 'PID[dh3]'
-ip netns exec $P-dh3 dhclient -r -cf "$WORK/dh3.conf" -lf "$WORK/dh3.leases" -pf "$WORK/dh3-r.pid" \
-  -sf "$WORK/dh3.sh" lan >> "$WORK/dh3.log" 2>&1
-for _ in $(seq 50); do
-  st=$(sqlite3 -readonly "$WORK/leases.db" "SELECT state FROM leases WHERE address = '${ADDR[dh3]}'")
-  [ "$st" = active ] || break
-  sleep 0.1
+say "The primary comes back with its database"
+start_server p
+note "it hears that its peer is in PARTNER-DOWN: RECOVER, it asks for every binding (UPDREQALL), waits MCLT, then NORMAL"
+wait_states normal normal 60
+show_status p
+for _ in $(seq 50); do [ "$(active_of p)" = "$(active_of s)" ] && break; sleep 0.1; done
+[ "$(active_of p)" = "$(active_of s)" ] || die "the two databases differ after the recovery"
+note "both databases hold the same $(active_of p | wc -l) active leases, the one granted while the primary was down included:"
+show_db p
+
+say "Stopping both servers with SIGTERM"
+for n in p s; do
+  kill -TERM "${SRV[$n]}"; rc=0; wait "${SRV[$n]}" || rc=$?; unset "SRV[$n]"
+  note "$([ $n = p ] && echo primary || echo secondary) exited with status $rc"
 done
-note "${ADDR[dh3]} is now: $st"
-
-say "Stopping the server with SIGTERM"
-kill -TERM "$SRV_PID"
-rc=0; wait "$SRV_PID" || rc=$?
-SRV_PID=""
-note "server exited with status $rc"
 say "Done; the lab is removed on exit"
