@@ -23,7 +23,7 @@ CTL=$(dirname "$BIN")/failoverctl
 CLIENTS=(dh1 dh2 dh3 dh4 ud1 ud2 ud3 ud4)
 MCLT=15
 WORK=""
-EV="" IP="" LEASE=0 AT=0 SID=""              # set by wait_bound
+IP="" LEASE=0 SID=""                     # set by wait_bound
 declare -A PID=()                            # client name -> pid of its running process
 declare -A SRV=()                            # server (p, s) -> pid
 
@@ -185,14 +185,14 @@ start_client() {
 nevents() { if [ -f "$WORK/$1.events" ]; then wc -l < "$WORK/$1.events"; else echo 0; fi; }
 
 # wait_bound NAME SINCE: wait (30 s) for a binding event after line SINCE of
-# the client's event log; sets EV IP LEASE SID AT
+# the client's event log; sets IP LEASE SID
 wait_bound() {
   local line
   for _ in $(seq 300); do
     line=$(tail -n +"$(( $2 + 1 ))" "$WORK/$1.events" 2>/dev/null |
       grep -iE '^ev=(bound|renew|rebind|reboot) ' | head -1 || true)
     if [ -n "$line" ]; then
-      read -r EV IP LEASE SID AT <<< "$(sed -E 's/ev=([^ ]*) ip=([^ ]*) lease=([^ ]*) sid=([^ ]*) at=([^ ]*)/\1 \2 \3 \4 \5/' <<< "$line")"
+      read -r _ IP LEASE SID _ <<< "$(sed -E 's/ev=([^ ]*) ip=([^ ]*) lease=([^ ]*) sid=([^ ]*) at=([^ ]*)/\1 \2 \3 \4 \5/' <<< "$line")"
       return
     fi
     sleep 0.1
