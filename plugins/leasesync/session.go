@@ -640,7 +640,7 @@ func (s *Session) sendFSM(m fsm.Message, now time.Time) error {
 // send stamps and writes a message we originate (or, with its xid set, an
 // answer).
 func (s *Session) send(b wire.Body, now time.Time) error {
-	h := headerOf(b)
+	h := b.Head()
 	h.Time = uint32(now.Unix())
 	switch b.(type) {
 	case *wire.BindingAck, *wire.PoolResponse, *wire.UpdateDone:
@@ -878,34 +878,4 @@ func (s *Session) balance(now time.Time, mode balanceMode) int {
 		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "own": own, "peer": peer, "moved": len(moved)}).Info("balanced the free addresses with the peer")
 	}
 	return len(moved)
-}
-
-func headerOf(b wire.Body) *wire.Header {
-	switch m := b.(type) {
-	case *wire.State:
-		return &m.Header
-	case *wire.Contact:
-		return &m.Header
-	case *wire.BindingUpdate:
-		return &m.Header
-	case *wire.BindingAck:
-		return &m.Header
-	case *wire.UpdateRequest:
-		return &m.Header
-	case *wire.UpdateRequestAll:
-		return &m.Header
-	case *wire.UpdateDone:
-		return &m.Header
-	case *wire.PoolRequest:
-		return &m.Header
-	case *wire.PoolResponse:
-		return &m.Header
-	case *wire.Disconnect:
-		return &m.Header
-	case *wire.Connect:
-		return &m.Header
-	case *wire.ConnectAck:
-		return &m.Header
-	}
-	panic(fmt.Sprintf("leasesync: no header for %T", b))
 }

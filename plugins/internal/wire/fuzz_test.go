@@ -111,7 +111,7 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Typed encoding %x does not decode: %v", typed, err)
 		}
-		again.header().Present = body.header().Present
+		again.Head().Present = body.Head().Present
 		if !reflect.DeepEqual(body, again) {
 			t.Fatalf("Typed round trip changed\n%+v\ninto\n%+v", body, again)
 		}

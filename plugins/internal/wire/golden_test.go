@@ -332,7 +332,7 @@ func TestGoldenCaptures(t *testing.T) {
 				if err != nil || !reflect.DeepEqual(body, body2) {
 					t.Errorf("%s: DecodeBody gives %+v (%v), Message.Body %+v", key, body2, err, body)
 				}
-				if h := body.header(); h.XID != line.xid || h.XID != m.XID || h.Time != m.Time {
+				if h := body.Head(); h.XID != line.xid || h.XID != m.XID || h.Time != m.Time {
 					t.Errorf("%s: typed header %+v, transcript xid %d", key, *h, line.xid)
 				}
 				typed, err := body.AppendTo(nil)

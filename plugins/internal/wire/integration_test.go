@@ -289,7 +289,7 @@ func TestTsharkDecodesEveryMessage(t *testing.T) {
 		if vals["dhcpfo.type"] != fmt.Sprint(uint8(m.body.Type())) {
 			t.Errorf("Row %d: type %s, want %d", i, vals["dhcpfo.type"], m.body.Type())
 		}
-		if want := fmt.Sprintf("0x%08x", m.body.header().XID); vals["dhcpfo.xid"] != want {
+		if want := fmt.Sprintf("0x%08x", m.body.Head().XID); vals["dhcpfo.xid"] != want {
 			t.Errorf("Row %d (%v): xid %s, want %s", i, m.body.Type(), vals["dhcpfo.xid"], want)
 		}
 		for f, want := range m.fields {

@@ -18,7 +18,9 @@ type Header struct {
 	Present OptionSet
 }
 
-func (h *Header) header() *Header { return h }
+// Head returns the header of a typed message, for a sender that stamps
+// the time and xid just before writing it.
+func (h *Header) Head() *Header { return h }
 
 // Body is implemented by the typed message structs (pointers to them):
 // PoolRequest, PoolResponse, BindingUpdate, BindingAck, Connect, ConnectAck,
@@ -26,11 +28,12 @@ func (h *Header) header() *Header { return h }
 type Body interface {
 	// Type returns the message type the struct encodes.
 	Type() MessageType
+	// Head returns the message's header.
+	Head() *Header
 	// AppendTo appends the encoded message to buf. On error buf is
 	// returned unchanged.
 	AppendTo(buf []byte) ([]byte, error)
 
-	header() *Header
 	reset()
 	setOption(c OptionCode, data []byte)
 }
@@ -118,7 +121,7 @@ func decodeBody(b []byte, body Body) error {
 	if len(b) > MaxMessageLen {
 		return fmt.Errorf("%w: message of %d bytes exceeds ISC's maximum of %d", ErrFrameTooLong, len(b), MaxMessageLen)
 	}
-	h := body.header()
+	h := body.Head()
 	h.Time = binary.BigEndian.Uint32(b[4:])
 	h.XID = binary.BigEndian.Uint32(b[8:])
 	v := validator{typ: t}
@@ -149,7 +152,7 @@ func fromMessage(m *Message, body Body) error {
 	if err := m.Validate(); err != nil {
 		return err
 	}
-	h := body.header()
+	h := body.Head()
 	h.Time, h.XID = m.Time, m.XID
 	parsed := m.Type.Parsed()
 	for _, o := range m.Options {

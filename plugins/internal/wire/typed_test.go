@@ -95,7 +95,7 @@ func TestGoldenTypedFields(t *testing.T) {
 			ProtocolVersion: 1, MCLT: 30, HBA: bytes.Repeat([]byte{0xaa}, 32)}},
 	} {
 		t.Run(tc.capture+"@"+tc.ts, func(t *testing.T) {
-			got := pick(t, tc.capture, tc.ts, tc.from, tc.want.Type(), tc.want.header().XID)
+			got := pick(t, tc.capture, tc.ts, tc.from, tc.want.Type(), tc.want.Head().XID)
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("Decoded\n%+v\nwant\n%+v", got, tc.want)
 			}
