@@ -3,12 +3,14 @@
 // line (control=PATH).
 //
 //	failoverctl -s /run/coredhcp-failover/lan1.sock status
-//	failoverctl -s /run/coredhcp-failover/lan1.sock partner-down
+//	failoverctl -s /run/coredhcp-failover/lan1.sock maintenance start
+//	failoverctl -s /run/coredhcp-failover/lan1.sock --yes partner-down
 package main
 
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -25,31 +27,63 @@ var (
 	flagSocket = flag.StringP("socket", "s", os.Getenv("FAILOVERCTL_SOCKET"), "control socket of the relationship (leasesync control=PATH); default $FAILOVERCTL_SOCKET")
 	flagJSON   = flag.Bool("json", false, "print the answer as JSON")
 	flagYes    = flag.BoolP("yes", "y", false, "do not ask for confirmation")
+	flagWait   = flag.Duration("wait", 60*time.Second, "maintenance start: how long to wait for the peer to take over (0: do not wait)")
 )
 
 // confirm is the question asked before each command that changes the state.
 var confirm = map[string]string{
-	"partner-down": "Declare the peer DOWN? Do this only if it is not running: this server will take its addresses after MCLT",
-	"paused":       "Pause this server? It stops serving; the peer serves alone (COMMUNICATIONS-INTERRUPTED)",
-	"shutdown":     "Shut down this server's service? The peer may take over (PARTNER-DOWN)",
-	"recover":      "Move this server to RECOVER? It stops serving and resynchronises from the peer",
-	"normal":       "Return this server from PAUSED to NORMAL",
-	"reconnect":    "Drop and re-establish the connection to the peer",
+	"maintenance-start": "Hand the pools to the peer and stop serving (SHUTDOWN)? The peer goes to PARTNER-DOWN and serves every client",
+	"maintenance-stop":  "Return this server to service (through RECOVER, resynchronising from the peer)",
+	"resync":            "Ask the peer to send every binding again (UPDREQALL)",
+	"rebalance":         "Run the pool balance now (may move free addresses between the servers)",
+	"partner-down":      "Declare the peer DOWN? Do this only if it is not running: this server will take its addresses after MCLT",
+	"paused":            "Pause this server? It stops serving; the peer serves alone (COMMUNICATIONS-INTERRUPTED)",
+	"shutdown":          "Shut down this server's service? The peer may take over (PARTNER-DOWN)",
+	"recover":           "Move this server to RECOVER? It stops serving and resynchronises from the peer",
+	"normal":            "Return this server from PAUSED to NORMAL",
+	"reconnect":         "Drop and re-establish the connection to the peer",
 }
 
+const commands = `commands:
+  status                 state of both servers, why, what happens next and when, updates, pools
+  maintenance start      hand the pools to the peer (SHUTDOWN; the peer goes PARTNER-DOWN), wait for it
+  maintenance stop       return to service through RECOVER (or PAUSED -> NORMAL)
+  resync                 ask the peer for every binding (UPDREQALL)
+  rebalance              run the pool balance now
+  partner-down           declare the peer down (only when it is not running)
+  paused | shutdown | recover | normal | reconnect
+`
+
 func usage() {
-	fmt.Fprintf(os.Stderr, "usage: failoverctl -s SOCKET [--json] [--yes] status|partner-down|paused|shutdown|recover|normal|reconnect\n")
+	fmt.Fprintf(os.Stderr, "usage: failoverctl -s SOCKET [--json] [--yes] COMMAND\n\n%s\nflags:\n", commands)
 	flag.PrintDefaults()
+}
+
+// command joins the words of a command: "maintenance start" is
+// maintenance-start on the socket.
+func command(args []string) (string, error) {
+	switch {
+	case len(args) == 2 && args[0] == "maintenance" && (args[1] == "start" || args[1] == "stop"):
+		return "maintenance-" + args[1], nil
+	case len(args) == 1 && args[0] == "maintenance":
+		return "", errors.New("maintenance needs start or stop")
+	case len(args) == 1:
+		return args[0], nil
+	}
+	return "", fmt.Errorf("want one command, got %q", strings.Join(args, " "))
 }
 
 func main() {
 	flag.Usage = usage
 	flag.Parse()
-	if flag.NArg() != 1 || *flagSocket == "" {
+	cmd, err := command(flag.Args())
+	if err != nil || *flagSocket == "" {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "failoverctl: %v\n", err)
+		}
 		usage()
 		os.Exit(2)
 	}
-	cmd := flag.Arg(0)
 	if q, ok := confirm[cmd]; ok && !*flagYes {
 		fmt.Fprintf(os.Stderr, "%s [y/N] ", q)
 		answer, _ := bufio.NewReader(os.Stdin).ReadString('\n')
@@ -63,16 +97,52 @@ func main() {
 		fmt.Fprintf(os.Stderr, "failoverctl: %v\n", err)
 		os.Exit(1)
 	}
+	if reply.Error == "" && cmd == "maintenance-start" && *flagWait > 0 {
+		reply = waitHandover(*flagSocket, reply, *flagWait)
+	}
 	if *flagJSON {
 		out, _ := json.MarshalIndent(reply, "", "  ")
 		fmt.Println(string(out))
-	} else if reply.Status != nil {
-		printStatus(os.Stdout, reply.Status, time.Now())
+	} else {
+		if reply.Message != "" {
+			fmt.Println(reply.Message)
+		}
+		if reply.Status != nil {
+			printStatus(os.Stdout, reply.Status, time.Now())
+		}
 	}
 	if reply.Error != "" {
 		fmt.Fprintf(os.Stderr, "failoverctl: %s: %s\n", cmd, reply.Error)
 		os.Exit(1)
 	}
+}
+
+// waitHandover polls the status after maintenance start until the peer
+// reports PARTNER-DOWN and no update is queued or unacknowledged: then
+// this server may be stopped.
+func waitHandover(socket string, reply leasesync.ControlReply, wait time.Duration) leasesync.ControlReply {
+	deadline := time.Now().Add(wait)
+	for {
+		if st := reply.Status; st != nil && handedOver(st) {
+			reply.Message = "the peer is partner-down and has every update: this server may be stopped"
+			return reply
+		}
+		if time.Now().After(deadline) {
+			reply.Error = fmt.Sprintf("after %v the peer is not yet partner-down with every update (see status); do not stop this server yet", wait)
+			return reply
+		}
+		time.Sleep(250 * time.Millisecond)
+		next, err := ask(socket, "status")
+		if err != nil {
+			reply.Error = err.Error()
+			return reply
+		}
+		reply.Status = next.Status
+	}
+}
+
+func handedOver(st *leasesync.Status) bool {
+	return st.State == "shutdown" && st.PeerState == "partner-down" && st.Connected && st.Unacked == 0 && st.Queued == 0
 }
 
 func ask(socket, cmd string) (leasesync.ControlReply, error) {
@@ -92,32 +162,54 @@ func ask(socket, cmd string) (leasesync.ControlReply, error) {
 	return reply, nil
 }
 
+// ago prints a time and how long ago it was.
 func ago(t int64, now time.Time) string {
 	if t == 0 {
 		return "never"
 	}
-	return fmt.Sprintf("%s (%s ago)", time.Unix(t, 0).Format(time.DateTime), now.Sub(time.Unix(t, 0)).Round(time.Second))
+	return fmt.Sprintf("%s (%s ago)", time.Unix(t, 0).Format(time.TimeOnly), now.Sub(time.Unix(t, 0)).Round(time.Second))
+}
+
+// when prints a future time and how long until it.
+func when(t int64, now time.Time) string {
+	d := time.Unix(t, 0).Sub(now).Round(time.Second)
+	if d <= 0 {
+		return fmt.Sprintf("at %s (due now)", time.Unix(t, 0).Format(time.TimeOnly))
+	}
+	return fmt.Sprintf("in %s, at %s", d, time.Unix(t, 0).Format(time.TimeOnly))
 }
 
 func printStatus(w io.Writer, s *leasesync.Status, now time.Time) {
-	fmt.Fprintf(w, "relationship %s, %s, peer %s\n", s.Name, s.Role, s.PeerAddress)
-	fmt.Fprintf(w, "  state        %s since %s\n", s.State, ago(s.Since, now))
-	fmt.Fprintf(w, "  why          %s\n", s.Reason)
-	fmt.Fprintf(w, "  serving      %v\n", s.MayServe)
-	fmt.Fprintf(w, "  peer state   %s (connected %v, heard since start %v)\n", s.PeerState, s.Connected, s.Contacted)
-	fmt.Fprintf(w, "  last contact %s, clock skew %ds\n", ago(s.LastContact, now), s.ClockSkew)
-	if s.NextTimer != 0 {
-		fmt.Fprintf(w, "  next         %s at %s (in %s)\n", s.NextTimerWhat, time.Unix(s.NextTimer, 0).Format(time.TimeOnly),
-			time.Unix(s.NextTimer, 0).Sub(now).Round(time.Second))
+	fmt.Fprintf(w, "relationship %s: this server is the %s, peer %s\n", s.Name, s.Role, s.PeerAddress)
+	serving := "serving clients"
+	if !s.MayServe {
+		serving = "NOT serving clients"
 	}
-	if s.State == "partner-down" {
-		at := time.Unix(s.Since+s.MCLT, 0)
-		if at.After(now) {
-			fmt.Fprintf(w, "  takeover     may use the peer's free addresses at %s (in %s)\n", at.Format(time.TimeOnly), at.Sub(now).Round(time.Second))
+	fmt.Fprintf(w, "  my state     %s since %s, %s\n", strings.ToUpper(s.State), ago(s.Since, now), serving)
+	fmt.Fprintf(w, "  why          %s\n", s.Reason)
+	link := "connected"
+	if !s.Connected {
+		link = "NOT connected"
+	}
+	peerSince := ""
+	if s.PeerSince != 0 {
+		peerSince = " (learned " + ago(s.PeerSince, now) + ")"
+	}
+	fmt.Fprintf(w, "  peer state   %s%s, %s\n", strings.ToUpper(s.PeerState), peerSince, link)
+	fmt.Fprintf(w, "  last contact %s, clock skew %ds, MCLT %s\n", ago(s.LastContact, now), s.ClockSkew, time.Duration(s.MCLT)*time.Second)
+	for _, n := range s.Next {
+		if n.At != 0 {
+			fmt.Fprintf(w, "  next         %s %s\n", n.What, when(n.At, now))
 		} else {
-			fmt.Fprintf(w, "  takeover     using the peer's free addresses since %s\n", at.Format(time.TimeOnly))
+			fmt.Fprintf(w, "  next         %s\n", n.What)
 		}
 	}
+	if s.ResyncSince != 0 {
+		fmt.Fprintf(w, "  resync       asked for every binding %s\n", ago(s.ResyncSince, now))
+	}
 	fmt.Fprintf(w, "  updates      %d unacknowledged, %d queued\n", s.Unacked, s.Queued)
-	fmt.Fprintf(w, "  free         %d ours, %d the peer's (MCLT %ds)\n", s.FreeOwn, s.FreePeer, s.MCLT)
+	fmt.Fprintf(w, "  %-31s %8s %9s %8s %8s %9s\n", "pool", "free-own", "free-peer", "active", "expired", "abandoned")
+	for _, p := range s.Pools {
+		fmt.Fprintf(w, "  %-31s %8d %9d %8d %8d %9d\n", p.Range, p.FreeOwn, p.FreePeer, p.Active, p.Expired+p.Released+p.Reset, p.Abandoned)
+	}
 }

@@ -272,6 +272,13 @@ func (s *Server) FreeCounts() (own, peer int) {
 	return backup, free
 }
 
+// PoolCounts implements relation.Bindings.
+func (s *Server) PoolCounts() []lease.PoolCount {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.table.PoolCounts()
+}
+
 // PartnerDownEntered implements relation.Bindings. The reuse rule of
 // PARTNER-DOWN is computed from the state's start time (partnerDownReuse)
 // rather than written into each binding as ISC does; the sweeper opens the

@@ -13,6 +13,7 @@ import (
 
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/args"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/metrics"
 )
 
 // Config is a parsed failover plugin line.
@@ -38,6 +39,9 @@ type Config struct {
 	OfferHold time.Duration
 	// DeclineHold is how long a declined address stays ABANDONED.
 	DeclineHold time.Duration
+	// Metrics is where the process serves /metrics (invalid: nowhere;
+	// a leasesync line may name it instead).
+	Metrics netip.AddrPort
 }
 
 // Defaults, documented in README.md.
@@ -49,6 +53,9 @@ const (
 	// (0xffffffff means infinite, which this server does not give).
 	maxLeaseSeconds = math.MaxUint32 - 1
 )
+
+// knownKeys are the arguments parse accepts (the README documents each).
+var knownKeys = []string{"name", "db", "pool", "subnet", "relay", "lease-time", "max-lease-time", "offer-hold", "decline-hold", "metrics"}
 
 // interfaceAddrs lists the host's interface addresses; tests replace it.
 type interfaceAddrs func() ([]net.Addr, error)
@@ -103,8 +110,10 @@ func parse(words []string, ifaddrs interfaceAddrs) (Config, error) {
 			cfg.OfferHold, err = parseDuration(val)
 		case "decline-hold":
 			cfg.DeclineHold, err = parseDuration(val)
+		case "metrics":
+			cfg.Metrics, err = metrics.ParseAddr(val)
 		default:
-			return cfg, argError(word, "unknown key %q (known: name, db, pool, subnet, relay, lease-time, max-lease-time, offer-hold, decline-hold)", key)
+			return cfg, argError(word, "unknown key %q (known: %s)", key, strings.Join(knownKeys, ", "))
 		}
 		if err != nil {
 			return cfg, argError(word, "%v", err)

@@ -13,11 +13,14 @@ import (
 	"net"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/coredhcp/coredhcp/handler"
 	"github.com/coredhcp/coredhcp/logger"
 	"github.com/coredhcp/coredhcp/plugins"
 
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/metrics"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/relation"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/lifecycle"
 )
@@ -50,7 +53,15 @@ func setup4(args ...string) (handler.Handler4, error) {
 		return nil, fmt.Errorf("plugins/failover: %w", err)
 	}
 	start := time.Now()
-	s, err := start4(cfg, store, time.Now, rel)
+	reg := metrics.Registry()
+	if cfg.Metrics.IsValid() {
+		if err := metrics.Serve(cfg.Metrics); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("plugins/failover: argument \"metrics=%s\": %w", cfg.Metrics, err)
+		}
+		lifecycle.OnShutdown(metrics.Close)
+	}
+	s, err := start4(cfg, store, time.Now, rel, reg)
 	if err != nil {
 		return nil, fmt.Errorf("plugins/failover: %w", err)
 	}
@@ -66,8 +77,8 @@ func setup4(args ...string) (handler.Handler4, error) {
 
 // start4 loads the server, attaches it to its relationship (which starts
 // the session) and starts the sweeper. On error the store is closed.
-func start4(cfg Config, store lease.Store, now func() time.Time, rel *relation.Relationship) (*Server, error) {
-	s, err := NewServer(cfg, store, now, rel)
+func start4(cfg Config, store lease.Store, now func() time.Time, rel *relation.Relationship, reg *prometheus.Registry) (*Server, error) {
+	s, err := newServer(cfg, store, now, rel, reg)
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -86,7 +97,8 @@ func start4(cfg Config, store lease.Store, now func() time.Time, rel *relation.R
 // relationship rel (nil for a single server; its name must match the
 // line's name=). It is setup4 without the registry and the sqlite file,
 // for tests that run both servers of a pair in one process. Close stops
-// it.
+// it. Its metrics go to the relationship's registry, or to a registry of
+// its own for a single server (Registry); metrics= is ignored.
 func New(args []string, store lease.Store, now func() time.Time, rel *relation.Relationship) (*Server, error) {
 	cfg, err := parse(args, net.InterfaceAddrs)
 	if err != nil {
@@ -95,5 +107,12 @@ func New(args []string, store lease.Store, now func() time.Time, rel *relation.R
 	if (rel == nil) != (cfg.Name == "") || rel != nil && rel.Name != cfg.Name {
 		return nil, fmt.Errorf("the line's name=%q does not match the relationship given", cfg.Name)
 	}
-	return start4(cfg, store, now, rel)
+	reg := prometheus.NewRegistry()
+	if rel != nil && rel.Metrics != nil {
+		reg = rel.Metrics
+	}
+	return start4(cfg, store, now, rel, reg)
 }
+
+// Registry is the registry that holds the server's metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.met.reg }

@@ -2,12 +2,14 @@ package failover
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
@@ -52,6 +54,7 @@ type Server struct {
 	pdOpen bool
 	pdScan int64
 	store  lease.Store
+	met    *serverMetrics
 }
 
 // reusable is the ownership rule: which existing bindings may go to a new
@@ -90,16 +93,9 @@ func partnerDownReuse(v *relation.View, b *lease.Binding) int64 {
 	return max(pdStart(v), b.End, b.PeerExpiry) + v.MCLT
 }
 
-// pdStart is when PARTNER-DOWN began for the reuse rules: its start, or,
-// when the peer has not been heard since this process started, the
-// operator's latest declaration (a PARTNER-DOWN saved before a restart
-// proves nothing about what the peer did meanwhile).
-func pdStart(v *relation.View) int64 {
-	if !v.Contacted {
-		return max(v.MyStos, v.OperatorPartnerDownAt)
-	}
-	return v.MyStos
-}
+// pdStart is when PARTNER-DOWN began for the reuse rules
+// (relation.View.PartnerDownStart, which failoverctl status shows too).
+func pdStart(v *relation.View) int64 { return v.PartnerDownStart() }
 
 // partnerDownOpen is true when the peer's never-used addresses may be used:
 // in PARTNER-DOWN, MCLT after entering it, once the peer has been heard or
@@ -119,8 +115,18 @@ func stale(v *relation.View) bool {
 
 // NewServer loads every binding from store and returns a server over it.
 // now is the clock (time.Now outside tests). rel is the failover
-// relationship, or nil for a single server.
+// relationship, or nil for a single server. Its metrics go to the
+// relationship's registry, or to one of its own (Registry).
 func NewServer(cfg Config, store lease.Store, now func() time.Time, rel *relation.Relationship) (*Server, error) {
+	reg := prometheus.NewRegistry()
+	if rel != nil && rel.Metrics != nil {
+		reg = rel.Metrics
+	}
+	return newServer(cfg, store, now, rel, reg)
+}
+
+// newServer is NewServer with the metrics in reg.
+func newServer(cfg Config, store lease.Store, now func() time.Time, rel *relation.Relationship, reg *prometheus.Registry) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		now:     now,
@@ -141,6 +147,9 @@ func NewServer(cfg Config, store lease.Store, now func() time.Time, rel *relatio
 	})
 	if err != nil {
 		return nil, err
+	}
+	if s.met, err = registerMetrics(s, reg); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	s.commit = lease.NewCommitter(store, 0)
 	return s, nil
@@ -174,6 +183,7 @@ func (s *Server) Close(running bool) error {
 	if running {
 		<-s.stopped
 	}
+	s.met.unregister()
 	var err error
 	if s.rel != nil {
 		// The session uses the store: it stops first.
@@ -306,29 +316,45 @@ func (s *Server) Handler4(req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool) {
 	case s.slots <- struct{}{}:
 		defer func() { <-s.slots }()
 	default:
+		s.met.drops[dropOverload].Inc()
 		log.Debugf("dropping %s from %s: %d requests in progress", req.MessageType(), req.ClientHWAddr, maxInFlight)
 		return nil, true
 	}
 	giaddr, _ := netip.AddrFromSlice(req.GatewayIPAddr.To4())
 	if !s.cfg.serves(giaddr) {
+		s.met.drops[dropForeignRelay].Inc()
 		log.Debugf("dropping %s from %s: relay %s is not on %s", req.MessageType(), req.ClientHWAddr, giaddr, s.cfg.Subnet)
 		return nil, true
 	}
 	c := clientOf(req)
 	v := s.view()
 	if v != nil && !v.MayServe {
+		s.met.drops[dropStateForbids].Inc()
 		log.Debugf("dropping %s from %s: failover state %s serves no client", req.MessageType(), req.ClientHWAddr, v.MyState)
 		return nil, true
 	}
 	switch req.MessageType() {
 	case dhcpv4.MessageTypeDiscover:
 		if v != nil && !s.mine(req, v) {
+			s.met.drops[dropNotOurBucket].Inc()
 			log.Debugf("dropping DISCOVER from %s: its hash bucket belongs to the peer", req.ClientHWAddr)
 			return nil, true
 		}
-		return s.discover(req, resp, c)
+		out, stop := s.discover(req, resp, c)
+		if out != nil {
+			s.met.answers[answerOffer].Inc()
+		}
+		return out, stop
 	case dhcpv4.MessageTypeRequest:
-		return s.request(req, resp, c)
+		out, stop := s.request(req, resp, c)
+		switch {
+		case out == nil:
+		case stop:
+			s.met.answers[answerNak].Inc()
+		default:
+			s.met.answers[answerAck].Inc()
+		}
+		return out, stop
 	case dhcpv4.MessageTypeRelease:
 		s.release(req, c)
 		return nil, true
@@ -336,9 +362,11 @@ func (s *Server) Handler4(req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool) {
 		s.decline(req, c)
 		return nil, true
 	case dhcpv4.MessageTypeInform:
+		s.met.answers[answerInform].Inc()
 		resp.YourIPAddr = net.IPv4zero
 		return resp, false
 	}
+	s.met.drops[dropNotClient].Inc()
 	log.Debugf("dropping %s from %s: not a client message", req.MessageType(), req.ClientHWAddr)
 	return nil, true
 }
@@ -476,6 +504,12 @@ func (s *Server) discover(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, b
 	}
 	s.mu.Unlock()
 	if !ok {
+		if s.renewOnly() {
+			s.met.drops[dropWaitingPeer].Inc()
+			log.Debugf("dropping DISCOVER from %s: restarted without reaching the peer, renewals only", req.ClientHWAddr)
+			return nil, true
+		}
+		s.met.drops[dropPoolExhausted].Inc()
 		s.exhaustedLog.Do(s.now(), func(n int) {
 			log.WithFields(logrus.Fields{"pools": s.cfg.Pools, "dropped": n}).Warn("no free address to offer")
 		})
@@ -533,10 +567,12 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 			s.mu.Lock()
 			s.table.Unhold(c.key)
 			s.mu.Unlock()
+			s.met.drops[dropOtherServer].Inc()
 			log.Debugf("%s chose server %s", req.ClientHWAddr, sid)
 			return nil, true
 		}
 		if requested == 0 {
+			s.met.drops[dropMalformed].Inc()
 			log.Debugf("dropping REQUEST from %s: SELECTING without a requested address", req.ClientHWAddr)
 			return nil, true
 		}
@@ -546,6 +582,7 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 	case requested != 0:
 		ip = requested // INIT-REBOOT
 	default:
+		s.met.drops[dropMalformed].Inc()
 		log.Debugf("dropping REQUEST from %s: no address named", req.ClientHWAddr)
 		return nil, true
 	}
@@ -558,6 +595,7 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 	if !s.table.InPool(ip) {
 		s.mu.Unlock()
 		// Not ours to speak for: another server may own it.
+		s.met.drops[dropPeerAddress].Inc()
 		log.Debugf("ignoring REQUEST from %s for %s: not in a pool", req.ClientHWAddr, ip)
 		return nil, true
 	}
@@ -567,6 +605,7 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 		if busy {
 			return nak(req, resp, "address in use")
 		}
+		s.met.drops[dropPeerAddress].Inc()
 		log.Debugf("ignoring REQUEST from %s for %s: a free address of the peer's", req.ClientHWAddr, ip)
 		return nil, true
 	}
@@ -598,6 +637,7 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 	s.mu.Unlock()
 	if err := batch.Wait(); err != nil {
 		s.undo(b, old, had)
+		s.met.drops[dropStoreError].Inc()
 		log.WithError(err).WithField("address", ip.String()).Error("lease not stored; no ACK sent")
 		return nil, true
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/args"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lbhash"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/metrics"
 )
 
 // Role is this server's side of the relationship.
@@ -51,6 +52,8 @@ type Config struct {
 	MinBalance, MaxBalance time.Duration
 	// Control is the path of the control socket ("" for none).
 	Control string
+	// Metrics is where the process serves /metrics (invalid: nowhere).
+	Metrics netip.AddrPort
 }
 
 // Defaults, documented in README.md. They are ISC dhcpd's, except
@@ -68,7 +71,7 @@ const (
 
 var knownKeys = []string{"name", "role", "address", "port", "peer", "peer-port", "mclt", "split", "hba",
 	"load-balance-max-seconds", "max-response-delay", "max-unacked-updates", "auto-partner-down",
-	"max-lease-misbalance", "max-lease-ownership", "min-balance", "max-balance", "control"}
+	"max-lease-misbalance", "max-lease-ownership", "min-balance", "max-balance", "control", "metrics"}
 
 var argError = args.Error
 
@@ -169,6 +172,8 @@ func parse(words []string) (Config, error) {
 				err = errors.New("want an absolute path for the control socket")
 			}
 			cfg.Control = val
+		case "metrics":
+			cfg.Metrics, err = metrics.ParseAddr(val)
 		default:
 			return cfg, argError(word, "unknown key %q (known: %s)", key, strings.Join(knownKeys, ", "))
 		}

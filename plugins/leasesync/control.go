@@ -11,14 +11,22 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
 )
 
 // The control socket: one JSON request per connection, one JSON answer.
 // failoverctl speaks it; so can `socat - UNIX:PATH`.
 //
 //	{"command": "status"}
-//	{"command": "partner-down"}   also: paused, shutdown, recover, normal, reconnect
+//	{"command": "maintenance-start"}   also: maintenance-stop, resync, rebalance,
+//	                                   partner-down, paused, shutdown, recover, normal, reconnect
+//
+// Every command answers with the status after it; Message says what the
+// command did when that is more than a state change.
 
 // ControlRequest is a request on the control socket.
 type ControlRequest struct {
@@ -27,31 +35,63 @@ type ControlRequest struct {
 
 // ControlReply is the answer: Error is empty on success.
 type ControlReply struct {
-	Error  string  `json:"error,omitempty"`
-	Status *Status `json:"status,omitempty"`
+	Error   string  `json:"error,omitempty"`
+	Message string  `json:"message,omitempty"`
+	Status  *Status `json:"status,omitempty"`
 }
 
-// Status is what `failoverctl status` shows of a relationship.
+// Status is what `failoverctl status` shows of a relationship. Times are
+// Unix seconds of this server's clock; 0 means never or none.
 type Status struct {
-	Name          string `json:"name"`
-	Role          string `json:"role"`
-	State         string `json:"state"`
-	Since         int64  `json:"since"`
-	Reason        string `json:"reason"`
-	PeerState     string `json:"peer_state"`
-	PeerAddress   string `json:"peer_address"`
-	Connected     bool   `json:"connected"`
-	Contacted     bool   `json:"contacted"`
-	MayServe      bool   `json:"may_serve"`
-	MCLT          int64  `json:"mclt"`
+	Name        string `json:"name"`
+	Role        string `json:"role"`
+	State       string `json:"state"`
+	Since       int64  `json:"since"`
+	Reason      string `json:"reason"`
+	PeerState   string `json:"peer_state"`
+	PeerSince   int64  `json:"peer_since,omitempty"`
+	PeerAddress string `json:"peer_address"`
+	Connected   bool   `json:"connected"`
+	Contacted   bool   `json:"contacted"`
+	MayServe    bool   `json:"may_serve"`
+	MCLT        int64  `json:"mclt"`
+	// NextTimer is the state machine's next deadline; Next lists
+	// everything that will happen, and when, as the operator reads it.
 	NextTimer     int64  `json:"next_timer,omitempty"`
 	NextTimerWhat string `json:"next_timer_what,omitempty"`
-	LastContact   int64  `json:"last_contact,omitempty"`
-	ClockSkew     int64  `json:"clock_skew"`
-	Unacked       int    `json:"unacked_updates"`
-	Queued        int    `json:"queued_updates"`
-	FreeOwn       int    `json:"free_own"`
-	FreePeer      int    `json:"free_peer"`
+	Next          []Next `json:"next,omitempty"`
+	// TakeoverAt is, in PARTNER-DOWN, when the peer's free addresses
+	// may be used (the start of PARTNER-DOWN plus MCLT).
+	TakeoverAt  int64 `json:"takeover_at,omitempty"`
+	ResyncSince int64 `json:"resync_since,omitempty"`
+	LastContact int64 `json:"last_contact,omitempty"`
+	ClockSkew   int64 `json:"clock_skew"`
+	Unacked     int   `json:"unacked_updates"`
+	Queued      int   `json:"queued_updates"`
+	// FreeOwn and FreePeer total the pools' free addresses by owner.
+	FreeOwn  int          `json:"free_own"`
+	FreePeer int          `json:"free_peer"`
+	Pools    []PoolStatus `json:"pools,omitempty"`
+}
+
+// Next is something that will happen: at At (0 when it waits for an event
+// rather than a time), What.
+type Next struct {
+	What string `json:"what"`
+	At   int64  `json:"at,omitempty"`
+}
+
+// PoolStatus counts one pool's addresses: free ones by owner, the others
+// by binding state.
+type PoolStatus struct {
+	Range     string `json:"range"`
+	FreeOwn   int    `json:"free_own"`
+	FreePeer  int    `json:"free_peer"`
+	Active    int    `json:"active"`
+	Expired   int    `json:"expired"`
+	Released  int    `json:"released"`
+	Abandoned int    `json:"abandoned"`
+	Reset     int    `json:"reset"`
 }
 
 // controlCommands maps the commands that change the state to the state.
@@ -62,6 +102,20 @@ var controlCommands = map[string]fsm.State{
 	"recover":      fsm.Recover,
 	"normal":       fsm.Normal,
 }
+
+// operatorCommands are the commands that are methods of the session.
+var operatorCommands = map[string]func(*Session) (string, error){
+	"maintenance-start": (*Session).MaintenanceStart,
+	"maintenance-stop":  (*Session).MaintenanceStop,
+	"resync":            (*Session).Resync,
+	"rebalance":         (*Session).Rebalance,
+	"reconnect": func(s *Session) (string, error) {
+		return "", s.Reconnect()
+	},
+}
+
+// knownCommands is for error messages.
+const knownCommands = "status, maintenance-start, maintenance-stop, resync, rebalance, partner-down, paused, shutdown, recover, normal, reconnect"
 
 // listenControl opens the control socket at path, readable and writable
 // by its owner only.
@@ -116,36 +170,58 @@ func (s *Session) control(r *bufio.Reader) ControlReply {
 	if err := json.Unmarshal([]byte(line), &req); err != nil {
 		return ControlReply{Error: "bad request: " + err.Error()}
 	}
-	switch cmd := strings.ToLower(req.Command); cmd {
-	case "status":
-		st, err := s.Status()
-		if err != nil {
-			return ControlReply{Error: err.Error()}
+	cmd := strings.ToLower(req.Command)
+	var reply ControlReply
+	if cmd != "status" {
+		if fn, ok := operatorCommands[cmd]; ok {
+			msg, err := fn(s)
+			if err != nil {
+				return ControlReply{Error: err.Error()}
+			}
+			reply.Message = msg
+		} else if to, ok := controlCommands[cmd]; ok {
+			if err := s.Command(to); err != nil {
+				return ControlReply{Error: err.Error()}
+			}
+		} else {
+			return ControlReply{Error: fmt.Sprintf("unknown command %q (known: %s)", req.Command, knownCommands)}
 		}
-		return ControlReply{Status: &st}
-	case "reconnect":
-		if err := s.Reconnect(); err != nil {
-			return ControlReply{Error: err.Error()}
-		}
-	default:
-		to, ok := controlCommands[cmd]
-		if !ok {
-			return ControlReply{Error: fmt.Sprintf("unknown command %q (known: status, partner-down, paused, shutdown, recover, normal, reconnect)", req.Command)}
-		}
-		if err := s.Command(to); err != nil {
-			return ControlReply{Error: err.Error()}
-		}
-		log.WithField("relationship", s.cfg.Name).Warnf("operator command: %s", cmd)
+		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "command": cmd}).Warn("operator command")
 	}
 	st, err := s.Status()
 	if err != nil {
 		return ControlReply{Error: err.Error()}
 	}
-	return ControlReply{Status: &st}
+	reply.Status = &st
+	return reply
 }
 
-// Status reports the relationship as the session goroutine sees it.
+// Status reports the relationship as the session goroutine sees it, with
+// the pools' counts.
 func (s *Session) Status() (Status, error) {
+	st, err := s.snapshot()
+	if err != nil {
+		return st, err
+	}
+	primary := s.cfg.Role == Primary
+	for _, pc := range s.db.PoolCounts() {
+		free, backup := int(pc.States[lease.Free]), int(pc.States[lease.Backup])
+		ps := PoolStatus{Range: pc.Range.String(), FreeOwn: free, FreePeer: backup,
+			Active: int(pc.States[lease.Active]), Expired: int(pc.States[lease.Expired]),
+			Released: int(pc.States[lease.Released]), Abandoned: int(pc.States[lease.Abandoned]),
+			Reset: int(pc.States[lease.Reset])}
+		if !primary {
+			ps.FreeOwn, ps.FreePeer = backup, free
+		}
+		st.Pools = append(st.Pools, ps)
+		st.FreeOwn += ps.FreeOwn
+		st.FreePeer += ps.FreePeer
+	}
+	return st, nil
+}
+
+// snapshot is Status without the pools: cheap, for metrics.
+func (s *Session) snapshot() (Status, error) {
 	reply := make(chan Status, 1)
 	if !s.post(event{kind: evStatus, status: reply}) {
 		return Status{}, errors.New("session closed")
@@ -155,14 +231,17 @@ func (s *Session) Status() (Status, error) {
 
 // status is built by the run goroutine.
 func (s *Session) status() Status {
+	// Changes the handlers have announced count as queued.
+	s.drainChanged()
 	st := s.m.Status()
 	out := Status{
 		Name: s.cfg.Name, Role: s.cfg.Role.String(),
 		State: st.State.String(), Since: st.Stos, Reason: st.Reason,
-		PeerState: st.PeerState.String(), PeerAddress: s.cfg.Peer.String(),
+		PeerState: st.PeerState.String(), PeerSince: st.PeerStos, PeerAddress: s.cfg.Peer.String(),
 		Connected: s.link != nil, Contacted: s.contacted, MayServe: s.m.MayServe(),
 		MCLT: st.MCLT, NextTimer: st.NextTimer, NextTimerWhat: st.NextTimerWhat,
-		Unacked: len(s.inflight), Queued: len(s.queued),
+		ResyncSince: s.resyncSince,
+		Unacked:     len(s.inflight), Queued: len(s.queued),
 	}
 	if !s.lastRecv.IsZero() {
 		out.LastContact = s.lastRecv.Unix()
@@ -170,6 +249,164 @@ func (s *Session) status() Status {
 	if s.link != nil {
 		out.ClockSkew = s.link.params.skew
 	}
-	out.FreeOwn, out.FreePeer = s.db.FreeCounts()
+	if v := s.rel.View(); v != nil && st.State == fsm.PartnerDown {
+		out.TakeoverAt = v.PartnerDownStart() + v.MCLT
+	}
+	out.Next = s.next(st, out.TakeoverAt)
 	return out
+}
+
+// next says what happens next in the current state, and when.
+func (s *Session) next(st fsm.Status, takeoverAt int64) []Next {
+	var out []Next
+	add := func(at int64, format string, args ...any) {
+		out = append(out, Next{What: fmt.Sprintf(format, args...), At: at})
+	}
+	switch st.NextTimerWhat {
+	case "startup-timeout":
+		add(st.NextTimer, "leave startup without the peer (saved state %s)", st.SavedState)
+	case "recover-wait":
+		add(st.NextTimer, "recover-done (MCLT after entering recover)")
+	case "auto-partner-down":
+		add(st.NextTimer, "partner-down by auto-partner-down")
+	}
+	switch st.State {
+	case fsm.CommInterrupted:
+		if st.NextTimerWhat != "auto-partner-down" {
+			add(0, "partner-down when the operator declares it (failoverctl partner-down), if the peer is really down; the peer's free addresses follow MCLT later")
+		}
+		add(0, "normal when the peer is reachable again")
+	case fsm.PartnerDown:
+		if now := s.clk.Now().Unix(); takeoverAt > now {
+			add(takeoverAt, "may use the peer's free addresses")
+		} else {
+			add(0, "serving from every pool address (the peer's free addresses since MCLT); normal once the peer recovers")
+		}
+	case fsm.Recover:
+		add(0, "recover-wait or recover-done when the peer has sent every binding (UPDDONE)")
+	case fsm.RecoverDone:
+		add(0, "normal when the peer reaches recover-done or normal")
+	case fsm.Paused, fsm.Shutdown:
+		add(0, "no service until failoverctl maintenance stop (through recover, or straight to normal from paused when the peer allows)")
+	case fsm.PotentialConflict, fsm.ConflictDone, fsm.ResolutionInterrupted:
+		add(0, "normal once the conflicting bindings are exchanged with the peer")
+	case fsm.Normal:
+		if !s.balanceAt.IsZero() {
+			add(s.balanceAt.Unix(), "pool balance check")
+		}
+	}
+	if s.link == nil && !s.nextDial.IsZero() {
+		add(s.nextDial.Unix(), "connect to the peer again")
+	}
+	if s.resyncSince != 0 {
+		add(0, "resynchronisation complete when the peer sends UPDDONE")
+	}
+	return out
+}
+
+// do runs fn on the session goroutine.
+func (s *Session) do(fn func(now time.Time) error) error {
+	reply := make(chan error, 1)
+	if !s.post(event{kind: evDo, do: fn, reply: reply}) {
+		return errors.New("session closed")
+	}
+	return <-reply
+}
+
+// MaintenanceStart hands the pools to the peer before this server is
+// stopped: it moves to SHUTDOWN, on which the peer moves to PARTNER-DOWN
+// at once (draft-12, ISC) and serves every client, using our free
+// addresses MCLT later. Queued binding updates still go to the peer; stop
+// the process once the peer is partner-down and nothing is queued
+// (failoverctl waits for it). It needs the peer connected: otherwise it
+// would not learn that it may take over.
+func (s *Session) MaintenanceStart() (string, error) {
+	var msg string
+	err := s.do(func(now time.Time) error {
+		if s.link == nil {
+			return errors.New("maintenance start needs the peer connected, to hand it the pools; it is not (to stop serving anyway: shutdown here, then partner-down on the peer once this server is stopped)")
+		}
+		switch st := s.m.State(); st {
+		case fsm.Shutdown:
+			msg = "already in shutdown"
+			return nil
+		case fsm.Normal, fsm.CommInterrupted, fsm.Paused:
+		default:
+			return fmt.Errorf("maintenance start from %s refused: the peer must be serving or ready to (wait for normal)", st)
+		}
+		if p := s.m.Status().PeerState; p != fsm.Normal && p != fsm.CommInterrupted && p != fsm.Paused {
+			return fmt.Errorf("maintenance start refused: the peer is %s, not ready to take over", p)
+		}
+		msg = "shutdown sent: the peer goes to partner-down; stop this server once it has and no update is queued"
+		return s.m.CommandReason(fsm.Shutdown, now.Unix(), "maintenance: pools handed to the peer")
+	})
+	return msg, err
+}
+
+// MaintenanceStop returns from maintenance: from SHUTDOWN (or PAUSED when
+// the peer has taken over) through RECOVER, which fetches every binding
+// from the peer; from PAUSED straight to NORMAL when the peer is normal,
+// communications-interrupted or paused and the link is up.
+func (s *Session) MaintenanceStop() (string, error) {
+	var msg string
+	err := s.do(func(now time.Time) error {
+		st := s.m.Status()
+		switch st.State {
+		case fsm.Paused:
+			if s.link != nil && (st.PeerState == fsm.Normal || st.PeerState == fsm.CommInterrupted || st.PeerState == fsm.Paused) {
+				msg = "back to normal"
+				return s.m.CommandReason(fsm.Normal, now.Unix(), "maintenance over")
+			}
+		case fsm.Shutdown:
+		default:
+			return fmt.Errorf("not in maintenance: state %s (maintenance stop leaves shutdown or paused)", st.State)
+		}
+		msg = "recover: fetching every binding from the peer, then recover-done and normal"
+		return s.m.CommandReason(fsm.Recover, now.Unix(), "maintenance over: resynchronising from the peer")
+	})
+	return msg, err
+}
+
+// Resync asks the peer for every binding it has (UPDREQALL); the peer
+// answers with BNDUPDs and UPDDONE. The state does not change.
+func (s *Session) Resync() (string, error) {
+	var msg string
+	err := s.do(func(now time.Time) error {
+		if s.link == nil {
+			return errors.New("resync needs the peer connected; it is not")
+		}
+		if err := s.send(&wire.UpdateRequestAll{}, now); err != nil {
+			s.linkDown(err.Error(), now)
+			return err
+		}
+		s.resyncSince = now.Unix()
+		msg = "UPDREQALL sent: the peer sends every binding, then UPDDONE"
+		return nil
+	})
+	return msg, err
+}
+
+// Rebalance runs pool balancing now (NORMAL only): it gives the peer what
+// is due, or asks the peer (POOLREQ) when we own fewer free addresses.
+func (s *Session) Rebalance() (string, error) {
+	var msg string
+	err := s.do(func(now time.Time) error {
+		if st := s.m.State(); st != fsm.Normal {
+			return fmt.Errorf("pool balancing runs only in normal, not in %s", st)
+		}
+		own, peer := s.db.FreeCounts()
+		s.asked = false
+		moved := s.balance(now, balanceOperator)
+		s.balanceAt = now.Add(s.cfg.MinBalance)
+		switch {
+		case moved > 0:
+			msg = fmt.Sprintf("gave %d free addresses to the peer (owned %d, peer %d)", moved, own, peer)
+		case s.asked:
+			msg = fmt.Sprintf("asked the peer for free addresses (POOLREQ; owned %d, peer %d)", own, peer)
+		default:
+			msg = fmt.Sprintf("nothing to move (owned %d, peer %d)", own, peer)
+		}
+		return nil
+	})
+	return msg, err
 }

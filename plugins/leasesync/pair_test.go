@@ -518,16 +518,7 @@ func TestStarvedSecondaryAsksForAddresses(t *testing.T) {
 	s.start()
 	waitFor(t, "both servers in NORMAL", bothNormal(p, s), p, s)
 	waitFor(t, "the secondary's share", func() bool { own, _ := s.srv.FreeCounts(); return own == 50 }, p, s)
-	taken := 0
-	for i := 0; taken < 50; i++ {
-		if lbhash.Bucket(lbhash.PacketKey(nil, clientMAC(i))) < 128 {
-			continue // the primary's client
-		}
-		if _, from := dora(t, i, true, p, s); from != s {
-			t.Fatalf("Client %d was not served by the secondary", i)
-		}
-		taken++
-	}
+	secondaryClients(t, 50, p, s)
 	// It served exactly its 50: whatever it owns now was transferred
 	// (its timer may have fired during the loop already).
 	waitFor(t, "addresses transferred on request", func() bool {

@@ -10,12 +10,15 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/coredhcp/coredhcp/handler"
 	"github.com/coredhcp/coredhcp/logger"
 	"github.com/coredhcp/coredhcp/plugins"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/metrics"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/relation"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/lifecycle"
 )
@@ -37,9 +40,16 @@ func setup4(args ...string) (handler.Handler4, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plugins/leasesync: %w", err)
 	}
-	s := newRelationship(cfg, nil)
+	s := newRelationship(cfg, nil, metrics.Registry())
 	if err := relation.Register(s.rel); err != nil {
 		return nil, fmt.Errorf("plugins/leasesync: argument \"name=%s\": %w", cfg.Name, err)
+	}
+	if cfg.Metrics.IsValid() {
+		if err := metrics.Serve(cfg.Metrics); err != nil {
+			relation.Unregister(s.rel)
+			return nil, fmt.Errorf("plugins/leasesync: argument \"metrics=%s\": %w", cfg.Metrics, err)
+		}
+		lifecycle.OnShutdown(metrics.Close)
 	}
 	lifecycle.OnShutdown(s.Close)
 	go func() {
@@ -53,8 +63,9 @@ func setup4(args ...string) (handler.Handler4, error) {
 }
 
 // newRelationship creates cfg's relationship and its session, which
-// starts when the failover line attaches its bindings.
-func newRelationship(cfg Config, clk Clock) *Session {
+// starts when the failover line attaches its bindings. Its metrics, and
+// the failover line's, go to reg.
+func newRelationship(cfg Config, clk Clock, reg *prometheus.Registry) *Session {
 	v := &relation.View{
 		Primary:   cfg.Role == Primary,
 		MyState:   fsm.Startup,
@@ -63,7 +74,9 @@ func newRelationship(cfg Config, clk Clock) *Session {
 		LBMaxSecs: uint16(cfg.LBMaxSecs),
 	}
 	rel := relation.New(cfg.Name, v)
+	rel.Metrics = reg
 	s := NewSession(cfg, rel, clk)
+	s.reg = reg
 	rel.SetSession(s.Start, s.Close)
 	return s
 }
@@ -74,14 +87,19 @@ func passThrough(req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool) { return resp,
 // New parses a leasesync plugin line and prepares its relationship and
 // session without registering them (tests run both servers of a pair in
 // one process). The session starts when a failover server attaches to
-// Relationship(); Close stops it. clk nil means the real clock.
+// Relationship(); Close stops it. clk nil means the real clock. Its
+// metrics (and its failover server's) go to a registry of its own,
+// Registry(); metrics= is ignored.
 func New(args []string, clk Clock) (*Session, error) {
 	cfg, err := parse(args)
 	if err != nil {
 		return nil, err
 	}
-	return newRelationship(cfg, clk), nil
+	return newRelationship(cfg, clk, prometheus.NewRegistry()), nil
 }
+
+// Registry is the registry that holds the session's metrics.
+func (s *Session) Registry() *prometheus.Registry { return s.reg }
 
 // Relationship returns the session's relationship.
 func (s *Session) Relationship() *relation.Relationship { return s.rel }

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sirupsen/logrus"
 
@@ -42,6 +45,7 @@ const (
 	evCommand
 	evDrop
 	evStatus
+	evDo
 )
 
 type event struct {
@@ -52,12 +56,15 @@ type event struct {
 	cmd    fsm.State
 	reply  chan error
 	status chan Status
+	// do runs on the session goroutine (operator commands).
+	do func(now time.Time) error
 }
 
 // inflight is an update sent and not yet acknowledged.
 type inflight struct {
 	xid  uint32
 	sent lease.Binding
+	at   time.Time
 }
 
 // Session holds one failover relationship's link to its peer and drives
@@ -94,6 +101,12 @@ type Session struct {
 	settledMu sync.Mutex
 	settled   chan struct{}
 
+	// reg receives the session's metrics; running is set while the run
+	// goroutine answers events.
+	reg     *prometheus.Registry
+	met     *sessionMetrics
+	running atomic.Bool
+
 	// Owned by run.
 	m        *fsm.Machine
 	db       relation.Bindings
@@ -123,6 +136,9 @@ type Session struct {
 	balanceAt time.Time
 	asked     bool
 	acks      []pendingAck
+	// resyncSince is when the operator's UPDREQALL was sent (0: none
+	// outstanding).
+	resyncSince int64
 }
 
 // pendingAck is a BNDACK waiting for the binding it acknowledges to be
@@ -138,7 +154,7 @@ func NewSession(cfg Config, rel *relation.Relationship, clk Clock) *Session {
 	if clk == nil {
 		clk = realClock{}
 	}
-	return &Session{
+	s := &Session{
 		cfg:        cfg,
 		rel:        rel,
 		clk:        clk,
@@ -153,6 +169,8 @@ func NewSession(cfg Config, rel *relation.Relationship, clk Clock) *Session {
 		queued:     map[lease.IP]bool{},
 		inflight:   map[lease.IP]inflight{},
 	}
+	s.met = newSessionMetrics(s)
+	return s
 }
 
 // Start listens for the peer, loads the stored state and runs the session.
@@ -195,11 +213,21 @@ func (s *Session) Start() error {
 		AutoPartnerDown: int64(s.cfg.AutoPartnerDown.Seconds()),
 		StartupTimeout:  s.startupTimeout,
 	}, p, now)
+	if s.reg != nil {
+		if err := s.reg.Register(s.met); err != nil {
+			ln.Close()
+			if s.controlLn != nil {
+				s.controlLn.Close()
+			}
+			return fmt.Errorf("metrics of relationship %q: %w", s.cfg.Name, err)
+		}
+	}
 	s.rel.SetNotify(s.notify)
 	// Updates not acknowledged before the restart are sent again.
 	s.db.Pending(func(ip lease.IP) { s.enqueue(ip) })
 	log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "role": s.cfg.Role, "address": s.cfg.Address,
 		"peer": s.cfg.Peer, "saved": p.MyState}).Info("failover session starting")
+	s.running.Store(true)
 	s.wg.Add(3)
 	go s.listen(ln)
 	go s.dial()
@@ -227,6 +255,10 @@ func (s *Session) Close() error {
 		if s.controlLn != nil {
 			s.controlLn.Close()
 		}
+		if s.reg != nil {
+			s.reg.Unregister(s.met)
+		}
+		s.running.Store(false)
 		relation.Unregister(s.rel)
 	})
 	s.wg.Wait()
@@ -361,6 +393,8 @@ func (s *Session) handle(e event) {
 		e.reply <- nil
 	case evStatus:
 		e.status <- s.status()
+	case evDo:
+		e.reply <- e.do(now)
 	}
 }
 
@@ -379,6 +413,7 @@ func (s *Session) linkUp(l *link, now time.Time) {
 		fields["clock-skew-seconds"] = l.params.skew
 	}
 	log.WithFields(fields).Info("failover peer connected")
+	s.met.connects.Inc()
 	s.wg.Add(1)
 	go s.read(l)
 	s.m.Connected(now.Unix())
@@ -389,6 +424,8 @@ func (s *Session) linkDown(why string, now time.Time) {
 		return
 	}
 	log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "peer": s.link.String(), "reason": why}).Warn("failover peer disconnected")
+	s.met.disconnects.Inc()
+	s.resyncSince = 0
 	s.link.close()
 	s.link = nil
 	s.acks = nil
@@ -424,6 +461,11 @@ func (s *Session) receive(b wire.Body, now time.Time) error {
 	case *wire.UpdateRequestAll:
 		s.answerRequest(msg.XID, true)
 	case *wire.UpdateDone:
+		if s.resyncSince != 0 {
+			log.WithField("relationship", s.cfg.Name).Infof("resynchronisation requested by the operator complete after %.1fs",
+				now.Sub(time.Unix(s.resyncSince, 0)).Seconds())
+			s.resyncSince = 0
+		}
 		s.m.UpdateDone(now.Unix())
 	case *wire.PoolRequest:
 		n := s.balance(now, balanceAsked)
@@ -478,6 +520,7 @@ func (s *Session) answerRequest(xid uint32, all bool) {
 // applyUpdate stores a binding the peer announced (durably, through the
 // failover plugin's store) and queues the BNDACK.
 func (s *Session) applyUpdate(u *wire.BindingUpdate, now time.Time) {
+	s.met.updatesReceived.Inc()
 	b, err := bindingFromWire(&u.Binding, s.link.params.correction())
 	ack := &wire.BindingAck{Header: wire.Header{XID: u.XID}}
 	ack.Addr = u.Addr
@@ -504,6 +547,7 @@ func (s *Session) applyUpdate(u *wire.BindingUpdate, now time.Time) {
 }
 
 func (s *Session) logReject(ack *wire.BindingAck) {
+	s.met.rejectedByUs.Inc()
 	log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "address": ack.Addr.String(),
 		"reason": ack.RejectReason.String()}).Warnf("rejected the peer's binding update: %s", ack.Message)
 }
@@ -517,11 +561,14 @@ func (s *Session) acked(a *wire.BindingAck, now time.Time) {
 		return
 	}
 	delete(s.inflight, ip)
+	s.met.rtt.Observe(now.Sub(in.at).Seconds())
 	if a.RejectReason != 0 {
+		s.met.rejectedByPeer.Inc()
 		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "address": ip.String(), "status": in.sent.State.String(),
 			"reason": a.RejectReason.String()}).Warnf("the peer rejected our binding update: %s", a.Message)
 		return
 	}
+	s.met.updatesAcked.Inc()
 	if !s.db.Acked(in.sent, now.Unix()) {
 		s.enqueue(ip) // changed since it was sent
 	}
@@ -537,6 +584,7 @@ func (s *Session) settle() {
 	for _, t := range rd.Transitions {
 		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "from": t.From.String(), "to": t.To.String(),
 			"reason": t.Reason}).Info("failover state change")
+		s.met.stateChanges.Inc()
 	}
 	for _, n := range rd.Notes {
 		log.WithField("relationship", s.cfg.Name).Info(n)
@@ -691,7 +739,8 @@ func (s *Session) flush(now time.Time) error {
 			s.enqueue(ip)
 			return err
 		}
-		s.inflight[ip] = inflight{xid: u.XID, sent: b}
+		s.inflight[ip] = inflight{xid: u.XID, sent: b, at: now}
+		s.met.updatesSent.Inc()
 	}
 	if len(s.queue) == 0 {
 		s.queue = nil // let the backing array go
@@ -825,6 +874,7 @@ const (
 	balanceOnNormal balanceMode = iota // entering NORMAL: move what is due, never ask
 	balanceTimer                       // periodic: move beyond the tolerance, ask if starved
 	balanceAsked                       // the peer sent POOLREQ: move what is due
+	balanceOperator                    // failoverctl rebalance: move what is due, ask if short
 )
 
 // balance moves free addresses between the servers as ISC's pool
@@ -852,9 +902,9 @@ func (s *Session) balance(now time.Time, mode balanceMode) int {
 	case mode == balanceTimer && lts <= thresh:
 		give = 0
 	}
-	if mode == balanceTimer && s.link != nil {
+	if (mode == balanceTimer || mode == balanceOperator) && s.link != nil {
 		panicAt := -2 * thresh
-		if panicAt == 0 {
+		if panicAt == 0 || mode == balanceOperator {
 			panicAt = -1
 		}
 		if lts < panicAt {

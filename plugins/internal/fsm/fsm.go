@@ -618,6 +618,12 @@ func (m *Machine) UpdateDone(now int64) {
 // naming the current state is accepted and does nothing (ISC would re-enter
 // the state and reset stos, which for PARTNER-DOWN restarts the MCLT wait).
 func (m *Machine) Command(to State, now int64) error {
+	return m.CommandReason(to, now, "operator command")
+}
+
+// CommandReason is Command with the reason the new state reports (for
+// example "maintenance: handing the pools to the peer").
+func (m *Machine) CommandReason(to State, now int64, reason string) error {
 	if !to.Valid() {
 		return fmt.Errorf("%w: %d", ErrInvalidState, uint8(to))
 	}
@@ -659,6 +665,6 @@ func (m *Machine) Command(to State, now int64) error {
 	default:
 		return fmt.Errorf("%w: %s (allowed: partner-down, paused, shutdown, recover, normal)", ErrNotAdministrative, to)
 	}
-	m.setState(to, now, "operator command")
+	m.setState(to, now, reason)
 	return nil
 }

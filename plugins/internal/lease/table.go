@@ -353,6 +353,39 @@ func (t *Table) Counts() map[State]uint64 {
 	return c
 }
 
+// PoolCount is how many addresses of one pool are in each state (indexed
+// by State); never-used addresses count as FREE.
+type PoolCount struct {
+	Range  Range
+	States [Backup + 1]uint64
+}
+
+// PoolCounts returns Counts for each pool, in the table's pool order. It
+// walks every binding: for status requests and metric scrapes, not for
+// the packet path.
+func (t *Table) PoolCounts() []PoolCount {
+	out := make([]PoolCount, len(t.pools))
+	known := make([]uint64, len(t.pools))
+	for i, p := range t.pools {
+		out[i].Range = p.Range
+	}
+	for ip, e := range t.byIP {
+		for i, p := range t.pools {
+			if p.Contains(ip) {
+				if e.State.Valid() {
+					out[i].States[e.State]++
+				}
+				known[i]++
+				break
+			}
+		}
+	}
+	for i, p := range t.pools {
+		out[i].States[Free] += p.Size() - known[i]
+	}
+	return out
+}
+
 // Validate checks the internal consistency of the indexes, for tests.
 func (t *Table) Validate() error {
 	for ip, e := range t.byIP {

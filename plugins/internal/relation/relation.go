@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lbhash"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
@@ -39,6 +41,18 @@ type View struct {
 	LBMaxSecs             uint16
 	// MayServe is false in states that serve no client.
 	MayServe bool
+}
+
+// PartnerDownStart is when PARTNER-DOWN began for the reuse rules: its
+// start, or, when the peer has not been heard since this process started,
+// the operator's latest declaration (a PARTNER-DOWN saved before a restart
+// proves nothing about what the peer did meanwhile). The peer's free
+// addresses may be used MCLT after it.
+func (v *View) PartnerDownStart() int64 {
+	if !v.Contacted {
+		return max(v.MyStos, v.OperatorPartnerDownAt)
+	}
+	return v.MyStos
 }
 
 // OwnFree is the binding state of the free addresses this server may
@@ -73,8 +87,11 @@ type Bindings interface {
 	// Transfer moves up to n of our free addresses to the peer (FREE to
 	// BACKUP on the primary) durably, and returns them, to be announced.
 	Transfer(n int, now int64) []lease.IP
-	// Counts returns how many free addresses each side owns.
+	// FreeCounts returns how many free addresses each side owns.
 	FreeCounts() (own, peer int)
+	// PoolCounts returns, for each pool, how many addresses are in each
+	// binding state (for status and metrics, not the packet path).
+	PoolCounts() []lease.PoolCount
 	// PartnerDownEntered applies the reuse rule of PARTNER-DOWN.
 	PartnerDownEntered(stos int64)
 	// LoadState and SaveState keep the relationship's state in the
@@ -86,7 +103,10 @@ type Bindings interface {
 // Relationship is one failover relationship.
 type Relationship struct {
 	Name string
-	view atomic.Pointer[View]
+	// Metrics is the registry both plugins' metrics of this relationship
+	// go to; set by leasesync when it creates the relationship.
+	Metrics *prometheus.Registry
+	view    atomic.Pointer[View]
 	// viewChanged is closed (and replaced) when the view changes.
 	viewMu      sync.Mutex
 	viewChanged chan struct{}

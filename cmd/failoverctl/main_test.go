@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/leasesync"
+)
+
+func TestCommandWords(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+		err  string
+	}{
+		{args: []string{"status"}, want: "status"},
+		{args: []string{"maintenance", "start"}, want: "maintenance-start"},
+		{args: []string{"maintenance", "stop"}, want: "maintenance-stop"},
+		{args: []string{"maintenance"}, err: "start or stop"},
+		{args: []string{"maintenance", "later"}, err: `"maintenance later"`},
+		{args: nil, err: "want one command"},
+	} {
+		got, err := command(tc.args)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("Command %q: error %v, want one containing %q", tc.args, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("Command %q = %q, %v; want %q", tc.args, got, err, tc.want)
+		}
+	}
+}
+
+// Every state-changing command asks before it acts.
+func TestEveryStateChangeIsConfirmed(t *testing.T) {
+	for _, c := range []string{"maintenance-start", "maintenance-stop", "resync", "rebalance", "partner-down", "paused", "shutdown", "recover", "normal", "reconnect"} {
+		if confirm[c] == "" {
+			t.Errorf("Command %s asks for no confirmation", c)
+		}
+	}
+	if _, ok := confirm["status"]; ok {
+		t.Error("status asks for confirmation")
+	}
+}
+
+func TestStatusShowsTheCountdownAndThePools(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	st := &leasesync.Status{
+		Name: "lan1", Role: "secondary", State: "partner-down", Since: now.Unix() - 90, Reason: "operator command",
+		PeerState: "communications-interrupted", PeerAddress: "192.0.2.1:647", MayServe: true, MCLT: 3600,
+		LastContact: now.Unix() - 600, ClockSkew: -2, Unacked: 3, Queued: 7,
+		Next:  []leasesync.Next{{What: "may use the peer's free addresses", At: now.Unix() - 90 + 3600}},
+		Pools: []leasesync.PoolStatus{{Range: "192.0.2.100-192.0.2.199", FreeOwn: 40, FreePeer: 45, Active: 12, Expired: 2, Abandoned: 1}},
+	}
+	var b bytes.Buffer
+	printStatus(&b, st, now)
+	out := b.String()
+	for _, want := range []string{
+		"my state     PARTNER-DOWN since", "(1m30s ago), serving clients",
+		"peer state   COMMUNICATIONS-INTERRUPTED, NOT connected",
+		"may use the peer's free addresses in 58m30s, at ",
+		"last contact", "(10m0s ago), clock skew -2s, MCLT 1h0m0s",
+		"3 unacknowledged, 7 queued",
+		"192.0.2.100-192.0.2.199               40        45       12        2         1",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("Status lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestHandoverNeedsThePeerInPartnerDownAndNothingQueued(t *testing.T) {
+	st := leasesync.Status{State: "shutdown", PeerState: "partner-down", Connected: true}
+	if !handedOver(&st) {
+		t.Error("A complete handover is not recognised")
+	}
+	for _, change := range []func(*leasesync.Status){
+		func(s *leasesync.Status) { s.PeerState = "normal" },
+		func(s *leasesync.Status) { s.Queued = 1 },
+		func(s *leasesync.Status) { s.Unacked = 1 },
+		func(s *leasesync.Status) { s.Connected = false },
+	} {
+		s := st
+		change(&s)
+		if handedOver(&s) {
+			t.Errorf("Handover recognised in %+v", s)
+		}
+	}
+}
