@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/ratelimit"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
 )
@@ -239,12 +241,17 @@ func (s *Session) startHandshake(conn net.Conn, dialed bool) {
 		l, err := s.handshake(conn, dialed)
 		if err != nil {
 			conn.Close()
-			var rej *rejection
-			if errors.As(err, &rej) {
-				log.WithField("peer", conn.RemoteAddr().String()).Warnf("failover handshake refused: %v", err)
-			} else {
-				log.WithField("peer", conn.RemoteAddr().String()).Infof("failover handshake failed: %v", err)
-			}
+			// The session retries every few seconds: one line a
+			// minute says it still fails, and how often.
+			s.handshakeLog.Do(time.Now(), func(n int) {
+				entry := log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "peer": conn.RemoteAddr().String(), "failures": n})
+				var rej *rejection
+				if errors.As(err, &rej) {
+					entry.Warnf("failover handshake refused: %v", err)
+				} else {
+					entry.Infof("failover handshake failed: %v", err)
+				}
+			})
 			if dialed {
 				s.post(event{kind: evDialFailed})
 			}

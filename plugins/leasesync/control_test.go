@@ -186,8 +186,11 @@ func TestMaintenanceStartNeedsThePeer(t *testing.T) {
 // and UPDDONE; the state stays NORMAL.
 func TestResyncFetchesEveryBindingAgain(t *testing.T) {
 	p, s, ctlP, _ := controlPair(t, "", "")
+	waitFor(t, "the secondary's share", func() bool { own, _ := s.srv.FreeCounts(); return own == 50 }, p, s)
 	for i := 0; i < 10; i++ {
-		dora(t, i, true, p, s)
+		if _, from := dora(t, i, true, p, s); from == nil {
+			t.Fatalf("Client %d got no lease", i)
+		}
 	}
 	waitFor(t, "updates settled", settled(p, s), p, s)
 	before := counterValue(t, p.s.Registry(), "coredhcp_failover_binding_updates_received_total")

@@ -76,8 +76,11 @@ func TestMetricsAreLintCleanAndFollowTheState(t *testing.T) {
 	if p.srv.Registry() != reg {
 		t.Fatal("The failover line's metrics are not in its relationship's registry")
 	}
+	waitFor(t, "the secondary's share", func() bool { own, _ := s.srv.FreeCounts(); return own == 50 }, p, s)
 	for i := 0; i < 20; i++ {
-		dora(t, i, true, p, s)
+		if _, from := dora(t, i, true, p, s); from == nil {
+			t.Fatalf("Client %d got no lease", i)
+		}
 	}
 	waitFor(t, "updates settled", settled(p, s), p, s)
 

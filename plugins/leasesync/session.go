@@ -131,6 +131,9 @@ type Session struct {
 	operatorPD   bool
 	operatorPDAt int64
 	skewLog      ratelimit.Limiter
+	// handshakeLog folds repeated handshake failures (used by the
+	// handshake goroutines).
+	handshakeLog ratelimit.Limiter
 	// balanceAt is when the pool balance runs next (zero: not armed);
 	// asked is set when the last run sent POOLREQ.
 	balanceAt time.Time
@@ -170,6 +173,7 @@ func NewSession(cfg Config, rel *relation.Relationship, clk Clock) *Session {
 		inflight:   map[lease.IP]inflight{},
 	}
 	s.met = newSessionMetrics(s)
+	s.handshakeLog.Period = time.Minute
 	return s
 }
 
@@ -407,7 +411,11 @@ func (s *Session) linkUp(l *link, now time.Time) {
 	if s.cfg.Role == Secondary {
 		s.m.SetMCLT(l.params.mclt)
 	}
-	fields := logrus.Fields{"relationship": s.cfg.Name, "peer": l.String(), "vendor": l.params.vendor,
+	direction := "accepted"
+	if l.dialed {
+		direction = "dialed"
+	}
+	fields := logrus.Fields{"relationship": s.cfg.Name, "peer": l.String(), "direction": direction, "vendor": l.params.vendor,
 		"max-unacked": l.params.maxUnacked, "receive-timer": l.params.receiveTimer}
 	if l.params.skew > 5 || l.params.skew < -5 {
 		fields["clock-skew-seconds"] = l.params.skew
