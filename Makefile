@@ -10,11 +10,18 @@ BIN := bin/coredhcp-failover
 
 # What the tests, the demo and the benchmark run: Debian packages, and the
 # commands that tell whether they are installed.
-APT_PACKAGES := isc-dhcp-client udhcpc kea-admin iproute2 tshark sqlite3 gcc libc6-dev
-APT_COMMANDS := dhclient udhcpc perfdhcp ip tshark sqlite3 gcc
+APT_PACKAGES := isc-dhcp-client udhcpc kea-admin iproute2 tshark sqlite3 gcc libc6-dev systemd
+APT_COMMANDS := dhclient udhcpc perfdhcp ip tshark sqlite3 gcc systemd-analyze
 
 .PHONY: all build generate check-generate test unit integration lint tidy-check \
-	bench demo deps fuzz clean
+	bench demo deps fuzz clean install
+
+# make install: PREFIX, DESTDIR (staging root) and the directories below.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR ?= $(PREFIX)/share/doc/coredhcp-failover
 
 all: build
 
@@ -75,6 +82,25 @@ demo: deps build
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./plugins/...
 	bash bench/bench.sh
+
+# Installs both binaries, the systemd unit (with this PREFIX's paths), the
+# documentation and the example configuration -- the latter only if no
+# configuration is there yet (an operator's file is never overwritten).
+install: build
+	install -D -m 0755 $(BIN) "$(DESTDIR)$(BINDIR)/coredhcp-failover"
+	install -D -m 0755 bin/failoverctl "$(DESTDIR)$(BINDIR)/failoverctl"
+	install -d -m 0755 "$(DESTDIR)$(UNITDIR)"
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' dist/systemd/coredhcp-failover.service \
+		> "$(DESTDIR)$(UNITDIR)/coredhcp-failover.service"
+	chmod 0644 "$(DESTDIR)$(UNITDIR)/coredhcp-failover.service"
+	install -D -m 0644 coredhcp-failover.yaml "$(DESTDIR)$(DOCDIR)/coredhcp-failover.yaml.example"
+	install -m 0644 README.md "$(DESTDIR)$(DOCDIR)/README.md"
+	install -D -m 0644 plugins/failover/README.md "$(DESTDIR)$(DOCDIR)/failover.md"
+	install -m 0644 plugins/leasesync/README.md "$(DESTDIR)$(DOCDIR)/leasesync.md"
+	for f in docs/*.md; do [ -e "$$f" ] && install -m 0644 "$$f" "$(DESTDIR)$(DOCDIR)/" || true; done
+	install -d -m 0755 "$(DESTDIR)$(SYSCONFDIR)/coredhcp-failover"
+	[ -e "$(DESTDIR)$(SYSCONFDIR)/coredhcp-failover/coredhcp-failover.yaml" ] || \
+		install -m 0644 coredhcp-failover.yaml "$(DESTDIR)$(SYSCONFDIR)/coredhcp-failover/coredhcp-failover.yaml"
 
 clean:
 	rm -rf bin
