@@ -30,3 +30,13 @@ func TestDocumentedConfigsParse(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryArgumentIsDocumented fails when the parser accepts an argument
+// that the README's Syntax section does not show and explain.
+func TestEveryArgumentIsDocumented(t *testing.T) {
+	keys := readmetest.ParsedKeys(t, "config.go")
+	if len(keys) < 8 {
+		t.Fatalf("Found only the keys %v in config.go", keys)
+	}
+	readmetest.Documented(t, "README.md", keys)
+}

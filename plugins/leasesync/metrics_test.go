@@ -10,6 +10,7 @@ import (
 
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lbhash"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/readmetest"
 )
 
 // gather returns the registry's families by name.
@@ -97,9 +98,13 @@ func TestMetricsAreLintCleanAndFollowTheState(t *testing.T) {
 	for _, pr := range problems {
 		t.Errorf("promlint: %s: %s", pr.Metric, pr.Text)
 	}
+	documented := readmetest.Section(t, "README.md", "## Metrics") + readmetest.Section(t, "../failover/README.md", "## Metrics")
 	for name := range gather(t, reg) {
 		if !strings.HasPrefix(name, "coredhcp_failover_") {
 			t.Errorf("Metric %s is not named coredhcp_failover_*", name)
+		}
+		if !strings.Contains(documented, "`"+name) {
+			t.Errorf("Metric %s is in neither plugin's README", name)
 		}
 	}
 

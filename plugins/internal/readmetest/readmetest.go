@@ -4,9 +4,14 @@
 package readmetest
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -70,4 +75,81 @@ func Lines(confs []*config.Config, plugin string) [][]string {
 		}
 	}
 	return out
+}
+
+// ParsedKeys returns the argument keys a parser accepts: the string cases
+// of every `switch key` statement in the Go file at path. Reading the
+// source rather than a list means a new case cannot be forgotten.
+func ParsedKeys(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	ast.Inspect(f, func(n ast.Node) bool {
+		sw, ok := n.(*ast.SwitchStmt)
+		if !ok {
+			return true
+		}
+		if id, ok := sw.Tag.(*ast.Ident); !ok || id.Name != "key" {
+			return true
+		}
+		for _, stmt := range sw.Body.List {
+			for _, e := range stmt.(*ast.CaseClause).List {
+				if lit, ok := e.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+					if k, err := strconv.Unquote(lit.Value); err == nil {
+						seen[k] = true
+					}
+				}
+			}
+		}
+		return true
+	})
+	var keys []string
+	for k := range seen {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if len(keys) == 0 {
+		t.Fatalf("No `switch key` cases in %s", path)
+	}
+	return keys
+}
+
+// Section returns the text of the README section that starts with heading
+// ("## Syntax"), up to the next section of the same level.
+func Section(t *testing.T, path, heading string) string {
+	t.Helper()
+	readme, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "\n"+heading+"\n")
+	if !ok {
+		t.Fatalf("%s has no section %q", path, heading)
+	}
+	if i := strings.Index(rest, "\n## "); i >= 0 {
+		rest = rest[:i]
+	}
+	return rest
+}
+
+// Documented fails the test for every key that the README's Syntax
+// section neither shows in its synopsis nor explains as `key=...`.
+func Documented(t *testing.T, readme string, keys []string) {
+	t.Helper()
+	syntax := Section(t, readme, "## Syntax")
+	synopsis := ""
+	if m := yamlBlock.FindStringSubmatch(syntax); m != nil {
+		synopsis = m[1]
+	}
+	for _, k := range keys {
+		if !strings.Contains(synopsis, k+"=") {
+			t.Errorf("%s: argument %s= is not in the Syntax synopsis", readme, k)
+		}
+		if !strings.Contains(syntax, "`"+k+"=") {
+			t.Errorf("%s: argument %s= is not explained in Syntax (as `%s=...`)", readme, k, k)
+		}
+	}
 }
