@@ -167,16 +167,26 @@ func ago(t int64, now time.Time) string {
 	if t == 0 {
 		return "never"
 	}
-	return fmt.Sprintf("%s (%s ago)", time.Unix(t, 0).Format(time.TimeOnly), now.Sub(time.Unix(t, 0)).Round(time.Second))
+	return fmt.Sprintf("%s (%s ago)", clock(t, now), now.Sub(time.Unix(t, 0)).Round(time.Second))
+}
+
+// clock prints a time of day, with the date when it is not within a day
+// of now.
+func clock(t int64, now time.Time) string {
+	at := time.Unix(t, 0)
+	if d := now.Sub(at); d > 20*time.Hour || d < -20*time.Hour {
+		return at.Format(time.DateTime)
+	}
+	return at.Format(time.TimeOnly)
 }
 
 // when prints a future time and how long until it.
 func when(t int64, now time.Time) string {
 	d := time.Unix(t, 0).Sub(now).Round(time.Second)
 	if d <= 0 {
-		return fmt.Sprintf("at %s (due now)", time.Unix(t, 0).Format(time.TimeOnly))
+		return fmt.Sprintf("at %s (due now)", clock(t, now))
 	}
-	return fmt.Sprintf("in %s, at %s", d, time.Unix(t, 0).Format(time.TimeOnly))
+	return fmt.Sprintf("in %s, at %s", d, clock(t, now))
 }
 
 func printStatus(w io.Writer, s *leasesync.Status, now time.Time) {
@@ -193,7 +203,7 @@ func printStatus(w io.Writer, s *leasesync.Status, now time.Time) {
 	}
 	peerSince := ""
 	if s.PeerSince != 0 {
-		peerSince = " (learned " + ago(s.PeerSince, now) + ")"
+		peerSince = ", learned at " + ago(s.PeerSince, now)
 	}
 	fmt.Fprintf(w, "  peer state   %s%s, %s\n", strings.ToUpper(s.PeerState), peerSince, link)
 	fmt.Fprintf(w, "  last contact %s, clock skew %ds, MCLT %s\n", ago(s.LastContact, now), s.ClockSkew, time.Duration(s.MCLT)*time.Second)
