@@ -9,8 +9,10 @@
 # the clients by hash, kills the primary with SIGKILL, shows the secondary
 # serving the primary's clients and a new one, has the operator declare the
 # primary down, restarts the primary, and shows the pair back in NORMAL with
-# every lease on both servers. Everything is removed on exit, even after an
-# error.
+# every lease on both servers; then a planned maintenance of the secondary.
+# Along the way it shows `failoverctl status` of both servers (states,
+# countdowns, pool usage) and their Prometheus metrics. Everything is
+# removed on exit, even after an error.
 #
 # Env: COREDHCP_FAILOVER_BIN (default: bin/coredhcp-failover of this repo)
 #      KEEP=1 keeps the work directory (configs, logs, lease databases)
@@ -124,7 +126,7 @@ server4:
   listen: ["0.0.0.0%lan"]
   plugins:
     - server_id: $addr
-    - leasesync: name=lan1 role=$role address=$addr peer=$peer $extra max-response-delay=5 control=$WORK/$me.sock
+    - leasesync: name=lan1 role=$role address=$addr peer=$peer $extra max-response-delay=5 control=$WORK/$me.sock metrics=127.0.0.1:9647
     - failover: name=lan1 db=$WORK/$me.db pool=192.0.2.100-192.0.2.199 lease-time=10m
     - router: 192.0.2.1
     - netmask: 255.255.255.0
@@ -151,6 +153,30 @@ start_server() {
 ctl() { "$CTL" -s "$WORK/$1.sock" --yes "${@:2}"; }
 state_of() { "$CTL" -s "$WORK/$1.sock" --json status 2>/dev/null | sed -n 's/.*"state": "\([^"]*\)".*/\1/p' | head -1; }
 show_status() { ctl "$1" status | sed 's/^/   /'; }
+# show_both: failoverctl status of each server, or why there is none
+show_both() {
+  local n
+  for n in p s; do
+    if [ -n "${SRV[$n]:-}" ]; then
+      printf '   \033[4m%s: bin/failoverctl -s %s status\033[0m\n' "$([ $n = p ] && echo primary || echo secondary)" "$WORK/$n.sock"
+      show_status "$n"
+    else
+      printf '   \033[4m%s\033[0m: not running\n' "$([ $n = p ] && echo primary || echo secondary)"
+    fi
+  done
+}
+# metrics p|s: the server's /metrics, fetched inside its namespace (it
+# listens on that namespace's 127.0.0.1:9647)
+metrics() {
+  ip netns exec "$P-$1" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9647 &&
+    printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3'
+}
+# show_metrics p|s: the states set to 1, and a few others worth a graph
+show_metrics() {
+  note "curl http://127.0.0.1:9647/metrics on the $([ "$1" = p ] && echo primary || echo secondary) (excerpt):"
+  metrics "$1" | grep -E '^coredhcp_failover_(state\{.* 1$|peer_connected|serving|pool_free_addresses|dhcp_answers_total\{.*ack|binding_updates_(sent|acked)_total)' |
+    sed 's/relationship="lan1",//; s/,relationship="lan1"//; s/^/     /'
+}
 
 # wait_states STATE_P STATE_S SECONDS ("-": do not look at that server)
 wait_states() {
@@ -245,7 +271,8 @@ start_server p
 start_server s
 wait_states normal normal 30
 note "both servers are in NORMAL; the primary gave the secondary half of the free addresses"
-show_status p
+show_both
+show_metrics p
 
 say "Eight clients ask for an address at once"
 for c in "${CLIENTS[@]}"; do start_client "$c"; done
@@ -272,7 +299,7 @@ say "kill -9 the primary (pid ${SRV[p]})"
 kill -KILL "${SRV[p]}"; wait "${SRV[p]}" 2>/dev/null || true; unset 'SRV[p]'
 wait_states - communications-interrupted 10
 note "the secondary noticed at once (the kernel closed the connection; a silent cut is noticed after max-response-delay):"
-show_status s
+show_both
 
 say "The primary's dhclient clients come back (INIT-REBOOT) and a new client arrives"
 printf '   %-6s %-14s %-14s %s\n' CLIENT BEFORE AFTER "SERVED BY"
@@ -291,18 +318,34 @@ note "new client 'late' got $IP from the $(server_name "$SID") for ${LEASE}s: on
 
 say "The operator declares the primary down: failoverctl partner-down"
 ctl s partner-down >/dev/null
-show_status s
-note "PARTNER-DOWN: after MCLT ($MCLT s) the secondary may also give the primary's free addresses"
+show_both
+note "PARTNER-DOWN: after MCLT ($MCLT s) the secondary may also give the primary's free addresses (the countdown above)"
+show_metrics s
 
 say "The primary comes back with its database"
 start_server p
 note "it hears that its peer is in PARTNER-DOWN: RECOVER, it asks for every binding (UPDREQALL), waits MCLT, then NORMAL"
+for _ in $(seq 50); do [ -S "$WORK/p.sock" ] && [ "$(state_of p)" != "" ] && break; sleep 0.1; done
+sleep 1
+note "one second later:"
+show_both
 wait_states normal normal 60
-show_status p
+note "both in NORMAL again:"
+show_both
 for _ in $(seq 50); do [ "$(active_of p)" = "$(active_of s)" ] && break; sleep 0.1; done
 [ "$(active_of p)" = "$(active_of s)" ] || die "the two databases differ after the recovery"
 note "both databases hold the same $(active_of p | wc -l) active leases, the one granted while the primary was down included:"
 show_db p
+
+say "Planned maintenance of the secondary: failoverctl maintenance start"
+ctl s maintenance start | sed 's/^/   /' | head -3
+note "the secondary is in SHUTDOWN and serves nobody; the primary took over at once (PARTNER-DOWN), no operator needed:"
+show_status p
+show_metrics p
+note "(here the secondary would be stopped, upgraded, started again)"
+ctl s maintenance stop | head -1 | sed 's/^/   /'
+wait_states normal normal 60
+note "maintenance stop: the secondary fetched every binding (RECOVER) and both are NORMAL again"
 
 say "Stopping both servers with SIGTERM"
 for n in p s; do
