@@ -42,6 +42,13 @@ func TestParse(t *testing.T) {
 			}},
 		{name: "Not key=value", line: "db=/x.db 192.0.2.100-192.0.2.199", wantErr: `argument "192.0.2.100-192.0.2.199": want key=value`},
 		{name: "Unknown key", line: "db=/x.db pool=192.0.2.100-192.0.2.199 splt=128", wantErr: `argument "splt=128": unknown key "splt"`},
+		{name: "Metrics listener", line: "db=/x.db pool=192.0.2.100-192.0.2.199 metrics=127.0.0.1:9647",
+			check: func(t *testing.T, c Config) {
+				if c.Metrics.String() != "127.0.0.1:9647" {
+					t.Errorf("metrics %v", c.Metrics)
+				}
+			}},
+		{name: "Metrics without a port", line: "db=/x.db pool=192.0.2.100-192.0.2.199 metrics=127.0.0.1", wantErr: `argument "metrics=127.0.0.1": want ADDRESS:PORT`},
 		{name: "Empty value", line: "db= pool=192.0.2.100-192.0.2.199", wantErr: `argument "db=": empty value`},
 		{name: "Repeated single key", line: "db=/a db=/b pool=192.0.2.100-192.0.2.199", wantErr: `argument "db=/b": db is already set by "db=/a"`},
 		{name: "Missing db", line: "pool=192.0.2.100-192.0.2.199", wantErr: "missing db=PATH"},

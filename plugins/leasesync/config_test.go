@@ -49,6 +49,7 @@ func TestParse(t *testing.T) {
 				}
 			}},
 		{name: "Unknown key", line: base + "role=primary mclt=1h split=128 splt=1", wantErr: `argument "splt=1": unknown key "splt"`},
+		{name: "Metrics host name", line: base + "role=primary mclt=1h split=128 metrics=localhost:9647", wantErr: `argument "metrics=localhost:9647": want ADDRESS:PORT`},
 		{name: "Missing name", line: "role=primary address=192.0.2.1 peer=192.0.2.2 mclt=1h split=128", wantErr: "missing name="},
 		{name: "Missing peer", line: "name=a role=primary address=192.0.2.1 mclt=1h split=128", wantErr: "missing peer="},
 		{name: "Bad role", line: base + "role=master", wantErr: `argument "role=master": want primary or secondary`},
