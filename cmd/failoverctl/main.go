@@ -2,6 +2,7 @@
 // relationship, and steers it, through the control socket of its leasesync
 // line (control=PATH).
 //
+//	failoverctl status        (every socket in /run/coredhcp-failover)
 //	failoverctl -s /run/coredhcp-failover/lan1.sock status
 //	failoverctl -s /run/coredhcp-failover/lan1.sock maintenance start
 //	failoverctl -s /run/coredhcp-failover/lan1.sock --yes partner-down
@@ -15,6 +16,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -24,7 +26,7 @@ import (
 )
 
 var (
-	flagSocket = flag.StringP("socket", "s", os.Getenv("FAILOVERCTL_SOCKET"), "control socket of the relationship (leasesync control=PATH); default $FAILOVERCTL_SOCKET")
+	flagSocket = flag.StringArrayP("socket", "s", nil, "control socket of a relationship (leasesync control=PATH), repeatable for status; default $FAILOVERCTL_SOCKET, else every "+runDir+"/*.sock")
 	flagJSON   = flag.Bool("json", false, "print the answer as JSON")
 	flagYes    = flag.BoolP("yes", "y", false, "do not ask for confirmation")
 	flagWait   = flag.Duration("wait", 60*time.Second, "maintenance start: how long to wait for the peer to take over (0: do not wait)")
@@ -55,8 +57,27 @@ const commands = `commands:
 `
 
 func usage() {
-	fmt.Fprintf(os.Stderr, "usage: failoverctl -s SOCKET [--json] [--yes] COMMAND\n\n%s\nflags:\n", commands)
+	fmt.Fprintf(os.Stderr, "usage: failoverctl [-s SOCKET] [--json] [--yes] COMMAND\n\n%s\nflags:\n", commands)
 	flag.PrintDefaults()
+}
+
+// runDir is the systemd unit's RuntimeDirectory, where control sockets go.
+const runDir = "/run/coredhcp-failover"
+
+// sockets are the control sockets to ask: -s, else $FAILOVERCTL_SOCKET,
+// else every socket in runDir.
+func sockets(given []string, env string, glob func(string) ([]string, error)) ([]string, error) {
+	switch {
+	case len(given) > 0:
+		return given, nil
+	case env != "":
+		return []string{env}, nil
+	}
+	found, _ := glob(filepath.Join(runDir, "*.sock"))
+	if len(found) == 0 {
+		return nil, fmt.Errorf("no control socket: give -s PATH (the control= of a leasesync line), or set FAILOVERCTL_SOCKET; none in %s", runDir)
+	}
+	return found, nil
 }
 
 // command joins the words of a command: "maintenance start" is
@@ -77,13 +98,23 @@ func main() {
 	flag.Usage = usage
 	flag.Parse()
 	cmd, err := command(flag.Args())
-	if err != nil || *flagSocket == "" {
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "failoverctl: %v\n", err)
-		}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "failoverctl: %v\n", err)
 		usage()
 		os.Exit(2)
 	}
+	socks, err := sockets(*flagSocket, os.Getenv("FAILOVERCTL_SOCKET"), filepath.Glob)
+	if err == nil && len(socks) > 1 && cmd != "status" {
+		err = fmt.Errorf("%s acts on one relationship: give one -s (found %s)", cmd, strings.Join(socks, ", "))
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "failoverctl: %v\n", err)
+		os.Exit(2)
+	}
+	if cmd == "status" && len(socks) > 1 {
+		os.Exit(statusAll(socks))
+	}
+	socket := socks[0]
 	if q, ok := confirm[cmd]; ok && !*flagYes {
 		fmt.Fprintf(os.Stderr, "%s [y/N] ", q)
 		answer, _ := bufio.NewReader(os.Stdin).ReadString('\n')
@@ -92,13 +123,13 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	reply, err := ask(*flagSocket, cmd)
+	reply, err := ask(socket, cmd)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "failoverctl: %v\n", err)
 		os.Exit(1)
 	}
 	if reply.Error == "" && cmd == "maintenance-start" && *flagWait > 0 {
-		reply = waitHandover(*flagSocket, reply, *flagWait)
+		reply = waitHandover(socket, reply, *flagWait)
 	}
 	if *flagJSON {
 		out, _ := json.MarshalIndent(reply, "", "  ")
@@ -115,6 +146,38 @@ func main() {
 		fmt.Fprintf(os.Stderr, "failoverctl: %s: %s\n", cmd, reply.Error)
 		os.Exit(1)
 	}
+}
+
+// statusAll prints the status of every relationship; it returns the exit
+// status (1 if one could not be read).
+func statusAll(socks []string) int {
+	rc := 0
+	var all []leasesync.ControlReply
+	for i, sock := range socks {
+		reply, err := ask(sock, "status")
+		if err != nil {
+			reply.Error = err.Error()
+		}
+		if reply.Error != "" {
+			fmt.Fprintf(os.Stderr, "failoverctl: %s: %s\n", sock, reply.Error)
+			rc = 1
+		}
+		if *flagJSON {
+			all = append(all, reply)
+			continue
+		}
+		if i > 0 {
+			fmt.Println()
+		}
+		if reply.Status != nil {
+			printStatus(os.Stdout, reply.Status, time.Now())
+		}
+	}
+	if *flagJSON {
+		out, _ := json.MarshalIndent(all, "", "  ")
+		fmt.Println(string(out))
+	}
+	return rc
 }
 
 // waitHandover polls the status after maintenance start until the peer

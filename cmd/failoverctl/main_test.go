@@ -9,6 +9,28 @@ import (
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/leasesync"
 )
 
+func TestSocketsFromFlagEnvOrRunDir(t *testing.T) {
+	none := func(string) ([]string, error) { return nil, nil }
+	two := func(pattern string) ([]string, error) {
+		if pattern != "/run/coredhcp-failover/*.sock" {
+			t.Errorf("Looked for sockets in %s", pattern)
+		}
+		return []string{"/run/coredhcp-failover/a.sock", "/run/coredhcp-failover/b.sock"}, nil
+	}
+	if got, _ := sockets([]string{"/x.sock"}, "/env.sock", two); len(got) != 1 || got[0] != "/x.sock" {
+		t.Errorf("With -s: %v", got)
+	}
+	if got, _ := sockets(nil, "/env.sock", two); len(got) != 1 || got[0] != "/env.sock" {
+		t.Errorf("With $FAILOVERCTL_SOCKET: %v", got)
+	}
+	if got, _ := sockets(nil, "", two); len(got) != 2 {
+		t.Errorf("From the run directory: %v", got)
+	}
+	if _, err := sockets(nil, "", none); err == nil || !strings.Contains(err.Error(), "give -s PATH") {
+		t.Errorf("Without any socket: %v", err)
+	}
+}
+
 func TestCommandWords(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
