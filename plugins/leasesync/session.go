@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sirupsen/logrus"
 
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
