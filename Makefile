@@ -48,9 +48,10 @@ deps:
 
 unit:
 	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -tags fakeclock ./plugins/internal/wallclock/
 
 # Network-namespace tests with real clients; needs root.
-integration: build
+integration: build bin/coredhcp-failover-fakeclock
 	$(GO) test -race -count=1 -tags integration -timeout 40m ./integration/... ./plugins/internal/wire/...
 
 lint: tidy-check
@@ -75,6 +76,13 @@ demo: deps build
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./plugins/...
 	bash bench/bench.sh
+
+# The server with a clock the chaos tests can step (plugins/internal/wallclock).
+bin/coredhcp-failover-fakeclock: FORCE
+	$(GO) build -tags fakeclock -o $@ ./cmd/coredhcp-failover
+
+.PHONY: FORCE
+FORCE:
 
 clean:
 	rm -rf bin

@@ -19,6 +19,7 @@ import (
 
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/relation"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wallclock"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/lifecycle"
 )
 
@@ -50,7 +51,7 @@ func setup4(args ...string) (handler.Handler4, error) {
 		return nil, fmt.Errorf("plugins/failover: %w", err)
 	}
 	start := time.Now()
-	s, err := start4(cfg, store, time.Now, rel)
+	s, err := start4(cfg, store, wallclock.Now, rel)
 	if err != nil {
 		return nil, fmt.Errorf("plugins/failover: %w", err)
 	}
