@@ -14,7 +14,7 @@ APT_PACKAGES := isc-dhcp-client udhcpc kea-admin iproute2 tshark sqlite3 gcc lib
 APT_COMMANDS := dhclient udhcpc perfdhcp ip tshark sqlite3 gcc
 
 .PHONY: all build generate check-generate test unit integration lint tidy-check \
-	bench demo deps fuzz clean
+	bench chaos demo deps fuzz clean
 
 all: build
 
@@ -61,6 +61,18 @@ lint: tidy-check
 
 tidy-check:
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'" >&2; exit 1; }
+
+# Random fault schedules against a pair with real and simulated clients,
+# checked for the design's invariants (integration/chaos_test.go); needs
+# root. N schedules, P at once; SEED replays (default: from the clock).
+N ?= 200
+P ?= 2
+SEED ?= 0
+chaos: deps build bin/coredhcp-failover-fakeclock
+	@echo "chaos: $(N) schedules, $(P) at once; the full log goes to chaos.log"
+	@set -o pipefail; $(GO) test -count=1 -timeout 0 -tags integration -run '^TestChaos$$' -v ./integration/ \
+		-args -chaos.n=$(N) -chaos.parallel=$(P) -chaos.seed=$(SEED) 2>&1 | tee chaos.log | \
+		grep --line-buffered -E '^chaos:|^ *--- |fault:|violations|invariant [1-5]:'
 
 # Fuzz each target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
