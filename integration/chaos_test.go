@@ -92,12 +92,15 @@ func TestChaos(t *testing.T) {
 	}
 	sort.Strings(fs)
 	sort.Strings(cs)
-	nf := 0
+	nf, nc := 0, 0
 	for _, v := range tot.faults {
 		nf += v
 	}
-	summary := fmt.Sprintf("chaos: %d schedules, %d faults injected (%s), %d leases granted, checked: %s; %d violations",
-		tot.schedules, nf, strings.Join(fs, ", "), tot.granted, strings.Join(cs, ", "), tot.violations)
+	for _, v := range tot.checked {
+		nc += v
+	}
+	summary := fmt.Sprintf("chaos: %d schedules, %d faults injected (%s), %d leases granted, %d checks of leases (%s); %d violations",
+		tot.schedules, nf, strings.Join(fs, ", "), tot.granted, nc, strings.Join(cs, ", "), tot.violations)
 	t.Log(summary)
 	fmt.Println(summary)
 }
