@@ -23,6 +23,7 @@ var (
 	chaosSeed  = flag.Int64("chaos.seed", 0, "seed of the first schedule (0: from the clock); schedule i uses seed+i")
 	chaosSteps = flag.Int("chaos.steps", 3, "faults per schedule")
 	chaosPar   = flag.Int("chaos.parallel", 1, "schedules run at once, each in its own lab")
+	chaosLab   = flag.String("chaos.lab", "cx", "lab prefix: the labs are PREFIX0, PREFIX1, ... (one per schedule running)")
 )
 
 // The chaos pair: a primary and a secondary on the client LAN, with a
@@ -68,7 +69,7 @@ func TestChaos(t *testing.T) {
 	// size is how many run at once.
 	prefixes := make(chan string, max(1, *chaosPar))
 	for i := 0; i < cap(prefixes); i++ {
-		prefixes <- fmt.Sprintf("cx%d", i)
+		prefixes <- fmt.Sprintf("%s%d", *chaosLab, i)
 	}
 	t.Run("schedules", func(t *testing.T) {
 		for i := 0; i < *chaosN; i++ {
@@ -190,9 +191,11 @@ func runSchedule(t *testing.T, bin, prefix string, seed int64, steps int, tot *c
 	}
 	c.check.NoAddressTwice(holds)
 	c.check.NoAddressTwiceInDBs(end, snaps...)
+	tls := map[string]Timeline{chaosPrimary: c.timeline(chaosPrimary), chaosSecond: c.timeline(chaosSecond)}
 	for _, sep := range c.seps {
-		c.check.Separated(sep, holds, map[string]Timeline{chaosPrimary: c.timeline(chaosPrimary), chaosSecond: c.timeline(chaosSecond)})
+		c.check.Separated(sep, holds, tls)
 	}
+	c.check.FirstLease(c.sim.FirstAcks(), holds, tls)
 	granted := 0
 	for _, h := range holds {
 		if !h.Real {

@@ -276,6 +276,39 @@ func (c *Checker) WithinMCLT(snap Snapshot, tl Timeline) {
 	}
 }
 
+// FirstLease is invariant 3 from the clients' side: for an address no
+// client has had before, the peer can have acknowledged no expiry, so its
+// first lease is at most MCLT, unless granted in PARTNER-DOWN. (An address
+// used before may run to MCLT past the expiry the peer acknowledged for it,
+// whoever the client: the peer waits that long before reusing it anyway.)
+func (c *Checker) FirstLease(first []SimRecord, holds []Hold, tls map[string]Timeline) {
+	used := map[string]time.Time{} // address → first time a client was told of it
+	note := func(ip string, t time.Time) {
+		if u, ok := used[ip]; !ok || t.Before(u) {
+			used[ip] = t
+		}
+	}
+	for _, h := range holds {
+		note(h.IP, h.At)
+	}
+	for _, a := range first {
+		note(a.IP, a.At)
+	}
+	for _, a := range first {
+		if used[a.IP].Before(a.At) {
+			continue // someone had this address before
+		}
+		if tls[a.Server].In("partner-down", a.At.Add(-c.Slack), a.At, 200*time.Millisecond) {
+			continue
+		}
+		c.Checked["3 first leases"]++
+		if a.Lease > c.MCLT+c.Slack {
+			c.violate("invariant 3: the first lease of %s (new client %s, from %s at %s) is %v: more than MCLT (%v) outside PARTNER-DOWN",
+				a.IP, a.Client, a.Server, a.At.Format("15:04:05.000"), a.Lease, c.MCLT)
+		}
+	}
+}
+
 // Separated is invariants 4 and 5: while the servers could not talk, each
 // gave new clients only the addresses it owned when they parted, and the
 // peer's only in PARTNER-DOWN, MCLT after entering it.

@@ -116,3 +116,21 @@ func TestCheckerCatchesTakingThePeersAddresses(t *testing.T) {
 	c.Separated(sep, holds, tls)
 	expectViolations(t, c, "invariant 4: during the peer link cut, 192.0.2.2 gave 192.0.2.121", "invariant 5")
 }
+
+func TestCheckerCatchesALongFirstLease(t *testing.T) {
+	first := []SimRecord{
+		{Client: "02:00:00:00:00:01", Kind: "ack", IP: "192.0.2.100", Server: "192.0.2.1", At: at(1), Lease: 5 * time.Second},
+		{Client: "02:00:00:00:00:02", Kind: "ack", IP: "192.0.2.101", Server: "192.0.2.1", At: at(2), Lease: 30 * time.Second},
+		{Client: "02:00:00:00:00:03", Kind: "ack", IP: "192.0.2.102", Server: "192.0.2.1", At: at(12), Lease: 30 * time.Second},
+	}
+	tls := map[string]Timeline{"192.0.2.1": {{At: at(0), State: "normal"}, {At: at(10), State: "partner-down"}}}
+	c := NewChecker(5*time.Second, "192.0.2.1")
+	c.FirstLease(first, nil, tls)
+	expectViolations(t, c, "invariant 3: the first lease of 192.0.2.101 (new client 02:00:00:00:00:02")
+
+	// 192.0.2.101 was someone else's before: the peer may have acknowledged
+	// an expiry for it.
+	c = NewChecker(5*time.Second, "192.0.2.1")
+	c.FirstLease(first, []Hold{{Client: "02:00:00:00:00:09", IP: "192.0.2.101", At: at(0.5), End: at(1)}}, tls)
+	expectViolations(t, c)
+}

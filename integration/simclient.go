@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand"
 	"net"
+	"sort"
 	"sync"
 	"time"
 
@@ -31,6 +32,7 @@ type SimRelay struct {
 	macs    int // MACs handed out
 	waiting map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4
 	records []SimRecord
+	first   map[string]SimRecord // each client's first ACK, acted on or not
 	stopped bool
 
 	wg     sync.WaitGroup
@@ -69,7 +71,8 @@ func (r SimRecord) String() string {
 func StartSimRelay(n *Node, giaddr string, servers []string, clients int, releaseP float64, seed int64) *SimRelay {
 	t := n.Lab.T
 	t.Helper()
-	r := &SimRelay{node: n, seed: seed, giaddr: net.ParseIP(giaddr).To4(), waiting: map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4{}}
+	r := &SimRelay{node: n, seed: seed, giaddr: net.ParseIP(giaddr).To4(), waiting: map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4{},
+		first: map[string]SimRecord{}}
 	for _, s := range servers {
 		r.servers = append(r.servers, &net.UDPAddr{IP: net.ParseIP(s), Port: 67})
 	}
@@ -125,6 +128,19 @@ func (r *SimRelay) Records() []SimRecord {
 	return append([]SimRecord(nil), r.records...)
 }
 
+// FirstAcks returns the first ACK that reached each client, whether the
+// client acted on it or not (it may have come too late).
+func (r *SimRelay) FirstAcks() []SimRecord {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]SimRecord, 0, len(r.first))
+	for _, a := range r.first {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out
+}
+
 func (r *SimRelay) record(rec SimRecord) {
 	r.mu.Lock()
 	r.records = append(r.records, rec)
@@ -145,6 +161,12 @@ func (r *SimRelay) read() {
 		}
 		r.mu.Lock()
 		ch := r.waiting[m.TransactionID]
+		if mac := m.ClientHWAddr.String(); m.MessageType() == dhcpv4.MessageTypeAck {
+			if _, seen := r.first[mac]; !seen {
+				r.first[mac] = SimRecord{Client: mac, Kind: "ack", IP: m.YourIPAddr.String(), Server: m.ServerIdentifier().String(),
+					At: time.Now(), Lease: m.IPAddressLeaseTime(0)}
+			}
+		}
 		r.mu.Unlock()
 		if ch != nil {
 			select {
