@@ -14,7 +14,7 @@ APT_PACKAGES := isc-dhcp-client udhcpc kea-admin iproute2 tshark sqlite3 gcc lib
 APT_COMMANDS := dhclient udhcpc perfdhcp ip tshark sqlite3 gcc systemd-analyze
 
 .PHONY: all build generate check-generate test unit integration lint tidy-check \
-	bench demo deps fuzz clean install
+	bench chaos demo deps fuzz clean install
 
 # make install: PREFIX, DESTDIR (staging root) and the directories below.
 PREFIX ?= /usr/local
@@ -55,9 +55,10 @@ deps:
 
 unit:
 	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -tags fakeclock ./plugins/internal/wallclock/
 
 # Network-namespace tests with real clients; needs root.
-integration: build
+integration: build bin/coredhcp-failover-fakeclock
 	$(GO) test -race -count=1 -tags integration -timeout 40m ./integration/... ./plugins/internal/wire/...
 
 lint: tidy-check
@@ -67,6 +68,18 @@ lint: tidy-check
 
 tidy-check:
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'" >&2; exit 1; }
+
+# Random fault schedules against a pair with real and simulated clients,
+# checked for the design's invariants (integration/chaos_test.go); needs
+# root. N schedules, P at once; SEED replays (default: from the clock).
+N ?= 200
+P ?= 2
+SEED ?= 0
+chaos: deps build bin/coredhcp-failover-fakeclock
+	@echo "chaos: $(N) schedules, $(P) at once; the full log goes to chaos.log"
+	@set -o pipefail; $(GO) test -count=1 -timeout 0 -tags integration -run '^TestChaos$$' -v ./integration/ \
+		-args -chaos.n=$(N) -chaos.parallel=$(P) -chaos.seed=$(SEED) 2>&1 | tee chaos.log | \
+		grep --line-buffered -E '^chaos:|^ *--- |fault:|violations|invariant [1-5]:'
 
 # Fuzz each target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
@@ -101,6 +114,13 @@ install: build
 	install -d -m 0755 "$(DESTDIR)$(SYSCONFDIR)/coredhcp-failover"
 	[ -e "$(DESTDIR)$(SYSCONFDIR)/coredhcp-failover/coredhcp-failover.yaml" ] || \
 		install -m 0644 coredhcp-failover.yaml "$(DESTDIR)$(SYSCONFDIR)/coredhcp-failover/coredhcp-failover.yaml"
+
+# The server with a clock the chaos tests can step (plugins/internal/wallclock).
+bin/coredhcp-failover-fakeclock: FORCE
+	$(GO) build -tags fakeclock -o $@ ./cmd/coredhcp-failover
+
+.PHONY: FORCE
+FORCE:
 
 clean:
 	rm -rf bin

@@ -22,6 +22,12 @@ type Lease struct {
 	Hostname string `json:"hostname"`
 	Starts   int64  `json:"starts"`
 	Ends     int64  `json:"ends"`
+	// The failover columns: the client's last transaction time, the
+	// expiry the peer has acknowledged, and whether the peer has yet to
+	// acknowledge the latest change.
+	Cltt       int64 `json:"cltt"`
+	PeerExpiry int64 `json:"peer_expiry"`
+	Pending    int64 `json:"pending"`
 }
 
 func (l Lease) String() string {
@@ -40,7 +46,7 @@ func unixTime(s int64) string {
 // read-only, sorted by address.
 func ReadLeases(db string) ([]Lease, error) {
 	cmd := exec.Command(Tool("sqlite3"), "-readonly", "-json", "-cmd", ".timeout 5000", db,
-		"SELECT address, state, hwaddr, client_id, hostname, starts, ends FROM leases")
+		"SELECT address, state, hwaddr, client_id, hostname, starts, ends, cltt, peer_expiry, pending FROM leases")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -58,6 +58,12 @@ type Proc struct {
 // node's namespace and returns at once. The process dies with the test
 // binary (PDEATHSIG) and is killed at teardown if still running.
 func (n *Node) Start(label, name string, args ...string) *Proc {
+	n.Lab.T.Helper()
+	return n.StartEnv(label, nil, name, args...)
+}
+
+// StartEnv is Start with extra environment variables ("KEY=value").
+func (n *Node) StartEnv(label string, env []string, name string, args ...string) *Proc {
 	l := n.Lab
 	l.T.Helper()
 	logPath := filepath.Join(l.Dir, label+".log")
@@ -70,6 +76,9 @@ func (n *Node) Start(label, name string, args ...string) *Proc {
 	fmt.Fprintf(f, "=== %s: ip %s\n", time.Now().Format("15:04:05.000"), strings.Join(argv, " "))
 	cmd := exec.Command(Tool("ip"), argv...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		l.T.Fatalf("starting %s in %s: %v", name, n.NS, err)

@@ -40,6 +40,8 @@ type ServerOptions struct {
 	Failover string   // arguments of the failover plugin after db= (added here)
 	Plugins  []string // plugin lines after failover, e.g. "router: 192.0.2.1"
 	LogLevel string   // -L; default "debug"
+	Bin      string   // the server binary; default BinaryPath
+	Env      []string // extra environment ("KEY=value")
 }
 
 // LANPlugins are the option plugins for the 192.0.2.0/24 lab LAN.
@@ -54,6 +56,7 @@ type Server struct {
 	Config string
 	DB     string
 	Level  string
+	Env    []string
 	Proc   *Proc
 	starts int
 }
@@ -70,6 +73,10 @@ func StartServer(n *Node, o ServerOptions) *Server {
 		Config: filepath.Join(l.Dir, n.Name+".yaml"),
 		DB:     filepath.Join(l.Dir, n.Name+".leases.db"),
 		Level:  o.LogLevel,
+		Env:    o.Env,
+	}
+	if o.Bin != "" {
+		s.Bin = o.Bin
 	}
 	if s.Level == "" {
 		s.Level = "debug"
@@ -105,7 +112,7 @@ func (s *Server) Start() {
 		t.Fatalf("server %s is already running (pid %d)", s.Node.Name, s.Proc.PID())
 	}
 	s.starts++
-	s.Proc = s.Node.Start("server-"+s.Node.Name, s.Bin, "-c", s.Config, "-L", s.Level)
+	s.Proc = s.Node.StartEnv("server-"+s.Node.Name, s.Env, s.Bin, "-c", s.Config, "-L", s.Level)
 	err := Eventually(10*time.Second, func() error {
 		if !s.Proc.Running() {
 			return fmt.Errorf("exited with %v", s.Proc.Wait(0))

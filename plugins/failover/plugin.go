@@ -22,6 +22,7 @@ import (
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/metrics"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/relation"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wallclock"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/lifecycle"
 )
 
@@ -61,7 +62,7 @@ func setup4(args ...string) (handler.Handler4, error) {
 		}
 		lifecycle.OnShutdown(metrics.Close)
 	}
-	s, err := start4(cfg, store, time.Now, rel, reg)
+	s, err := start4(cfg, store, wallclock.Now, rel, reg)
 	if err != nil {
 		return nil, fmt.Errorf("plugins/failover: %w", err)
 	}

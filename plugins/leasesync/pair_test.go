@@ -104,6 +104,10 @@ func (n *node) state() fsm.State { return n.s.Relationship().View().MyState }
 func waitFor(t *testing.T, what string, cond func() bool, nodes ...*node) {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
+	// Conditions on logs or on the failover side's counts can turn true
+	// after the event that settled the session: look again now and then.
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
 	for !cond() {
 		chans := make([]<-chan struct{}, 0, len(nodes))
 		for _, n := range nodes {
@@ -116,6 +120,7 @@ func waitFor(t *testing.T, what string, cond func() bool, nodes ...*node) {
 		}
 		select {
 		case <-anyOf(chans):
+		case <-poll.C:
 		case <-deadline:
 			for _, n := range nodes {
 				if n.s != nil {
@@ -147,7 +152,11 @@ func anyOf(chans []<-chan struct{}) <-chan struct{} {
 
 func bothNormal(p, s *node) func() bool {
 	return func() bool {
-		return p.s != nil && s.s != nil && p.state() == fsm.Normal && s.state() == fsm.Normal
+		if p.s == nil || s.s == nil || p.state() != fsm.Normal || s.state() != fsm.Normal {
+			return false
+		}
+		// And each has seen the other's NORMAL.
+		return p.s.Relationship().View().PeerState == fsm.Normal && s.s.Relationship().View().PeerState == fsm.Normal
 	}
 }
 

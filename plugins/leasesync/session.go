@@ -15,6 +15,7 @@ import (
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/ratelimit"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/relation"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wallclock"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
 )
 
@@ -27,7 +28,7 @@ type Clock interface {
 
 type realClock struct{}
 
-func (realClock) Now() time.Time { return time.Now() }
+func (realClock) Now() time.Time { return wallclock.Now() }
 func (realClock) AfterFunc(d time.Duration, f func()) interface{ Stop() bool } {
 	return time.AfterFunc(d, f)
 }
