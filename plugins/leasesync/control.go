@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -151,11 +152,16 @@ func (s *Session) serveControl(ln net.Listener) {
 			defer s.wg.Done()
 			defer conn.Close()
 			conn.SetDeadline(time.Now().Add(5 * time.Second))
-			reply := s.control(bufio.NewReader(conn))
+			// A request is one short line: read no more than the
+			// limit, so a writer that never ends a line costs nothing.
+			reply := s.control(bufio.NewReader(io.LimitReader(conn, maxRequest+1)))
 			json.NewEncoder(conn).Encode(reply)
 		}()
 	}
 }
+
+// maxRequest is the longest request line accepted.
+const maxRequest = 4096
 
 // control reads one request and carries it out.
 func (s *Session) control(r *bufio.Reader) ControlReply {
@@ -163,8 +169,8 @@ func (s *Session) control(r *bufio.Reader) ControlReply {
 	if err != nil && line == "" {
 		return ControlReply{Error: "no request: " + err.Error()}
 	}
-	if len(line) > 4096 {
-		return ControlReply{Error: "request too long"}
+	if len(line) > maxRequest {
+		return ControlReply{Error: fmt.Sprintf("request longer than %d bytes", maxRequest)}
 	}
 	var req ControlRequest
 	if err := json.Unmarshal([]byte(line), &req); err != nil {

@@ -123,6 +123,9 @@ func TestControlSocketReportsAndSteers(t *testing.T) {
 	if r := askControl(t, ctl, "reboot"); !strings.Contains(r.Error, `unknown command "reboot"`) {
 		t.Fatalf("An unknown command answered %+v", r)
 	}
+	if r := askControl(t, ctl, strings.Repeat("x", 10000)); !strings.Contains(r.Error, "longer than 4096 bytes") {
+		t.Fatalf("A request of 10000 bytes answered %+v", r)
+	}
 	s.stop()
 	waitFor(t, "the primary to notice", func() bool { return p.state() == fsm.CommInterrupted }, p)
 	r = askControl(t, ctl, "status")
