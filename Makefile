@@ -66,6 +66,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME) ./plugins/internal/wire/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./plugins/internal/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzHandler4$$' -fuzztime $(FUZZTIME) -parallel 1 ./plugins/failover/
 
 # The main job: real clients served in network namespaces; needs root.
 demo: deps build
