@@ -92,6 +92,17 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64) (uint8, string, *lease.B
 		return reason, why, nil
 	}
 	if in.State == lease.Active && cur.State == lease.Active && cur.Key() != in.Key() && cur.End > now {
+		if normal && !cur.Pending {
+			// In NORMAL the peer knows this lease (it is not pending;
+			// a pending one is a duel, decided above):
+			// binding the address to a second client is a peer bug
+			// or an attack, and would give one address to two
+			// clients (design invariant 1). ISC only logs "Lease
+			// conflict"; we refuse. Outside NORMAL the peer may have
+			// lost contact and resolves conflicts by its own rules.
+			s.mu.Unlock()
+			return rejectConflict, fmt.Sprintf("%s is bound to another client until %d: refusing to bind it to a second one", in.IP, cur.End), nil
+		}
 		log.WithField("address", in.IP.String()).Warnf("the peer bound an address we hold for another client (%s, ours %s)", in, cur)
 	}
 	b := in
