@@ -125,6 +125,13 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64) (uint8, string, *lease.B
 	s.table.Put(b)
 	batch := s.commit.Submit(b)
 	s.mu.Unlock()
+	go func() {
+		// Not stored: the BNDACK rejects it (the peer sends it again)
+		// and memory goes back to what the disk holds.
+		if s.wrote(batch.Wait(), "peer update") != nil {
+			s.undo(b, cur, had)
+		}
+	}()
 	return 0, "", batch
 }
 
@@ -229,11 +236,7 @@ func (s *Server) Acked(sent lease.Binding, now int64) bool {
 	s.table.Put(cur)
 	batch := s.commit.Submit(cur)
 	s.mu.Unlock()
-	go func() {
-		if err := batch.Wait(); err != nil {
-			log.WithError(err).WithField("address", sent.IP.String()).Error("storing the peer's acknowledgement")
-		}
-	}()
+	go func() { s.wrote(batch.Wait(), "peer acknowledgement") }()
 	return true
 }
 
@@ -263,9 +266,8 @@ func (s *Server) Transfer(n int, now int64) []lease.IP {
 	}
 	s.mu.Unlock()
 	if last != nil {
-		if err := last.Wait(); err != nil {
-			log.WithError(err).Error("storing the pool balance; nothing is announced")
-			return nil
+		if s.wrote(last.Wait(), "pool balance") != nil {
+			return nil // nothing is announced
 		}
 	}
 	return moved

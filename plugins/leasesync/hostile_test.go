@@ -556,3 +556,24 @@ func TestAFloodOfBindingUpdatesOutsideThePoolsNeitherBlocksNorGrows(t *testing.T
 		t.Fatal("The link went down")
 	}
 }
+
+func TestBindingUpdatesThatCannotBeStoredAreRejected(t *testing.T) {
+	tg, p := normalTarget(t)
+	tg.store.SetFail(errors.New("disk full"))
+	u := &wire.BindingUpdate{}
+	u.Addr, u.Status, u.HWAddr = netip.MustParseAddr("192.0.2.160"), wire.BindingStatus(lease.Active), []byte{1, 2, 0, 0, 0, 0, 0xc}
+	u.LeaseExpiry = uint32(time.Now().Unix() + 600)
+	p.send(u)
+	if a := expect[*wire.BindingAck](p); a.RejectReason != wire.RejectMiscReject || a.Message != "database update failed" {
+		t.Fatalf("BNDACK %s %q, want MISC-REJECT: database update failed", a.RejectReason, a.Message)
+	}
+	// The disk recovers: the peer's retransmission is stored.
+	tg.store.SetFail(nil)
+	p.send(u)
+	if a := expect[*wire.BindingAck](p); a.RejectReason != 0 {
+		t.Fatalf("BNDACK after recovery: %s %q", a.RejectReason, a.Message)
+	}
+	if b, ok := tg.srv.Get(mustIP("192.0.2.160")); !ok || b.State != lease.Active {
+		t.Fatalf("After recovery: %s", b)
+	}
+}
