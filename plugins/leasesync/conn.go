@@ -98,10 +98,17 @@ func (l *link) readBody() (wire.Body, error) {
 // handshake runs CONNECT/CONNECTACK on a new connection and returns the
 // link, ready for the session, or why it was refused.
 func (s *Session) handshake(conn net.Conn, dialed bool) (*link, error) {
-	l := &link{conn: conn, r: bufio.NewReaderSize(conn, 4096), dialed: dialed}
 	deadline := time.Now().Add(s.handshakeTimeout)
 	conn.SetDeadline(deadline)
 	defer conn.SetDeadline(time.Time{})
+	if s.cfg.tls != nil {
+		tc, err := s.cfg.tls.wrap(conn, dialed)
+		if err != nil {
+			return nil, err
+		}
+		conn = tc
+	}
+	l := &link{conn: conn, r: bufio.NewReaderSize(conn, 4096), dialed: dialed}
 	now := s.clk.Now().Unix()
 	if s.cfg.Role == Primary {
 		// The primary sends CONNECT first on every connection, dialed or
@@ -283,7 +290,7 @@ func (s *Session) startHandshake(conn net.Conn, dialed bool) {
 			s.handshakeLog.Do(s.clk.Now(), func(n int) {
 				e := log.WithFields(logrus.Fields{"peer": conn.RemoteAddr().String(), "failed": n})
 				var rej *rejection
-				if errors.As(err, &rej) {
+				if errors.As(err, &rej) || errors.Is(err, errTLSRefused) {
 					e.Warnf("failover handshake refused: %v", err)
 				} else {
 					e.Infof("failover handshake failed: %v", err)
