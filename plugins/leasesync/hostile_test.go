@@ -197,11 +197,16 @@ func primaryCfg(t *testing.T) Config {
 	return cfg
 }
 
-// connect runs the handshake as a primary and returns the CONNECTACK.
-func (p *rawPeer) connect() *wire.ConnectAck {
+// connect runs the handshake as a primary and returns the CONNECTACK;
+// mods change the CONNECT first.
+func (p *rawPeer) connect(mods ...func(*wire.Connect)) *wire.ConnectAck {
 	p.t.Helper()
 	cfg := primaryCfg(p.t)
-	p.send(connectMsg(&cfg, p.clk.Now().Unix()))
+	c := connectMsg(&cfg, p.clk.Now().Unix())
+	for _, m := range mods {
+		m(c)
+	}
+	p.send(c)
 	a := expect[*wire.ConnectAck](p)
 	if a.RejectReason != 0 {
 		p.t.Fatalf("CONNECTACK refused: %s %q", a.RejectReason, a.Message)
@@ -447,7 +452,7 @@ func TestImpossibleStatesEndTheLinkWithAReason(t *testing.T) {
 // normalTarget is a secondary that was in NORMAL with its peer before it
 // stopped, with BACKUP addresses to give and one client bound; a peer
 // that reports NORMAL brings it back to NORMAL.
-func normalTarget(t *testing.T) (*target, *rawPeer) {
+func normalTarget(t *testing.T, mods ...func(*wire.Connect)) (*target, *rawPeer) {
 	now := time.Now().Unix()
 	rows := []lease.Binding{{IP: mustIP("192.0.2.150"), State: lease.Active, HWAddr: []byte{1, 2, 0, 0, 0, 0, 0xa},
 		Start: now - 10, End: now + 3600, CLTT: now - 10, PeerExpiry: now + 3600, SentExpiry: now + 3600}}
@@ -457,7 +462,7 @@ func normalTarget(t *testing.T) (*target, *rawPeer) {
 	tg := startTarget(t, targetOpts{rows: rows,
 		saved: &lease.RelState{MyState: uint8(fsm.Normal), MyStos: now - 100, PeerState: uint8(fsm.Normal), PeerStos: now - 100, MCLT: 30}})
 	p := dialFrom(t, tg, peerIP)
-	p.connect()
+	p.connect(mods...)
 	p.send(&wire.State{ServerState: wire.StateNormal, StartTimeOfState: uint32(now - 100)})
 	waitTarget(t, tg, "NORMAL", func() bool { return tg.s.Relationship().View().MyState == fsm.Normal })
 	return tg, p
@@ -575,5 +580,49 @@ func TestBindingUpdatesThatCannotBeStoredAreRejected(t *testing.T) {
 	}
 	if b, ok := tg.srv.Get(mustIP("192.0.2.160")); !ok || b.State != lease.Active {
 		t.Fatalf("After recovery: %s", b)
+	}
+}
+
+// The update queue holds each address at most once plus withdrawn
+// entries, compacted: a peer that never acknowledges and keeps
+// superseding our updates and asking for all of them again cannot grow it.
+func TestTheUpdateQueueIsBoundedByThePool(t *testing.T) {
+	tg, p := normalTarget(t, func(c *wire.Connect) { c.MaxUnacked = 1 })
+	marker := netip.MustParseAddr("198.51.100.1")
+	done := make(chan struct{})
+	go func() {
+		// The target's BNDUPDs are never acknowledged; the BNDACK of
+		// the marker, sent last, says everything before it was handled.
+		for {
+			b, err := p.next()
+			if err != nil {
+				return
+			}
+			if a, ok := b.(*wire.BindingAck); ok && a.Addr == marker {
+				close(done)
+			}
+		}
+	}()
+	for i := 0; i < 2000; i++ {
+		u := &wire.BindingUpdate{}
+		u.Addr, u.Status = netip.AddrFrom4([4]byte{192, 0, 2, byte(180 + i%10)}), wire.BindingStatus(lease.Backup)
+		p.send(u)
+		p.send(&wire.UpdateRequestAll{})
+	}
+	u := &wire.BindingUpdate{}
+	u.Addr, u.Status = marker, wire.BindingStatus(lease.Free)
+	p.send(u)
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("The target did not answer the last update")
+	}
+	var queue, queued int
+	tg.s.inspect(func() { queue, queued = len(tg.s.queue), len(tg.s.queued) })
+	if queued == 0 || queue > 2*queued+64 {
+		t.Fatalf("Queue of %d entries for %d addresses queued", queue, queued)
+	}
+	if !connected(tg)() {
+		t.Fatal("The link went down")
 	}
 }

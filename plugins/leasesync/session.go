@@ -516,10 +516,28 @@ func (s *Session) measureSkew(msgTime uint32, now time.Time) {
 	}
 }
 
+// enqueue queues ip's binding for a BNDUPD. The queue holds each address
+// at most once plus the entries withdrawn since (a peer's update
+// supersedes ours); when those outnumber the live ones it is compacted,
+// so that it stays within twice the addresses of the pools however the
+// peer interleaves updates and update requests.
 func (s *Session) enqueue(ip lease.IP) {
-	if !s.queued[ip] {
-		s.queued[ip] = true
-		s.queue = append(s.queue, ip)
+	if s.queued[ip] {
+		return
+	}
+	s.queued[ip] = true
+	s.queue = append(s.queue, ip)
+	if len(s.queue) > 2*len(s.queued)+64 {
+		live := s.queue[:0]
+		seen := make(map[lease.IP]bool, len(s.queued))
+		for _, q := range s.queue {
+			if s.queued[q] && !seen[q] {
+				seen[q] = true
+				live = append(live, q)
+			}
+		}
+		clear(s.queue[len(live):])
+		s.queue = live
 	}
 }
 
