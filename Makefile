@@ -61,12 +61,13 @@ lint: tidy-check
 tidy-check:
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'" >&2; exit 1; }
 
-# Fuzz each target for FUZZTIME (default 30s).
+# Fuzz each target for FUZZTIME (default 30s); -timeout 0 lets FUZZTIME
+# exceed go test's 10-minute default.
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME) ./plugins/internal/wire/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./plugins/internal/wire/
-	$(GO) test -run '^$$' -fuzz '^FuzzHandler4$$' -fuzztime $(FUZZTIME) -parallel 1 ./plugins/failover/
+	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME) -timeout 0 ./plugins/internal/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -timeout 0 ./plugins/internal/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzHandler4$$' -fuzztime $(FUZZTIME) -timeout 0 -parallel 1 ./plugins/failover/
 
 # The main job: real clients served in network namespaces; needs root.
 demo: deps build

@@ -112,6 +112,11 @@ func TestPairOverTLS(t *testing.T) {
 	p.start()
 	s.start()
 	waitFor(t, "both servers in NORMAL over TLS", bothNormal(p, s), p, s)
+	// Pool balancing over TLS gives the secondary its share.
+	waitFor(t, "the secondary to own BACKUP addresses", func() bool {
+		own, _ := s.srv.FreeCounts()
+		return own >= 40
+	}, p, s)
 	// Bindings flow over it.
 	ip, from := dora(t, 1, true, p, s)
 	if from == nil {
