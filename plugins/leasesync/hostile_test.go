@@ -42,6 +42,7 @@ type target struct {
 type targetOpts struct {
 	clk   Clock
 	extra string // more leasesync words
+	delay int    // max-response-delay in seconds (0: 5)
 	// saved is the failover state stored before the start (nil: none).
 	saved *lease.RelState
 	// rows are bindings stored before the start.
@@ -52,8 +53,11 @@ type targetOpts struct {
 func startTarget(t *testing.T, o targetOpts) *target {
 	t.Helper()
 	port := freePort(t)
-	line := fmt.Sprintf("name=lan1 role=secondary address=127.0.0.1 port=%d peer=%s peer-port=%d max-response-delay=5 %s",
-		port, peerIP, freePort(t), o.extra)
+	if o.delay == 0 {
+		o.delay = 5
+	}
+	line := fmt.Sprintf("name=lan1 role=secondary address=127.0.0.1 port=%d peer=%s peer-port=%d max-response-delay=%d %s",
+		port, peerIP, freePort(t), o.delay, o.extra)
 	s, err := New(strings.Fields(line), o.clk)
 	if err != nil {
 		t.Fatal(err)
@@ -453,14 +457,19 @@ func TestImpossibleStatesEndTheLinkWithAReason(t *testing.T) {
 // stopped, with BACKUP addresses to give and one client bound; a peer
 // that reports NORMAL brings it back to NORMAL.
 func normalTarget(t *testing.T, mods ...func(*wire.Connect)) (*target, *rawPeer) {
+	return normalTargetWith(t, targetOpts{}, mods...)
+}
+
+func normalTargetWith(t *testing.T, o targetOpts, mods ...func(*wire.Connect)) (*target, *rawPeer) {
 	now := time.Now().Unix()
 	rows := []lease.Binding{{IP: mustIP("192.0.2.150"), State: lease.Active, HWAddr: []byte{1, 2, 0, 0, 0, 0, 0xa},
 		Start: now - 10, End: now + 3600, CLTT: now - 10, PeerExpiry: now + 3600, SentExpiry: now + 3600}}
 	for i := 180; i < 190; i++ {
 		rows = append(rows, lease.Binding{IP: mustIP(fmt.Sprintf("192.0.2.%d", i)), State: lease.Backup, PeerExpiry: now, SentExpiry: now})
 	}
-	tg := startTarget(t, targetOpts{rows: rows,
-		saved: &lease.RelState{MyState: uint8(fsm.Normal), MyStos: now - 100, PeerState: uint8(fsm.Normal), PeerStos: now - 100, MCLT: 30}})
+	o.rows = rows
+	o.saved = &lease.RelState{MyState: uint8(fsm.Normal), MyStos: now - 100, PeerState: uint8(fsm.Normal), PeerStos: now - 100, MCLT: 30}
+	tg := startTarget(t, o)
 	p := dialFrom(t, tg, peerIP)
 	p.connect(mods...)
 	p.send(&wire.State{ServerState: wire.StateNormal, StartTimeOfState: uint32(now - 100)})
@@ -625,4 +634,41 @@ func TestTheUpdateQueueIsBoundedByThePool(t *testing.T) {
 	if !connected(tg)() {
 		t.Fatal("The link went down")
 	}
+}
+
+// A peer that stops reading blocks the session's writes, never the DHCP
+// handlers; the write deadline (max-response-delay) then ends the link.
+func TestAPeerThatStopsReadingDoesNotBlockDHCP(t *testing.T) {
+	tg, p := normalTargetWith(t, targetOpts{delay: 3})
+	go func() {
+		// BNDACKs are owed for each of these; none is ever read.
+		u := &wire.BindingUpdate{}
+		u.Status, u.HWAddr = wire.BindingStatus(lease.Active), []byte{1, 2, 0, 0, 0, 0, 1}
+		for i := 0; ; i++ {
+			u.Addr = netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})
+			u.Header = wire.Header{Time: uint32(time.Now().Unix()), XID: uint32(i + 1)}
+			raw, _ := wire.ToBytes(u)
+			p.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := p.c.Write(raw); err != nil {
+				return
+			}
+		}
+	}()
+	// While the session is stuck writing, clients are served, and their
+	// leases wait in the session's changed set.
+	for i := 0; i < 10; i++ { // the secondary owns 10 addresses
+		mac := clientMAC(100 + i)
+		disc, _ := dhcpv4.New(dhcpv4.WithHwAddr(mac), dhcpv4.WithMessageType(dhcpv4.MessageTypeDiscover))
+		disc.NumSeconds = 10
+		offer := tg.dhcp(disc)
+		if offer == nil {
+			t.Fatalf("Client %d got no offer while the peer does not read", i)
+		}
+		req, _ := dhcpv4.New(dhcpv4.WithHwAddr(mac), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+			dhcpv4.WithOption(dhcpv4.OptServerIdentifier(tg.id)), dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(offer.YourIPAddr)))
+		if ack := tg.dhcp(req); ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck {
+			t.Fatalf("Client %d: %v", i, ack)
+		}
+	}
+	waitTarget(t, tg, "the blocked link to be dropped", func() bool { return !connected(tg)() })
 }
