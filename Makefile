@@ -81,11 +81,13 @@ chaos: deps build bin/coredhcp-failover-fakeclock
 		-args -chaos.n=$(N) -chaos.parallel=$(P) -chaos.seed=$(SEED) 2>&1 | tee chaos.log | \
 		grep --line-buffered -E '^chaos:|^ *--- |fault:|violations|invariant [1-5]:'
 
-# Fuzz each target for FUZZTIME (default 30s).
+# Fuzz each target for FUZZTIME (default 30s); -timeout 0 lets FUZZTIME
+# exceed go test's 10-minute default.
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME) ./plugins/internal/wire/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./plugins/internal/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME) -timeout 0 ./plugins/internal/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -timeout 0 ./plugins/internal/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzHandler4$$' -fuzztime $(FUZZTIME) -timeout 0 -parallel 1 ./plugins/failover/
 
 # The main job: real clients served in network namespaces; needs root.
 demo: deps build

@@ -92,6 +92,17 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64) (uint8, string, *lease.B
 		return reason, why, nil
 	}
 	if in.State == lease.Active && cur.State == lease.Active && cur.Key() != in.Key() && cur.End > now {
+		if normal && !cur.Pending {
+			// In NORMAL the peer knows this lease (it is not pending;
+			// a pending one is a duel, decided above):
+			// binding the address to a second client is a peer bug
+			// or an attack, and would give one address to two
+			// clients (design invariant 1). ISC only logs "Lease
+			// conflict"; we refuse. Outside NORMAL the peer may have
+			// lost contact and resolves conflicts by its own rules.
+			s.mu.Unlock()
+			return rejectConflict, fmt.Sprintf("%s is bound to another client until %d: refusing to bind it to a second one", in.IP, cur.End), nil
+		}
 		log.WithField("address", in.IP.String()).Warnf("the peer bound an address we hold for another client (%s, ours %s)", in, cur)
 	}
 	b := in
@@ -114,6 +125,13 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64) (uint8, string, *lease.B
 	s.table.Put(b)
 	batch := s.commit.Submit(b)
 	s.mu.Unlock()
+	go func() {
+		// Not stored: the BNDACK rejects it (the peer sends it again)
+		// and memory goes back to what the disk holds.
+		if s.wrote(batch.Wait(), "peer update") != nil {
+			s.undo(b, cur, had)
+		}
+	}()
 	return 0, "", batch
 }
 
@@ -218,11 +236,7 @@ func (s *Server) Acked(sent lease.Binding, now int64) bool {
 	s.table.Put(cur)
 	batch := s.commit.Submit(cur)
 	s.mu.Unlock()
-	go func() {
-		if err := batch.Wait(); err != nil {
-			log.WithError(err).WithField("address", sent.IP.String()).Error("storing the peer's acknowledgement")
-		}
-	}()
+	go func() { s.wrote(batch.Wait(), "peer acknowledgement") }()
 	return true
 }
 
@@ -252,9 +266,8 @@ func (s *Server) Transfer(n int, now int64) []lease.IP {
 	}
 	s.mu.Unlock()
 	if last != nil {
-		if err := last.Wait(); err != nil {
-			log.WithError(err).Error("storing the pool balance; nothing is announced")
-			return nil
+		if s.wrote(last.Wait(), "pool balance") != nil {
+			return nil // nothing is announced
 		}
 	}
 	return moved

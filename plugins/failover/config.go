@@ -42,6 +42,9 @@ type Config struct {
 	// Metrics is where the process serves /metrics (invalid: nowhere;
 	// a leasesync line may name it instead).
 	Metrics netip.AddrPort
+
+	// poolWords are the pool= words as written, for errors.
+	poolWords map[lease.Range]string
 }
 
 // Defaults, documented in README.md.
@@ -87,6 +90,10 @@ func parse(words []string, ifaddrs interfaceAddrs) (Config, error) {
 			var r lease.Range
 			r, err = parseRange(val)
 			cfg.Pools = append(cfg.Pools, r)
+			if cfg.poolWords == nil {
+				cfg.poolWords = map[lease.Range]string{}
+			}
+			cfg.poolWords[r] = word
 		case "subnet":
 			cfg.Subnet, err = netip.ParsePrefix(val)
 			if err == nil && !cfg.Subnet.Addr().Is4() {
@@ -98,8 +105,8 @@ func parse(words []string, ifaddrs interfaceAddrs) (Config, error) {
 		case "relay":
 			var a netip.Addr
 			a, err = netip.ParseAddr(val)
-			if err == nil && !a.Is4() {
-				err = errors.New("want an IPv4 address")
+			if err != nil || !a.Is4() {
+				err = errors.New("want an IPv4 address (a relay agent's giaddr)")
 			}
 			cfg.Relays = append(cfg.Relays, a)
 		case "lease-time":
@@ -136,7 +143,7 @@ func (cfg *Config) validate(seen map[string]string, ifaddrs interfaceAddrs) erro
 	slices.SortFunc(sorted, func(a, b lease.Range) int { return int(int64(a.Start) - int64(b.Start)) })
 	for i := 1; i < len(sorted); i++ {
 		if sorted[i].Start <= sorted[i-1].End {
-			return fmt.Errorf("pools %s and %s overlap", sorted[i-1], sorted[i])
+			return argError(cfg.poolWords[sorted[i]], "pools %s and %s overlap; want pools that share no address", sorted[i-1], sorted[i])
 		}
 	}
 	for _, d := range []struct {
@@ -162,7 +169,7 @@ func (cfg *Config) validate(seen map[string]string, ifaddrs interfaceAddrs) erro
 	if !cfg.Subnet.IsValid() {
 		s, err := inferSubnet(cfg.Pools[0], ifaddrs)
 		if err != nil {
-			return err
+			return argError(cfg.poolWords[cfg.Pools[0]], "%v", err)
 		}
 		cfg.Subnet, cfg.SubnetInferred = s, true
 	}
@@ -172,7 +179,7 @@ func (cfg *Config) validate(seen map[string]string, ifaddrs interfaceAddrs) erro
 			if cfg.SubnetInferred {
 				how = "the subnet of this host's interface (" + cfg.Subnet.String() + ")"
 			}
-			return fmt.Errorf("pool %s: %v of %s; every pool of a failover line must be in one subnet", r, err, how)
+			return argError(cfg.poolWords[r], "pool %s: %v of %s; every pool of a failover line must be in one subnet", r, err, how)
 		}
 	}
 	return nil

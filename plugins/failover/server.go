@@ -55,6 +55,7 @@ type Server struct {
 	pdScan int64
 	store  lease.Store
 	met    *serverMetrics
+	health storeHealth
 }
 
 // reusable is the ownership rule: which existing bindings may go to a new
@@ -231,10 +232,9 @@ func (s *Server) Sweep() {
 	}
 	s.mu.Unlock()
 	if last != nil {
-		if err := last.Wait(); err != nil {
+		if err := s.wrote(last.Wait(), "expired leases"); err != nil {
 			// Memory is ahead of the disk; the rows are written again
 			// at the next change or re-expired after a restart.
-			log.WithError(err).Error("writing expired leases")
 			return
 		}
 		s.announce(changed...)
@@ -635,10 +635,18 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 	s.table.Put(b)
 	batch := s.commit.Submit(b)
 	s.mu.Unlock()
-	if err := batch.Wait(); err != nil {
+	if err := s.wrote(batch.Wait(), "lease"); err != nil {
 		s.undo(b, old, had)
+		if had && old.State == lease.Active && old.Key() == c.key && old.End-now >= minStoredRenewal {
+			// A renewal: the stored lease runs until old.End. Answer
+			// with what remains of it; nothing new to remember.
+			lt = time.Duration(old.End-now) * time.Second
+			log.Debugf("ACK %s to %s for the %v left of its stored lease (database failing)", ip, req.ClientHWAddr, lt)
+			s.fill(req, resp, ip, lt)
+			return resp, false
+		}
 		s.met.drops[dropStoreError].Inc()
-		log.WithError(err).WithField("address", ip.String()).Error("lease not stored; no ACK sent")
+		log.Debugf("no ACK of %s to %s: the lease cannot be stored", ip, req.ClientHWAddr)
 		return nil, true
 	}
 	s.announce(ip)
@@ -676,13 +684,15 @@ func (s *Server) settle(ip lease.IP, c client, what string, change func(*lease.B
 		log.Debugf("ignoring %s of %s from %s: not its lease", what, ip, c.key)
 		return
 	}
+	orig := b
 	change(&b)
 	s.mark(&b)
 	s.table.Put(b)
 	batch := s.commit.Submit(b)
 	s.mu.Unlock()
-	if err := batch.Wait(); err != nil {
-		log.WithError(err).WithField("address", ip.String()).Errorf("%s not stored", what)
+	if err := s.wrote(batch.Wait(), what); err != nil {
+		// Memory never runs ahead of the disk on what a client holds.
+		s.undo(b, orig, true)
 		return
 	}
 	s.announce(ip)
@@ -720,7 +730,8 @@ func (s *Server) declineUnbound(ip lease.IP, c client) {
 		log.Debugf("ignoring DECLINE of %s from %s: not offered to it", ip, c.key)
 		return
 	}
-	b, _ := s.table.Get(ip)
+	b, had := s.table.Get(ip)
+	orig := b
 	b.IP = ip
 	s.abandon(&b)
 	s.mark(&b)
@@ -728,8 +739,8 @@ func (s *Server) declineUnbound(ip lease.IP, c client) {
 	s.table.Put(b)
 	batch := s.commit.Submit(b)
 	s.mu.Unlock()
-	if err := batch.Wait(); err != nil {
-		log.WithError(err).WithField("address", ip.String()).Error("decline not stored")
+	if err := s.wrote(batch.Wait(), "decline"); err != nil {
+		s.undo(b, orig, had)
 		return
 	}
 	s.announce(ip)

@@ -54,6 +54,11 @@ type Config struct {
 	Control string
 	// Metrics is where the process serves /metrics (invalid: nowhere).
 	Metrics netip.AddrPort
+	// TLS between coredhcp-failover peers (off unless tls-cert is given;
+	// see tls.go): our certificate and key, the CA that signs the peer's,
+	// and the name the peer's certificate must carry ("" for any).
+	TLSCert, TLSKey, TLSCA, TLSName string
+	tls                             *tlsSettings
 }
 
 // Defaults, documented in README.md. They are ISC dhcpd's, except
@@ -71,7 +76,8 @@ const (
 
 var knownKeys = []string{"name", "role", "address", "port", "peer", "peer-port", "mclt", "split", "hba",
 	"load-balance-max-seconds", "max-response-delay", "max-unacked-updates", "auto-partner-down",
-	"max-lease-misbalance", "max-lease-ownership", "min-balance", "max-balance", "control", "metrics"}
+	"max-lease-misbalance", "max-lease-ownership", "min-balance", "max-balance", "control", "metrics",
+	"tls-cert", "tls-key", "tls-ca", "tls-name"}
 
 var argError = args.Error
 
@@ -174,6 +180,14 @@ func parse(words []string) (Config, error) {
 			cfg.Control = val
 		case "metrics":
 			cfg.Metrics, err = metrics.ParseAddr(val)
+		case "tls-cert":
+			cfg.TLSCert = val
+		case "tls-key":
+			cfg.TLSKey = val
+		case "tls-ca":
+			cfg.TLSCA = val
+		case "tls-name":
+			cfg.TLSName = val
 		default:
 			return cfg, argError(word, "unknown key %q (known: %s)", key, strings.Join(knownKeys, ", "))
 		}
@@ -209,7 +223,7 @@ func (cfg *Config) validate(seen map[string]string) error {
 	if cfg.MinBalance > cfg.MaxBalance {
 		return argError(seen["min-balance"], "must not be longer than max-balance (%v)", cfg.MaxBalance)
 	}
-	return nil
+	return cfg.loadTLS(seen)
 }
 
 func parseIPv4(s string) (netip.Addr, error) {

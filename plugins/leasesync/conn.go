@@ -12,19 +12,20 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/ratelimit"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
 )
 
 const (
-	// handshakeTimeout is how long a new connection may take to complete
-	// CONNECT/CONNECTACK (ISC: 15 s, "link startup timeout").
-	handshakeTimeout = 15 * time.Second
+	// defaultHandshakeTimeout is how long a new connection may take to
+	// complete CONNECT/CONNECTACK (ISC: 15 s, "link startup timeout"); a
+	// peer that sends part of a frame and stalls is cut there.
+	defaultHandshakeTimeout = 15 * time.Second
 	// reconnectInterval is the pause between attempts to reach the peer
 	// (ISC: 5 s).
 	reconnectInterval = 5 * time.Second
 	// maxPendingHandshakes caps connections that have not finished their
-	// handshake; more are closed at once.
+	// handshake; more are closed at once. With the handshake deadline it
+	// bounds what connection attempts from the peer's address can hold.
 	maxPendingHandshakes = 4
 	// maxFrame is the largest failover message accepted (ISC: 2048).
 	maxFrame = 2048
@@ -85,6 +86,10 @@ func (l *link) readBody() (wire.Body, error) {
 		if err := wire.CheckFrame(frame); err != nil {
 			return nil, err
 		}
+		if int(frame[3]) < len(frame) {
+			// ISC drops the link over an undefined type with options.
+			return nil, fmt.Errorf("%w: undefined type %d with options", wire.ErrUnknownType, frame[2])
+		}
 		return nil, nil // ISC ignores an undefined type without options
 	}
 	return wire.DecodeBody(frame)
@@ -93,15 +98,23 @@ func (l *link) readBody() (wire.Body, error) {
 // handshake runs CONNECT/CONNECTACK on a new connection and returns the
 // link, ready for the session, or why it was refused.
 func (s *Session) handshake(conn net.Conn, dialed bool) (*link, error) {
-	l := &link{conn: conn, r: bufio.NewReaderSize(conn, 4096), dialed: dialed}
-	conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	deadline := time.Now().Add(s.handshakeTimeout)
+	conn.SetDeadline(deadline)
 	defer conn.SetDeadline(time.Time{})
+	if s.cfg.tls != nil {
+		tc, err := s.cfg.tls.wrap(conn, dialed)
+		if err != nil {
+			return nil, err
+		}
+		conn = tc
+	}
+	l := &link{conn: conn, r: bufio.NewReaderSize(conn, 4096), dialed: dialed}
 	now := s.clk.Now().Unix()
 	if s.cfg.Role == Primary {
 		// The primary sends CONNECT first on every connection, dialed or
 		// accepted (xid 0), and waits for CONNECTACK.
 		l.nextXID(false)
-		if err := l.send(connectMsg(&s.cfg, now), time.Now().Add(handshakeTimeout)); err != nil {
+		if err := l.send(connectMsg(&s.cfg, now), deadline); err != nil {
 			return nil, fmt.Errorf("sending CONNECT: %w", err)
 		}
 		for {
@@ -117,13 +130,20 @@ func (s *Session) handshake(conn net.Conn, dialed bool) (*link, error) {
 			}
 			a, ok := body.(*wire.ConnectAck)
 			if !ok {
-				continue
+				if body == nil {
+					continue // an undefined type without options: ISC ignores it
+				}
+				rej := outOfSequence("CONNECTACK", body)
+				l.send(disconnectMsg(now, l.nextXID(false), rej), time.Now().Add(time.Second))
+				return nil, rej
 			}
 			p, rej := checkConnectAck(&s.cfg, a, s.clk.Now().Unix())
+			if rej == nil && s.linked.Load() {
+				rej = dupConnection()
+			}
 			if rej != nil {
 				if a.RejectReason == 0 {
-					l.send(&wire.Disconnect{Header: wire.Header{Time: uint32(now), XID: l.nextXID(false)},
-						RejectReason: rej.reason, Message: rej.text}, time.Now().Add(time.Second))
+					l.send(disconnectMsg(now, l.nextXID(false), rej), time.Now().Add(time.Second))
 				}
 				return nil, rej
 			}
@@ -136,17 +156,25 @@ func (s *Session) handshake(conn net.Conn, dialed bool) (*link, error) {
 		body, err := l.readBody()
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return nil, fmt.Errorf("no CONNECT within %v (is the peer configured as secondary too?)", handshakeTimeout)
+				return nil, fmt.Errorf("no complete CONNECT within %v (is the peer configured as secondary too?)", s.handshakeTimeout)
 			}
 			return nil, fmt.Errorf("waiting for CONNECT: %w", err)
 		}
 		c, ok := body.(*wire.Connect)
 		if !ok {
-			continue
+			if body == nil {
+				continue // an undefined type without options: ISC ignores it
+			}
+			rej := outOfSequence("CONNECT", body)
+			l.send(disconnectMsg(now, l.nextXID(false), rej), time.Now().Add(time.Second))
+			return nil, rej
 		}
 		now = s.clk.Now().Unix()
 		p, rej := checkConnect(&s.cfg, c, now)
-		if err := l.send(connectAckMsg(&s.cfg, c, rej, now), time.Now().Add(handshakeTimeout)); err != nil {
+		if rej == nil && s.linked.Load() {
+			rej = dupConnection()
+		}
+		if err := l.send(connectAckMsg(&s.cfg, c, rej, now), deadline); err != nil {
 			return nil, fmt.Errorf("sending CONNECTACK: %w", err)
 		}
 		if rej != nil {
@@ -157,10 +185,26 @@ func (s *Session) handshake(conn net.Conn, dialed bool) (*link, error) {
 	}
 }
 
-// listen accepts connections from the peer's address only.
+// outOfSequence refuses a message that came before the handshake ended.
+func outOfSequence(want string, got wire.Body) *rejection {
+	return &rejection{wire.RejectMiscReject, fmt.Sprintf("%s received before %s: out of sequence", got.Type(), want)}
+}
+
+// dupConnection refuses a second connection while a link is up, as ISC
+// does ("already connected"); the live link is kept.
+func dupConnection() *rejection {
+	return &rejection{wire.RejectDupConnection, "already connected"}
+}
+
+func disconnectMsg(now int64, xid uint32, rej *rejection) *wire.Disconnect {
+	return &wire.Disconnect{Header: wire.Header{Time: uint32(now), XID: xid}, RejectReason: rej.reason, Message: rej.text}
+}
+
+// listen accepts connections from the peer's address only: any other
+// source is closed before a byte is read, and logged at most once per
+// period with the number refused.
 func (s *Session) listen(ln net.Listener) {
 	defer s.wg.Done()
-	var refusedLog ratelimit.Limiter
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -178,7 +222,7 @@ func (s *Session) listen(ln net.Listener) {
 		from, _ := netip.ParseAddrPort(conn.RemoteAddr().String())
 		if from.Addr().Unmap() != s.cfg.Peer.Addr() {
 			conn.Close()
-			refusedLog.Do(time.Now(), func(n int) {
+			s.refusedLog.Do(s.clk.Now(), func(n int) {
 				log.WithField("from", from.String()).Warnf("refused a failover connection: only %s may connect (%d refused)", s.cfg.Peer.Addr(), n)
 			})
 			continue
@@ -191,7 +235,7 @@ func (s *Session) listen(ln net.Listener) {
 func (s *Session) dial() {
 	defer s.wg.Done()
 	d := net.Dialer{
-		Timeout:   handshakeTimeout,
+		Timeout:   s.handshakeTimeout,
 		LocalAddr: &net.TCPAddr{IP: s.cfg.Address.Addr().AsSlice()},
 	}
 	for {
@@ -215,7 +259,9 @@ func (s *Session) startHandshake(conn net.Conn, dialed bool) {
 	case s.handshakes <- struct{}{}:
 	default:
 		conn.Close()
-		log.Warnf("closing connection %s: %d handshakes already in progress", conn.RemoteAddr(), maxPendingHandshakes)
+		s.pendingLog.Do(s.clk.Now(), func(n int) {
+			log.WithField("from", conn.RemoteAddr().String()).Warnf("closed a failover connection: %d handshakes already in progress (%d closed)", maxPendingHandshakes, n)
+		})
 		return
 	}
 	s.pendingMu.Lock()
@@ -243,13 +289,13 @@ func (s *Session) startHandshake(conn net.Conn, dialed bool) {
 			conn.Close()
 			// The session retries every few seconds: one line a
 			// minute says it still fails, and how often.
-			s.handshakeLog.Do(time.Now(), func(n int) {
-				entry := log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "peer": conn.RemoteAddr().String(), "failures": n})
+			s.handshakeLog.Do(s.clk.Now(), func(n int) {
+				e := log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "peer": conn.RemoteAddr().String(), "failures": n})
 				var rej *rejection
-				if errors.As(err, &rej) {
-					entry.Warnf("failover handshake refused: %v", err)
+				if errors.As(err, &rej) || errors.Is(err, errTLSRefused) {
+					e.Warnf("failover handshake refused: %v", err)
 				} else {
-					entry.Infof("failover handshake failed: %v", err)
+					e.Infof("failover handshake failed: %v", err)
 				}
 			})
 			if dialed {

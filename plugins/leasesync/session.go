@@ -3,6 +3,7 @@ package leasesync
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -35,6 +36,10 @@ func (realClock) AfterFunc(d time.Duration, f func()) interface{ Stop() bool } {
 
 type eventKind uint8
 
+// maxEventsPerSettle bounds the events handled before their results are
+// acted on (the BNDACKs sent, the queue flushed).
+const maxEventsPerSettle = 256
+
 const (
 	evLinkUp eventKind = iota
 	evLinkDown
@@ -46,6 +51,7 @@ const (
 	evDrop
 	evStatus
 	evDo
+	evInspect // tests: run fn on the session goroutine
 )
 
 type event struct {
@@ -58,6 +64,7 @@ type event struct {
 	status chan Status
 	// do runs on the session goroutine (operator commands).
 	do func(now time.Time) error
+	fn func()
 }
 
 // inflight is an update sent and not yet acknowledged.
@@ -86,6 +93,12 @@ type Session struct {
 	// pending are connections in their handshake; Close closes them.
 	pendingMu sync.Mutex
 	pending   map[net.Conn]struct{}
+	// handshakeTimeout bounds CONNECT/CONNECTACK on a new connection.
+	handshakeTimeout time.Duration
+	// linked is set while a link is up: a second connection is refused.
+	linked atomic.Bool
+	// Connection logs, at most one line per period each.
+	refusedLog, pendingLog, handshakeLog ratelimit.Limiter
 
 	// changed collects addresses whose bindings changed, from DHCP
 	// handlers, without ever blocking them.
@@ -131,9 +144,7 @@ type Session struct {
 	operatorPD   bool
 	operatorPDAt int64
 	skewLog      ratelimit.Limiter
-	// handshakeLog folds repeated handshake failures (used by the
-	// handshake goroutines).
-	handshakeLog ratelimit.Limiter
+	rejectLog    ratelimit.Limiter
 	// balanceAt is when the pool balance runs next (zero: not armed);
 	// asked is set when the last run sent POOLREQ.
 	balanceAt time.Time
@@ -142,6 +153,9 @@ type Session struct {
 	// resyncSince is when the operator's UPDREQALL was sent (0: none
 	// outstanding).
 	resyncSince int64
+	// acksHigh is the most BNDACKs ever held at once (bounded by
+	// maxEventsPerSettle).
+	acksHigh int
 }
 
 // pendingAck is a BNDACK waiting for the binding it acknowledges to be
@@ -169,8 +183,10 @@ func NewSession(cfg Config, rel *relation.Relationship, clk Clock) *Session {
 		pending:    map[net.Conn]struct{}{},
 		settled:    make(chan struct{}),
 		reconnect:  reconnectInterval,
-		queued:     map[lease.IP]bool{},
-		inflight:   map[lease.IP]inflight{},
+
+		handshakeTimeout: defaultHandshakeTimeout,
+		queued:           map[lease.IP]bool{},
+		inflight:         map[lease.IP]inflight{},
 	}
 	s.met = newSessionMetrics(s)
 	s.handshakeLog.Period = time.Minute
@@ -339,14 +355,17 @@ func (s *Session) run() {
 			s.handle(e)
 			// Handle whatever else is already waiting before acting on
 			// the results: BNDUPDs that arrived together share one
-			// commit and their BNDACKs go out together.
-			for more := true; more; {
+			// commit and their BNDACKs go out together. A peer that
+			// never pauses is served maxEventsPerSettle at a time,
+			// which bounds the BNDACKs held.
+			for n := 1; n < maxEventsPerSettle; n++ {
 				select {
 				case e := <-s.events:
 					s.handle(e)
+					continue
 				default:
-					more = false
 				}
+				break
 			}
 			s.settle()
 		}
@@ -370,6 +389,10 @@ func (s *Session) handle(e event) {
 		if e.link != s.link {
 			return
 		}
+		if rej := malformed(e.err); rej != nil {
+			s.refuse(rej, now)
+			return
+		}
 		s.linkDown(fmt.Sprintf("connection lost: %v", e.err), now)
 	case evDialFailed:
 		s.dialPending = false
@@ -380,6 +403,11 @@ func (s *Session) handle(e event) {
 		}
 		s.lastRecv = now
 		if err := s.receive(e.body, now); err != nil {
+			var rej *rejection
+			if errors.As(err, &rej) {
+				s.refuse(rej, now)
+				return
+			}
 			log.WithField("peer", s.link.String()).Warnf("dropping the failover link: %v", err)
 			s.linkDown(err.Error(), now)
 		}
@@ -399,11 +427,35 @@ func (s *Session) handle(e event) {
 		e.status <- s.status()
 	case evDo:
 		e.reply <- e.do(now)
+	case evInspect:
+		e.fn()
 	}
+}
+
+// refuse ends the link over a peer's protocol error: DISCONNECT with the
+// reason (best effort: the peer may not be reading), then close.
+func (s *Session) refuse(rej *rejection, now time.Time) {
+	log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "peer": s.link.String(), "reason": rej.reason.String()}).
+		Warnf("disconnecting the failover peer: %s", rej.text)
+	s.link.send(disconnectMsg(now.Unix(), s.link.nextXID(false), rej), time.Now().Add(time.Second))
+	s.linkDown(rej.Error(), now)
+}
+
+// malformed is the rejection for a frame the codec refused, nil for
+// other read errors (the connection closed or failed).
+func malformed(err error) *rejection {
+	for _, e := range []error{wire.ErrShortFrame, wire.ErrFrameTooLong, wire.ErrBadLength, wire.ErrPayloadOffset,
+		wire.ErrOptionOverflow, wire.ErrUnknownType, wire.ErrDuplicateOption, wire.ErrOptionLength} {
+		if errors.Is(err, e) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return &rejection{wire.RejectMiscReject, "malformed message: " + err.Error()}
+		}
+	}
+	return nil
 }
 
 func (s *Session) linkUp(l *link, now time.Time) {
 	s.link = l
+	s.linked.Store(true)
 	s.lastRecv, s.lastSend = now, now
 	if l.params.maxUnacked <= 0 {
 		l.params.maxUnacked = 1
@@ -436,6 +488,7 @@ func (s *Session) linkDown(why string, now time.Time) {
 	s.resyncSince = 0
 	s.link.close()
 	s.link = nil
+	s.linked.Store(false)
 	s.acks = nil
 	s.peerReq = nil
 	// Updates in flight were not acknowledged: they go again.
@@ -455,8 +508,10 @@ func (s *Session) receive(b wire.Body, now time.Time) error {
 		// best measure of the peer's clock after the handshake.
 		s.measureSkew(msg.Time, now)
 	case *wire.State:
-		if !fsm.State(msg.ServerState).Valid() {
-			return fmt.Errorf("peer reports the invalid state %d", msg.ServerState)
+		// A server past its startup is never in unknown-state or
+		// startup: only a STATE flagged as startup may say so.
+		if st := fsm.State(msg.ServerState); !st.Valid() || (st == fsm.Unknown || st == fsm.Startup) && msg.Flags&wire.FlagStartup == 0 {
+			return &rejection{wire.RejectMiscReject, fmt.Sprintf("peer reports the impossible state %d", msg.ServerState)}
 		}
 		s.contacted = true
 		s.m.PeerState(fsm.State(msg.ServerState), msg.Flags&wire.FlagStartup != 0, now.Unix())
@@ -486,7 +541,7 @@ func (s *Session) receive(b wire.Body, now time.Time) error {
 	case *wire.Disconnect:
 		return fmt.Errorf("peer sent DISCONNECT: %s (%s)", msg.Message, msg.RejectReason)
 	case *wire.Connect, *wire.ConnectAck:
-		return fmt.Errorf("unexpected %s on an established link", b.Type())
+		return &rejection{wire.RejectMiscReject, fmt.Sprintf("unexpected %s on an established link", b.Type())}
 	}
 	return nil
 }
@@ -507,10 +562,28 @@ func (s *Session) measureSkew(msgTime uint32, now time.Time) {
 	}
 }
 
+// enqueue queues ip's binding for a BNDUPD. The queue holds each address
+// at most once plus the entries withdrawn since (a peer's update
+// supersedes ours); when those outnumber the live ones it is compacted,
+// so that it stays within twice the addresses of the pools however the
+// peer interleaves updates and update requests.
 func (s *Session) enqueue(ip lease.IP) {
-	if !s.queued[ip] {
-		s.queued[ip] = true
-		s.queue = append(s.queue, ip)
+	if s.queued[ip] {
+		return
+	}
+	s.queued[ip] = true
+	s.queue = append(s.queue, ip)
+	if len(s.queue) > 2*len(s.queued)+64 {
+		live := s.queue[:0]
+		seen := make(map[lease.IP]bool, len(s.queued))
+		for _, q := range s.queue {
+			if s.queued[q] && !seen[q] {
+				seen[q] = true
+				live = append(live, q)
+			}
+		}
+		clear(s.queue[len(live):])
+		s.queue = live
 	}
 }
 
@@ -554,10 +627,14 @@ func (s *Session) applyUpdate(u *wire.BindingUpdate, now time.Time) {
 	s.acks = append(s.acks, pendingAck{ack: ack})
 }
 
+// logReject logs a rejected update, at most once per period: a peer
+// flooding bad updates must not flood the log.
 func (s *Session) logReject(ack *wire.BindingAck) {
 	s.met.rejectedByUs.Inc()
-	log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "address": ack.Addr.String(),
-		"reason": ack.RejectReason.String()}).Warnf("rejected the peer's binding update: %s", ack.Message)
+	s.rejectLog.Do(s.clk.Now(), func(n int) {
+		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "address": ack.Addr.String(),
+			"reason": ack.RejectReason.String(), "rejected": n}).Warnf("rejected the peer's binding update: %s", ack.Message)
+	})
 }
 
 // acked settles an update of ours.
@@ -718,6 +795,7 @@ func (s *Session) send(b wire.Body, now time.Time) error {
 // CONTACT if the link has been quiet.
 func (s *Session) flush(now time.Time) error {
 	// The updates were submitted together: they share one commit.
+	s.acksHigh = max(s.acksHigh, len(s.acks))
 	for _, a := range s.acks {
 		if a.done != nil {
 			if err := a.done.Wait(); err != nil {

@@ -179,13 +179,30 @@ func (t *Table) SetOwnsNew(owns bool) { t.ownsNew = owns }
 
 // Hold keeps ip for the client with key until the given time, so that no
 // other client is offered it meanwhile.
+//
+// The indexes stay bounded by the number of addresses whatever the
+// clients send: a lapsed hold taken over by another client drops the first
+// client's index entry, and a hold renewed within the same second queues
+// no second expiry.
 func (t *Table) Hold(ip IP, key string, until int64) {
 	if old, ok := t.heldBy[key]; ok && old != ip {
 		t.release(old)
 	}
+	prev, had := t.holds[ip]
+	if had && prev.key != key && t.heldBy[prev.key] == ip {
+		delete(t.heldBy, prev.key)
+	}
 	t.holds[ip] = hold{key: key, until: until}
 	t.heldBy[key] = ip
-	t.holdQ.push(holdItem{ip: ip, until: until})
+	if !had || prev.until != until {
+		t.holdQ.push(holdItem{ip: ip, until: until})
+	}
+}
+
+// HoldCounts returns the sizes of the hold indexes, for tests of their
+// bounds.
+func (t *Table) HoldCounts() (holds, heldBy, queued int) {
+	return len(t.holds), len(t.heldBy), t.holdQ.len()
 }
 
 // Held returns the address held for the client with key, if its hold has
