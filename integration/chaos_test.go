@@ -193,6 +193,7 @@ func runSchedule(t *testing.T, bin, prefix string, seed int64, steps int, tot *c
 	c.check.NoAddressTwiceInDBs(end, snaps...)
 	tls := map[string]Timeline{chaosPrimary: c.timeline(chaosPrimary), chaosSecond: c.timeline(chaosSecond)}
 	for _, sep := range c.seps {
+		sep.To = Reunited(tls[chaosPrimary], tls[chaosSecond], sep.From, sep.To)
 		c.check.Separated(sep, holds, tls)
 	}
 	c.check.FirstLease(c.sim.FirstAcks(), holds, tls)
@@ -410,9 +411,9 @@ func (c *chaosPair) poll() {
 	defer tick.Stop()
 	for {
 		for id, sock := range c.sock {
-			st, _ := controlStatus(sock)
+			smp := controlSample(sock)
 			c.tlMu.Lock()
-			c.tl[id] = append(c.tl[id], Sample{At: time.Now(), State: st})
+			c.tl[id] = append(c.tl[id], smp)
 			c.tlMu.Unlock()
 		}
 		select {
@@ -504,6 +505,22 @@ func controlStatus(sock string) (state, peer string) {
 		return "", ""
 	}
 	return reply.Status.State, reply.Status.PeerState
+}
+
+// controlSample reads a server's state and whether it holds a session with
+// its peer; "" and false when the control socket does not answer.
+func controlSample(sock string) Sample {
+	var reply struct {
+		Status *struct {
+			State     string `json:"state"`
+			Connected bool   `json:"connected"`
+		} `json:"status"`
+	}
+	s := Sample{At: time.Now()}
+	if err := controlCall(sock, "status", &reply); err == nil && reply.Status != nil {
+		s.State, s.Connected = reply.Status.State, reply.Status.Connected
+	}
+	return s
 }
 
 func controlCall(sock, cmd string, reply any) error {

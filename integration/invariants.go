@@ -97,8 +97,9 @@ func HoldsOfClient(c Client) []Hold {
 
 // Sample is one reading of a server's failover state.
 type Sample struct {
-	At    time.Time
-	State string // "" when the server was not running
+	At        time.Time
+	State     string // "" when the server was not running
+	Connected bool   // it held a session with its peer
 }
 
 // Timeline is what a server's state was over time, sampled.
@@ -145,6 +146,48 @@ func (tl Timeline) LastLeft(state string, t time.Time) time.Time {
 	return left
 }
 
+// Reunited returns when two servers parted at from talk again: the first
+// time after from that both hold a session, after one of them had lost it
+// (a cut noticed only by the receive timer leaves both connected for a
+// while). From then on they exchange updates and acknowledgements, and the
+// state machine decides again what each may give; until is the latest
+// answer (both in NORMAL again).
+func Reunited(a, b Timeline, from, until time.Time) time.Time {
+	type reading struct {
+		at   time.Time
+		a, b bool
+	}
+	var rs []reading
+	ia, ib := 0, 0
+	ca, cb := false, false
+	for ia < len(a) || ib < len(b) {
+		if ib >= len(b) || (ia < len(a) && a[ia].At.Before(b[ib].At)) {
+			ca = a[ia].Connected
+			rs = append(rs, reading{a[ia].At, ca, cb})
+			ia++
+		} else {
+			cb = b[ib].Connected
+			rs = append(rs, reading{b[ib].At, ca, cb})
+			ib++
+		}
+	}
+	apart := false
+	for _, r := range rs {
+		if r.at.Before(from) {
+			continue
+		}
+		if !r.a || !r.b {
+			apart = true
+		} else if apart {
+			if r.at.Before(until) {
+				return r.at
+			}
+			break
+		}
+	}
+	return until
+}
+
 // Snapshot is a server's database read at one moment.
 type Snapshot struct {
 	Server string // server identifier
@@ -154,7 +197,8 @@ type Snapshot struct {
 }
 
 // Separation is a time when the two servers could not talk (peer link cut,
-// or one of them down), with both databases as they were when it began.
+// or one of them down), with both databases as they were when it began;
+// it ends when they talk again (Reunited).
 type Separation struct {
 	From, To time.Time // To: both back in NORMAL
 	Start    map[string]Snapshot

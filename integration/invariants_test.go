@@ -134,3 +134,18 @@ func TestCheckerCatchesALongFirstLease(t *testing.T) {
 	c.FirstLease(first, []Hold{{Client: "02:00:00:00:00:09", IP: "192.0.2.101", At: at(0.5), End: at(1)}}, tls)
 	expectViolations(t, c)
 }
+
+func TestReunitedIsWhenBothHoldASessionAgain(t *testing.T) {
+	p := Timeline{{At: at(0), State: "normal", Connected: true}, {At: at(2), State: "normal", Connected: true},
+		{At: at(3), State: "communications-interrupted"}, {At: at(8), State: "partner-down", Connected: true}}
+	s := Timeline{{At: at(0.5), State: "normal", Connected: true}, {At: at(2.5)}, {At: at(8.5), State: "recover", Connected: true}}
+	// Parted at 2 (the kill): still "connected" at 2 on the primary, apart
+	// at 2.5, together again at 8.5.
+	if got := Reunited(p, s, at(2), at(20)); !got.Equal(at(8.5)) {
+		t.Fatalf("Reunited = %v, want %v", got.Sub(t0), 8.5)
+	}
+	// Never apart after 9: the latest answer stands.
+	if got := Reunited(p, s, at(9), at(20)); !got.Equal(at(20)) {
+		t.Fatalf("Reunited = %v, want 20s", got.Sub(t0))
+	}
+}
