@@ -3,11 +3,18 @@
 package integration
 
 import (
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"net"
+	"net/netip"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
 )
 
 // A mixed failover pair: coredhcp-failover and ISC dhcpd 4.4 (Debian's
@@ -18,7 +25,7 @@ const (
 	iscPrimary  = "192.0.2.1"
 	iscSecond   = "192.0.2.2"
 	iscFirst    = "192.0.2.100"
-	iscLast     = "192.0.2.139"
+	iscLast     = "192.0.2.199"
 	iscMCLT     = 30
 	iscLease    = 600
 	iscMaxDelay = 10
@@ -229,6 +236,11 @@ func TestISCPeerNormalAndLeases(t *testing.T) {
 	for _, tc := range []struct{ prefix, ours string }{{"isa", "primary"}, {"isb", "secondary"}} {
 		t.Run("ours_"+tc.ours, func(t *testing.T) {
 			p := newISCPair(t, tc.prefix, tc.ours, iscOptions{})
+			p.checkPoolBalance()
+			pri, sec := p.checkLoadBalance(48)
+			if pri < 12 || sec < 12 {
+				t.Errorf("Of 53 keys the primary answered %d and the secondary %d: not about half", pri, sec)
+			}
 			bound := p.addClients("c", 4, 2)
 			by := map[string]int{}
 			for _, ev := range bound {
@@ -240,4 +252,189 @@ func TestISCPeerNormalAndLeases(t *testing.T) {
 			p.isc.CheckNoComplaints(t)
 		})
 	}
+}
+
+// checkPoolBalance waits until the two servers agree, address by address,
+// on which free addresses belong to the secondary (BACKUP) and which to the
+// primary (FREE, or no row in our database), and the secondary holds its
+// share: half of the free addresses, within ISC's max-lease-misbalance
+// (15% of the pool).
+func (p *iscPair) checkPoolBalance() (backup, free int) {
+	p.t.Helper()
+	total := int(ipNum(iscLast)-ipNum(iscFirst)) + 1
+	err := Eventually(10*time.Second, func() error {
+		ours, err := ReadDBRecords(p.ours.DB)
+		if err != nil {
+			return err
+		}
+		theirs, err := ReadISCLeases(p.isc.Leases)
+		if err != nil {
+			return err
+		}
+		o, i := RecordsByIP(ours), RecordsByIP(theirs)
+		backup, free = 0, 0
+		for n := ipNum(iscFirst); n <= ipNum(iscLast); n++ {
+			ip := ipString(n)
+			os, is := o[ip].State, i[ip].State
+			if os == "" {
+				os = "free" // never used: FREE, the primary's
+			}
+			if (os == "backup") != (is == "backup") || (os == "free") != (is == "free") {
+				return fmt.Errorf("%s is %q in our DB and %q in dhcpd's lease file", ip, os, is)
+			}
+			switch os {
+			case "backup":
+				backup++
+			case "free":
+				free++
+			}
+		}
+		if d := backup - free; abs(int64(d))*100 > int64(total)*15 {
+			return fmt.Errorf("the secondary owns %d free addresses and the primary %d: not balanced", backup, free)
+		}
+		return nil
+	})
+	if err != nil {
+		p.t.Fatalf("Pool balance: %v", err)
+	}
+	p.t.Logf("Pool balanced: primary %d FREE, secondary %d BACKUP, same addresses on both sides", free, backup)
+	return backup, free
+}
+
+func ipNum(s string) uint32 {
+	a := netip.MustParseAddr(s).As4()
+	return binary.BigEndian.Uint32(a[:])
+}
+
+func ipString(n uint32) string {
+	var a [4]byte
+	binary.BigEndian.PutUint32(a[:], n)
+	return netip.AddrFrom4(a).String()
+}
+
+// lbProbe is one DISCOVER of the load-balancing check.
+type lbProbe struct {
+	hw   net.HardwareAddr
+	cid  []byte // option 61, nil for none
+	want string // the server that must answer, "" if either (but only one)
+	from map[string]bool
+}
+
+// lbVectors are RFC 3074 keys whose buckets shared/protocol PROTOCOL.md §17
+// computed and confirmed against ISC: with split 128, buckets 0-127 are the
+// primary's.
+var lbVectors = []struct {
+	hw, cid string
+	primary bool
+}{
+	{"02:00:00:00:00:01", "", false},               // bucket 133
+	{"02:00:00:00:00:01", "01020000000001", true},  // 14
+	{"02:00:00:00:00:aa", "", false},               // 241
+	{"02:00:00:00:00:00", "01020000000000", false}, // 192
+	{"02:33:4e:45:3f:d4", "0102334e453fd4", true},  // 13
+}
+
+// checkLoadBalance broadcasts DISCOVERs with secs 0 from a probe node: the
+// test vectors above, then n more client keys (chaddr only, 01+MAC client
+// identifiers, arbitrary identifiers). Every one must be offered by
+// exactly one server, the vectors by the server their bucket names: dhcpd
+// and we split the clients between us the same way (RFC 3074 with ISC's
+// bit order, split 128), none is left unanswered and none gets two
+// offers. It returns how many each server answered.
+func (p *iscPair) checkLoadBalance(n int) (primary, secondary int) {
+	p.t.Helper()
+	probes := map[uint32]*lbProbe{}
+	xid := uint32(0x15c00000)
+	for _, v := range lbVectors {
+		pr := &lbProbe{from: map[string]bool{}, want: iscSecond}
+		pr.hw, _ = net.ParseMAC(v.hw)
+		if v.cid != "" {
+			pr.cid, _ = hex.DecodeString(v.cid)
+		}
+		if v.primary {
+			pr.want = iscPrimary
+		}
+		probes[xid] = pr
+		xid++
+	}
+	for i := 0; i < n; i++ {
+		pr := &lbProbe{hw: net.HardwareAddr{0x02, 0x1b, 0, 0, byte(i >> 8), byte(i)}, from: map[string]bool{}}
+		switch i % 3 {
+		case 1:
+			pr.cid = append([]byte{1}, pr.hw...)
+		case 2:
+			pr.cid = []byte(fmt.Sprintf("lb-probe-%d", i))
+		}
+		probes[xid] = pr
+		xid++
+	}
+	node := p.lab.AddNode("lb", "192.0.2.9/24")
+	p.lab.IP("-n", node.NS, "route", "add", "255.255.255.255/32", "dev", node.Iface) // no default route here
+	var conn *net.UDPConn
+	if err := node.Do(func() (err error) {
+		conn, err = net.ListenUDP("udp4", &net.UDPAddr{Port: 68})
+		return err
+	}); err != nil {
+		p.t.Fatalf("Probe socket: %v", err)
+	}
+	defer conn.Close()
+	for x, pr := range probes {
+		mods := []dhcpv4.Modifier{dhcpv4.WithMessageType(dhcpv4.MessageTypeDiscover), dhcpv4.WithHwAddr(pr.hw),
+			dhcpv4.WithTransactionID(dhcpv4.TransactionID{byte(x >> 24), byte(x >> 16), byte(x >> 8), byte(x)}),
+			dhcpv4.WithBroadcast(true)}
+		if pr.cid != nil {
+			mods = append(mods, dhcpv4.WithOption(dhcpv4.OptClientIdentifier(pr.cid)))
+		}
+		m, err := dhcpv4.New(mods...)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		if _, err := conn.WriteToUDP(m.ToBytes(), &net.UDPAddr{IP: net.IPv4bcast, Port: 67}); err != nil {
+			p.t.Fatalf("Sending a DISCOVER: %v", err)
+		}
+	}
+	buf := make([]byte, 1500)
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		conn.SetReadDeadline(deadline)
+		nr, _, err := conn.ReadFromUDP(buf)
+		if err != nil {
+			break
+		}
+		m, err := dhcpv4.FromBytes(buf[:nr])
+		if err != nil || m.MessageType() != dhcpv4.MessageTypeOffer {
+			continue
+		}
+		x := m.TransactionID
+		if pr := probes[binary.BigEndian.Uint32(x[:])]; pr != nil {
+			pr.from[m.ServerIdentifier().String()] = true
+		}
+	}
+	var bad []string
+	for _, pr := range probes {
+		if len(pr.from) != 1 || (pr.want != "" && !pr.from[pr.want]) {
+			bad = append(bad, fmt.Sprintf("chaddr %s client-id %x: offers from %v, want one, from %q", pr.hw, pr.cid, keys(pr.from), pr.want))
+			continue
+		}
+		if pr.from[iscPrimary] {
+			primary++
+		} else {
+			secondary++
+		}
+	}
+	if len(bad) > 0 {
+		p.t.Fatalf("Load balancing, %d of %d DISCOVERs not answered by exactly the right server (primary %s is %s):\n  %s",
+			len(bad), len(probes), iscPrimary, p.serverOf(iscPrimary), strings.Join(bad, "\n  "))
+	}
+	p.t.Logf("Load balancing: of %d DISCOVERs the primary alone answered %d, the secondary alone %d", len(probes), primary, secondary)
+	return primary, secondary
+}
+
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
