@@ -5,10 +5,14 @@ package integration
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -39,10 +43,12 @@ type iscPair struct {
 	oursRole string // "primary" or "secondary"
 	sock     string // our control socket
 	clients  []Client
+	iscMark  int // see mark
 }
 
 // iscOptions tunes a pair; the zero value is the standard one.
 type iscOptions struct {
+	mclt      int    // default iscMCLT
 	leasesync string // extra leasesync arguments for our server
 	dhcpd     func(*DhcpdOptions)
 }
@@ -56,6 +62,9 @@ func newISCPair(t *testing.T, prefix, oursRole string, o iscOptions) *iscPair {
 	pn := lab.AddNode("p", iscPrimary+"/24")
 	sn := lab.AddNode("s", iscSecond+"/24")
 	p := &iscPair{t: t, lab: lab, oursRole: oursRole, sock: filepath.Join(lab.Dir, "ours.sock")}
+	if o.mclt == 0 {
+		o.mclt = iscMCLT
+	}
 	ourNode, iscNode := pn, sn
 	me, peer, iscRole := iscPrimary, iscSecond, "secondary"
 	if oursRole == "secondary" {
@@ -65,12 +74,12 @@ func newISCPair(t *testing.T, prefix, oursRole string, o iscOptions) *iscPair {
 	ls := fmt.Sprintf("leasesync: name=%s role=%s address=%s peer=%s max-response-delay=%d max-unacked-updates=10 load-balance-max-seconds=3 control=%s",
 		iscRel, oursRole, me, peer, iscMaxDelay, p.sock)
 	if oursRole == "primary" {
-		ls += fmt.Sprintf(" mclt=%d split=128", iscMCLT)
+		ls += fmt.Sprintf(" mclt=%d split=128", o.mclt)
 	}
 	if o.leasesync != "" {
 		ls += " " + o.leasesync
 	}
-	do := DhcpdOptions{Name: iscRel, Role: iscRole, Address: peer, Peer: me, MCLT: iscMCLT, Split: 128,
+	do := DhcpdOptions{Name: iscRel, Role: iscRole, Address: peer, Peer: me, MCLT: o.mclt, Split: 128,
 		MaxResponseDelay: iscMaxDelay, MaxUnacked: 10, LBMaxSeconds: 3, First: iscFirst, Last: iscLast,
 		DefaultLease: iscLease}
 	if o.dhcpd != nil {
@@ -100,20 +109,27 @@ func (p *iscPair) waitNormal(timeout time.Duration) {
 	p.waitStates(timeout, "normal", "normal")
 }
 
-// waitStates waits until our server is in ours and dhcpd in isc ("" for
-// either: don't care).
+// waitStates waits until our server is in state ours (its control socket
+// says so, and for NORMAL it is connected and knows the peer NORMAL) and
+// dhcpd has logged a move to state isc since the last mark; "" for either:
+// don't care.
 func (p *iscPair) waitStates(timeout time.Duration, ours, isc string) {
 	p.t.Helper()
 	start := time.Now()
 	err := Eventually(timeout, func() error {
 		if ours != "" {
-			if mine, _ := p.ours.FailoverState(); mine != ours {
-				return fmt.Errorf("our server is %q, want %q", mine, ours)
+			st, err := p.oursStatus()
+			if err != nil {
+				return err
+			}
+			if st.State != ours || ours == "normal" && (st.PeerState != "normal" || !st.Connected) {
+				return fmt.Errorf("our server is %q (peer %q, connected %v), want %q", st.State, st.PeerState, st.Connected, ours)
 			}
 		}
 		if isc != "" {
-			if st := p.isc.State(); st != isc {
-				return fmt.Errorf("dhcpd is %q, want %q", st, isc)
+			ms := p.isc.MovesSince(p.iscMark)
+			if len(ms) == 0 || ms[len(ms)-1].To != isc {
+				return fmt.Errorf("dhcpd moved %v since the mark, want a move to %q", ms, isc)
 			}
 		}
 		return nil
@@ -122,6 +138,38 @@ func (p *iscPair) waitStates(timeout time.Duration, ours, isc string) {
 		p.t.Fatalf("Waiting %v for ours=%q dhcpd=%q: %v\ndhcpd moves: %v", timeout, ours, isc, err, p.isc.Moves())
 	}
 	p.t.Logf("ours=%q dhcpd=%q after %v", ours, isc, time.Since(start).Round(time.Millisecond))
+}
+
+// mark remembers how many state moves dhcpd has logged: waitStates then
+// waits for a move after this point.
+func (p *iscPair) mark() { p.iscMark = len(p.isc.Moves()) }
+
+// oursStatus asks our server for its status on the control socket.
+func (p *iscPair) oursStatus() (leasesyncStatus, error) {
+	var st leasesyncStatus
+	bin := filepath.Join(filepath.Dir(BinaryPath(p.t)), "failoverctl")
+	out, err := exec.Command(bin, "-s", p.sock, "--json", "status").Output()
+	if err != nil {
+		return st, fmt.Errorf("failoverctl status: %v: %s", err, out)
+	}
+	var reply struct {
+		Error  string          `json:"error"`
+		Status leasesyncStatus `json:"status"`
+	}
+	if err := json.Unmarshal(out, &reply); err != nil || reply.Error != "" {
+		return st, fmt.Errorf("failoverctl status: %v %s: %s", err, reply.Error, out)
+	}
+	return reply.Status, nil
+}
+
+// leasesyncStatus is the part of the control socket's status we look at.
+type leasesyncStatus struct {
+	State     string `json:"state"`
+	Since     int64  `json:"since"`
+	PeerState string `json:"peer_state"`
+	Connected bool   `json:"connected"`
+	Unacked   int    `json:"unacked_updates"`
+	Queued    int    `json:"queued_updates"`
 }
 
 // serverOf names the server that has address sid ("ours" or "dhcpd").
@@ -168,15 +216,10 @@ func (p *iscPair) addClients(tag string, nu, nd int) map[Client]Event {
 func (p *iscPair) checkLeasesOnBoth(bound map[Client]Event) {
 	p.t.Helper()
 	err := Eventually(10*time.Second, func() error {
-		ours, err := ReadDBRecords(p.ours.DB)
+		o, i, err := p.records()
 		if err != nil {
 			return err
 		}
-		theirs, err := ReadISCLeases(p.isc.Leases)
-		if err != nil {
-			return err
-		}
-		o, i := RecordsByIP(ours), RecordsByIP(theirs)
 		for c, ev := range bound {
 			for _, side := range []struct {
 				name string
@@ -203,6 +246,19 @@ func (p *iscPair) checkLeasesOnBoth(bound map[Client]Event) {
 	if err != nil {
 		p.t.Fatalf("Leases on both sides: %v", err)
 	}
+}
+
+// records reads our database and dhcpd's lease file, by address.
+func (p *iscPair) records() (ours, theirs map[string]LeaseRecord, err error) {
+	o, err := ReadDBRecords(p.ours.DB)
+	if err != nil {
+		return nil, nil, err
+	}
+	i, err := ReadISCLeases(p.isc.Leases)
+	if err != nil {
+		return nil, nil, err
+	}
+	return RecordsByIP(o), RecordsByIP(i), nil
 }
 
 // checkNoDoubleBinding fails if an address is bound to two clients across
@@ -250,6 +306,7 @@ func TestISCPeerNormalAndLeases(t *testing.T) {
 			p.checkLeasesOnBoth(bound)
 			p.checkNoDoubleBinding()
 			p.isc.CheckNoComplaints(t)
+			p.checkOursClean()
 		})
 	}
 }
@@ -263,15 +320,10 @@ func (p *iscPair) checkPoolBalance() (backup, free int) {
 	p.t.Helper()
 	total := int(ipNum(iscLast)-ipNum(iscFirst)) + 1
 	err := Eventually(10*time.Second, func() error {
-		ours, err := ReadDBRecords(p.ours.DB)
+		o, i, err := p.records()
 		if err != nil {
 			return err
 		}
-		theirs, err := ReadISCLeases(p.isc.Leases)
-		if err != nil {
-			return err
-		}
-		o, i := RecordsByIP(ours), RecordsByIP(theirs)
 		backup, free = 0, 0
 		for n := ipNum(iscFirst); n <= ipNum(iscLast); n++ {
 			ip := ipString(n)
@@ -437,4 +489,164 @@ func keys(m map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// checkBoundOn waits until our database (ours) or dhcpd's lease file has
+// each client's address ACTIVE for its hardware address.
+func (p *iscPair) checkBoundOn(side string, bound map[Client]Event) {
+	p.t.Helper()
+	err := Eventually(10*time.Second, func() error {
+		o, i, err := p.records()
+		if err != nil {
+			return err
+		}
+		recs := o
+		if side == "dhcpd" {
+			recs = i
+		}
+		for c, ev := range bound {
+			if r := recs[ev.IP]; r.State != "active" || r.HWAddr != c.HW().String() || r.End < ev.Ends().Unix()-3 {
+				return fmt.Errorf("%s has %v; %s %s (%s) holds it: %v", side, r, c.Kind(), c.Name(), c.HW(), ev)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		p.t.Fatalf("Leases on %s: %v", side, err)
+	}
+}
+
+// servedBy fails unless every binding came from the named server.
+func (p *iscPair) servedBy(side string, bound map[Client]Event) {
+	p.t.Helper()
+	for c, ev := range bound {
+		if p.serverOf(ev.ServerID) != side {
+			p.t.Fatalf("%s %s was served by %s (%s), want %s", c.Kind(), c.Name(), ev.ServerID, p.serverOf(ev.ServerID), side)
+		}
+	}
+}
+
+// Either server killed with SIGKILL and restarted on its database: the
+// survivor goes COMMUNICATIONS-INTERRUPTED and serves a new client alone;
+// after the restart both return to NORMAL and that lease is on both sides.
+// Then our server loses its database: it recovers everything from dhcpd
+// (UPDREQALL, UPDDONE, RECOVER-WAIT for MCLT, RECOVER-DONE) while dhcpd
+// goes PARTNER-DOWN and back, and no address is ever bound twice.
+func TestISCPeerKillAndRestart(t *testing.T) {
+	for _, tc := range []struct{ prefix, ours string }{{"isc", "primary"}, {"isd", "secondary"}} {
+		t.Run("ours_"+tc.ours, func(t *testing.T) {
+			p := newISCPair(t, tc.prefix, tc.ours, iscOptions{mclt: 10})
+			before := p.addClients("a", 2, 1)
+			p.checkLeasesOnBoth(before)
+
+			// dhcpd dies; we serve alone; dhcpd comes back.
+			p.isc.Kill9()
+			p.waitStates(5*time.Second, "communications-interrupted", "")
+			alone := p.addClients("b", 2, 0)
+			p.servedBy("ours", alone)
+			p.checkBoundOn("ours", alone)
+			p.mark()
+			p.isc.Start()
+			p.waitStates(20*time.Second, "normal", "normal")
+			p.checkBoundOn("dhcpd", alone)
+			p.checkNoDoubleBinding()
+
+			// We die; dhcpd serves alone; we come back.
+			p.mark()
+			p.ours.Kill9()
+			p.waitStates(5*time.Second, "", "communications-interrupted")
+			alone = p.addClients("d", 2, 0)
+			p.servedBy("dhcpd", alone)
+			p.checkBoundOn("dhcpd", alone)
+			p.mark()
+			p.ours.Start()
+			p.waitStates(20*time.Second, "normal", "normal")
+			p.checkBoundOn("ours", alone)
+			p.checkNoDoubleBinding()
+
+			// We die and lose the database: full recovery from dhcpd.
+			p.mark()
+			p.ours.Kill9()
+			for _, f := range []string{"", "-wal", "-shm"} {
+				if err := os.Remove(p.ours.DB + f); err != nil && !os.IsNotExist(err) {
+					t.Fatal(err)
+				}
+			}
+			p.ours.Start()
+			p.waitStates(40*time.Second, "normal", "normal")
+			if ms := p.isc.MovesSince(p.iscMark); !containsMove(ms, "partner-down") {
+				t.Errorf("dhcpd did not go PARTNER-DOWN while we recovered: %v", ms)
+			}
+			log := p.isc.Log()
+			for _, want := range []string{"Update request all from " + iscRel + ": sending update", "Sent update done message to " + iscRel} {
+				if !strings.Contains(log, want) {
+					t.Errorf("dhcpd never logged %q", want)
+				}
+			}
+			all := map[Client]Event{}
+			for _, c := range p.clients {
+				evs := c.Events()
+				for i := len(evs) - 1; i >= 0; i-- {
+					if evs[i].Bound() {
+						all[c] = evs[i]
+						break
+					}
+				}
+			}
+			p.checkBoundOn("ours", all)
+			p.checkNoDoubleBinding()
+
+			// dhcpd dies and loses its lease file: it recovers everything
+			// from us.
+			p.mark()
+			p.isc.Kill9()
+			if err := os.WriteFile(p.isc.Leases, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p.isc.Start()
+			p.waitStates(40*time.Second, "normal", "normal")
+			if ms := p.isc.MovesSince(p.iscMark); !containsMove(ms, "recover-wait") && !containsMove(ms, "recover-done") {
+				t.Errorf("dhcpd did not recover: %v", ms)
+			}
+			if !strings.Contains(p.isc.Proc.Output(), "failover peer "+iscRel+": peer update completed.") {
+				t.Errorf("dhcpd never logged that our update (answering its UPDREQALL) completed")
+			}
+			p.checkBoundOn("dhcpd", all)
+			p.checkNoDoubleBinding()
+			p.isc.CheckNoComplaints(t)
+			p.checkOursClean()
+		})
+	}
+}
+
+func containsMove(ms []StateMove, to string) bool {
+	for _, m := range ms {
+		if m.To == to {
+			return true
+		}
+	}
+	return false
+}
+
+// oursComplaints are what our server logs when it dislikes what dhcpd sent
+// or did, or when dhcpd refused what we sent. Not among them: "ignoring a
+// BNDACK" (debug): dhcpd keeps its queue of lazy BNDACKs across a
+// reconnection (toack_queue belongs to the relationship in ISC's
+// failover.c, not to the link), so after one of us restarts it may ack, on
+// the new link, updates sent on the old one, with the old link's xids.
+var oursComplaints = regexp.MustCompile(`level=(error|fatal|panic)|rejected the peer's binding update|` +
+	`the peer rejected our binding update|handshake refused|handshake failed|dropping the failover link|clock skew`)
+
+// checkOursClean fails with every complaining line of our server's log.
+func (p *iscPair) checkOursClean() {
+	p.t.Helper()
+	var bad []string
+	for _, line := range strings.Split(readFile(p.ours.Proc.LogPath), "\n") {
+		if oursComplaints.MatchString(line) {
+			bad = append(bad, line)
+		}
+	}
+	if len(bad) > 0 {
+		p.t.Errorf("Our server complained (%d lines):\n  %s", len(bad), strings.Join(bad, "\n  "))
+	}
 }
