@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -249,6 +251,16 @@ var iscNotComplaints = []*regexp.Regexp{
 	regexp.MustCompile(`failover peer \S+: (I|peer) move`),
 }
 
+// DuelingUpdates matches the line dhcpd logs when its peer refused one of
+// its binding updates because both had changed the binding at once and the
+// peer's copy won (reject reason 16; PROTOCOL.md §13.4, failover.c
+// failover_lease_is_better). Two ISC servers do this on every fresh start
+// and on a broadcast DHCPDECLINE; it is the protocol resolving a race, not
+// a complaint about a message. Scenarios where both sides change one
+// binding at once (a restart at a lease's end) allow it and check that the
+// two databases agree afterwards.
+var DuelingUpdates = regexp.MustCompile(`bind update on \S+ from \S+ rejected: incoming update is less critical than outgoing update`)
+
 // Complaints returns dhcpd's log lines (all starts) that complain about the
 // peer, verbatim, minus those in allowed (extra expected lines of a scenario,
 // e.g. a timeout after the test cut the link).
@@ -309,4 +321,27 @@ func copyFile(src, dst string, mode os.FileMode) error {
 		return err
 	}
 	return out.Close()
+}
+
+// SetLocalState changes dhcpd's failover state as an operator does, with
+// omshell over OMAPI (the failover-state object's local-state, a wire
+// state number: 4 partner-down, 7 paused, 8 shutdown, 6 recover, 2
+// normal). The config must have an OmapiPort.
+func (d *Dhcpd) SetLocalState(state int) {
+	t := d.Node.Lab.T
+	t.Helper()
+	if d.Opts.OmapiPort == 0 {
+		t.Fatalf("dhcpd %s has no omapi-port: cannot use omshell", d.Node.Name)
+	}
+	RequireTools(t, "omshell")
+	script := fmt.Sprintf("server 127.0.0.1\nport %d\nconnect\nnew failover-state\nset name = %q\nopen\nset local-state = %d\nupdate\n",
+		d.Opts.OmapiPort, d.Opts.Name, state)
+	cmd := exec.Command(Tool("ip"), "netns", "exec", d.Node.NS, Tool("omshell"))
+	cmd.Stdin = strings.NewReader(script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.CombinedOutput()
+	// omshell exits 0 even when OMAPI refuses; it then prints the error.
+	if err != nil || strings.Contains(string(out), "can't") || !strings.Contains(string(out), fmt.Sprintf("local-state = %d", state)) {
+		t.Fatalf("omshell on dhcpd %s, local-state = %d: %v\n%s", d.Node.Name, state, err, out)
+	}
 }

@@ -540,27 +540,14 @@ func TestISCPeerKillAndRestart(t *testing.T) {
 			p.checkLeasesOnBoth(before)
 
 			// dhcpd dies; we serve alone; dhcpd comes back.
-			p.isc.Kill9()
-			p.waitStates(5*time.Second, "communications-interrupted", "")
-			alone := p.addClients("b", 2, 0)
-			p.servedBy("ours", alone)
-			p.checkBoundOn("ours", alone)
-			p.mark()
-			p.isc.Start()
-			p.waitStates(20*time.Second, "normal", "normal")
+			alone := p.killAndServe("dhcpd", "b", "")
+			p.restart("dhcpd", "normal", 20*time.Second)
 			p.checkBoundOn("dhcpd", alone)
 			p.checkNoDoubleBinding()
 
 			// We die; dhcpd serves alone; we come back.
-			p.mark()
-			p.ours.Kill9()
-			p.waitStates(5*time.Second, "", "communications-interrupted")
-			alone = p.addClients("d", 2, 0)
-			p.servedBy("dhcpd", alone)
-			p.checkBoundOn("dhcpd", alone)
-			p.mark()
-			p.ours.Start()
-			p.waitStates(20*time.Second, "normal", "normal")
+			alone = p.killAndServe("ours", "d", "")
+			p.restart("ours", "normal", 20*time.Second)
 			p.checkBoundOn("ours", alone)
 			p.checkNoDoubleBinding()
 
@@ -637,16 +624,162 @@ func containsMove(ms []StateMove, to string) bool {
 var oursComplaints = regexp.MustCompile(`level=(error|fatal|panic)|rejected the peer's binding update|` +
 	`the peer rejected our binding update|handshake refused|handshake failed|dropping the failover link|clock skew`)
 
-// checkOursClean fails with every complaining line of our server's log.
-func (p *iscPair) checkOursClean() {
+// oursDueling is our side of a dueling update (see DuelingUpdates).
+var oursDueling = regexp.MustCompile(`rejected the peer's binding update: incoming update is less critical than outgoing update`)
+
+// checkOursClean fails with every complaining line of our server's log,
+// minus those matching allowed.
+func (p *iscPair) checkOursClean(allowed ...*regexp.Regexp) {
 	p.t.Helper()
 	var bad []string
+lines:
 	for _, line := range strings.Split(readFile(p.ours.Proc.LogPath), "\n") {
+		for _, a := range allowed {
+			if a.MatchString(line) {
+				continue lines
+			}
+		}
 		if oursComplaints.MatchString(line) {
 			bad = append(bad, line)
 		}
 	}
 	if len(bad) > 0 {
 		p.t.Errorf("Our server complained (%d lines):\n  %s", len(bad), strings.Join(bad, "\n  "))
+	}
+}
+
+// killAndServe kills one side ("ours" or "dhcpd") with SIGKILL, waits
+// until the survivor is COMMUNICATIONS-INTERRUPTED, optionally declares
+// the dead side down on the survivor (declare: "partner-down"), and has
+// two new clients (named tag0, tag1) bound by the survivor, in its
+// database. It returns their bindings.
+func (p *iscPair) killAndServe(victim, tag, declare string) map[Client]Event {
+	p.t.Helper()
+	p.mark()
+	survivor := "ours"
+	if victim == "ours" {
+		survivor = "dhcpd"
+		p.ours.Kill9()
+		p.waitStates(5*time.Second, "", "communications-interrupted")
+	} else {
+		p.isc.Kill9()
+		p.waitStates(5*time.Second, "communications-interrupted", "")
+	}
+	if declare != "" {
+		p.declarePartnerDown(survivor)
+	}
+	alone := p.addClients(tag, 2, 0)
+	p.servedBy(survivor, alone)
+	p.checkBoundOn(survivor, alone)
+	return alone
+}
+
+// restart starts the killed side again on its database and waits until
+// both sides are in state.
+func (p *iscPair) restart(victim, state string, timeout time.Duration) {
+	p.t.Helper()
+	p.mark()
+	if victim == "ours" {
+		p.ours.Start()
+	} else {
+		p.isc.Start()
+	}
+	p.waitStates(timeout, state, state)
+}
+
+// declarePartnerDown has the operator declare the peer down on one side:
+// ours with failoverctl on the control socket, dhcpd with omshell.
+func (p *iscPair) declarePartnerDown(side string) {
+	p.t.Helper()
+	p.mark()
+	if side == "ours" {
+		ctl(p.t, p.sock, "partner-down")
+		p.waitStates(5*time.Second, "partner-down", "")
+		return
+	}
+	p.isc.SetLocalState(4)
+	p.waitStates(5*time.Second, "", "partner-down")
+}
+
+// Either side is declared down by the operator on the survivor (ours with
+// failoverctl, dhcpd with omshell): the survivor serves new clients in
+// PARTNER-DOWN; the killed side restarts on its database, finds its peer
+// PARTNER-DOWN, recovers (RECOVER, UPDREQALL, RECOVER-WAIT until MCLT,
+// RECOVER-DONE) and both return to NORMAL with the survivor's new leases
+// in the recovered side's database.
+func TestISCPeerPartnerDownAndRecovery(t *testing.T) {
+	for _, tc := range []struct{ prefix, ours string }{{"isa", "primary"}, {"isb", "secondary"}} {
+		t.Run("ours_"+tc.ours, func(t *testing.T) {
+			p := newISCPair(t, tc.prefix, tc.ours, iscOptions{mclt: 10, dhcpd: func(o *DhcpdOptions) { o.OmapiPort = 7911 }})
+			p.checkLeasesOnBoth(p.addClients("a", 1, 1))
+
+			alone := p.killAndServe("dhcpd", "b", "partner-down")
+			p.restart("dhcpd", "normal", 30*time.Second)
+			if ms := p.isc.MovesSince(p.iscMark); !containsMove(ms, "recover") {
+				t.Errorf("dhcpd came back to a peer in PARTNER-DOWN without recovering: %v", ms)
+			}
+			p.checkBoundOn("dhcpd", alone)
+			p.checkNoDoubleBinding()
+
+			alone = p.killAndServe("ours", "d", "partner-down")
+			p.restart("ours", "normal", 30*time.Second)
+			if out := p.ours.Proc.Output(); !strings.Contains(out, "to=recover-wait") && !strings.Contains(out, "to=recover-done") {
+				t.Errorf("We came back to dhcpd in PARTNER-DOWN without recovering; our state changes:\n%s", grepLines(out, "failover state change"))
+			}
+			p.checkBoundOn("ours", alone)
+			p.checkNoDoubleBinding()
+			p.checkConverged()
+			// A restart at a lease's end can make both sides change it
+			// at once; the duel is resolved as ISC resolves it.
+			p.isc.CheckNoComplaints(t, DuelingUpdates)
+			p.checkOursClean(oursDueling)
+		})
+	}
+}
+
+// grepLines returns the lines of text that contain sub.
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// checkConverged waits until our database and dhcpd's lease file agree on
+// every address of the pool: bound (ACTIVE, to the same client) or not,
+// and, if free, whose (FREE or BACKUP).
+func (p *iscPair) checkConverged() {
+	p.t.Helper()
+	class := func(r LeaseRecord, now int64) string {
+		switch {
+		case r.State == "active" && r.End > now:
+			return "active " + r.HWAddr
+		case r.State == "backup":
+			return "backup"
+		case r.State == "free" || r.State == "":
+			return "free"
+		}
+		return "unbound" // expired, released, abandoned, reset; or active past its end
+	}
+	err := Eventually(15*time.Second, func() error {
+		o, i, err := p.records()
+		if err != nil {
+			return err
+		}
+		now := time.Now().Unix()
+		for n := ipNum(iscFirst); n <= ipNum(iscLast); n++ {
+			ip := ipString(n)
+			co, ci := class(o[ip], now), class(i[ip], now)
+			if co != ci && !(co == "unbound" && ci == "free" || co == "free" && ci == "unbound") {
+				return fmt.Errorf("%s: ours %v, dhcpd's %v", ip, o[ip], i[ip])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		p.t.Fatalf("The databases do not agree: %v", err)
 	}
 }
