@@ -150,3 +150,27 @@ func TestISCComplaints(t *testing.T) {
 		t.Errorf("Complaints:\n got %q\nwant %q", got, bad)
 	}
 }
+
+// The capture checker against ISC's own captures: a clean ISC pair's start
+// decodes with no problem; the deliberate bad probes of 08 are found.
+func TestDecodeFailoverPcap(t *testing.T) {
+	RequireTools(t, "tshark")
+	dir := "../plugins/internal/wire/testdata/captures/"
+	d, err := DecodeFailoverPcap(dir + "01-startup.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Problems) > 0 || d.Types["5"] != 1 || d.Types["3"] < 200 {
+		t.Errorf("01-startup: %d messages (%s), problems %v", d.Messages, d.TypeList(), d.Problems)
+	}
+	d, err = DecodeFailoverPcap(dir + "08-probes-vs-secondary.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := strings.Join(d.Problems, "\n")
+	for _, want := range []string{"IP flags is not 2 bytes long", "Max unacked BNDUPD is not 4 bytes long", "TLS request is not 1 bytes long"} {
+		if !strings.Contains(found, want) {
+			t.Errorf("08-probes-vs-secondary: %q not reported; problems:\n%s", want, found)
+		}
+	}
+}
