@@ -240,7 +240,6 @@ var iscComplaints = []*regexp.Regexp{
 	regexp.MustCompile(`(?i)malformed`),
 	regexp.MustCompile(`(?i)out of (memory|sync)`),
 	regexp.MustCompile(`failover peer \S+: Invalid`),
-	regexp.MustCompile(`(?i)conflict`),
 }
 
 // iscNotComplaints are lines that match a pattern above but are ISC
