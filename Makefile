@@ -10,8 +10,23 @@ BIN := bin/coredhcp-failover
 
 # What the tests, the demo and the benchmark run: Debian packages, and the
 # commands that tell whether they are installed.
-APT_PACKAGES := isc-dhcp-client udhcpc kea-admin iproute2 tshark sqlite3 gcc libc6-dev systemd
-APT_COMMANDS := dhclient udhcpc perfdhcp ip tshark sqlite3 gcc systemd-analyze
+APT_PACKAGES := isc-dhcp-client udhcpc kea-admin iproute2 tshark sqlite3 gcc libc6-dev systemd isc-dhcp-server
+APT_COMMANDS := dhclient udhcpc perfdhcp ip tshark sqlite3 gcc systemd-analyze dhcpd
+
+# isc-dhcp-server (the ISC interop tests run dhcpd in namespaces) must not
+# start a dhcpd on the host when it is installed: a policy-rc.d that denies
+# every service start is in place while apt runs (unless the machine
+# already has one), and a freshly installed unit is disabled.
+NO_SERVICE_START := \
+	cleanup=""; \
+	if [ ! -e /usr/sbin/policy-rc.d ]; then \
+		printf '\043!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && \
+		cleanup="rm -f /usr/sbin/policy-rc.d;"; \
+	fi; \
+	if ! command -v dhcpd >/dev/null && [ -d /run/systemd/system ]; then \
+		cleanup="$$cleanup systemctl disable isc-dhcp-server >/dev/null 2>&1 || true;"; \
+	fi; \
+	trap "$$cleanup" EXIT;
 
 .PHONY: all build generate check-generate test unit integration lint tidy-check \
 	bench chaos demo deps fuzz clean install
@@ -49,6 +64,7 @@ deps:
 	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages (missing:$$missing)"; \
+		$(NO_SERVICE_START) \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
 	fi
 	$(GO) mod download

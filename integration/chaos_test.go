@@ -343,16 +343,9 @@ func (c *chaosPair) fault() {
 			c.t.Fatalf("SIGUSR2 to %s: %v", name(x), err)
 		}
 		// The databases of this server now mix times of two clocks.
-		c.check.Slack = time.Second + max(abs(c.offset[chaosPrimary]), abs(c.offset[chaosSecond]))
+		c.check.Slack = time.Second + time.Duration(max(abs(int64(c.offset[chaosPrimary])), abs(int64(c.offset[chaosSecond]))))
 		c.run(c.between(2*time.Second, 6*time.Second))
 	}
-}
-
-func abs(d time.Duration) time.Duration {
-	if d < 0 {
-		return -d
-	}
-	return d
 }
 
 func (c *chaosPair) tc(id string, args ...string) {

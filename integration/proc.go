@@ -16,7 +16,7 @@ import (
 )
 
 // AptPackages are the Debian packages that provide the tools of the suite.
-const AptPackages = "iproute2 isc-dhcp-client udhcpc kea-admin sqlite3"
+const AptPackages = "iproute2 isc-dhcp-client udhcpc kea-admin sqlite3 isc-dhcp-server"
 
 // Tool returns the absolute path of a command, looking in PATH and then in
 // the sbin directories (root's PATH is not always complete), or name itself.

@@ -48,29 +48,9 @@ func (n *Node) Sniff() *Sniffer {
 	t := n.Lab.T
 	t.Helper()
 	s := &Sniffer{fd: -1, done: make(chan struct{})}
-	err := n.Do(func() error {
-		ifi, err := net.InterfaceByName(n.Iface)
-		if err != nil {
-			return err
-		}
-		fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_DGRAM, int(htons(syscall.ETH_P_IP)))
-		if err != nil {
-			return err
-		}
-		s.fd = fd
-		if err := syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: htons(syscall.ETH_P_IP), Ifindex: ifi.Index}); err != nil {
-			return err
-		}
-		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<20); err != nil {
-			return err
-		}
-		tv := syscall.NsecToTimeval((100 * time.Millisecond).Nanoseconds())
-		return syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
-	})
+	var err error
+	s.fd, err = n.packetSocket(n.Iface, syscall.ETH_P_IP, 4<<20)
 	if err != nil {
-		if s.fd >= 0 {
-			syscall.Close(s.fd)
-		}
 		t.Fatalf("sniffer on %s/%s: %v", n.NS, n.Iface, err)
 	}
 	go s.loop()

@@ -393,3 +393,33 @@ func TestRestartedInPartnerDownWaitsForContactOrOperator(t *testing.T) {
 		t.Fatalf("MCLT after the operator's word the secondary offered %s", ip)
 	}
 }
+
+// A secondary that resynchronises (RECOVER, RECOVER-WAIT, RECOVER-DONE)
+// does not expire ACTIVE leases: the primary does, and tells it. Found with
+// a live ISC primary: our secondary expired the primary's leases during
+// RECOVER-WAIT and announced EXPIRED on reaching NORMAL, which dhcpd
+// refuses for a lease it still holds ACTIVE ("invalid state transition:
+// active to expired", reason 2). In COMMUNICATIONS-INTERRUPTED and
+// PARTNER-DOWN, where it may be serving alone, it does expire them.
+func TestSecondaryExpiresActiveLeasesOnlyWhenItMayServeAlone(t *testing.T) {
+	for _, tc := range []struct {
+		state  fsm.State
+		expire bool
+	}{
+		{fsm.Recover, false}, {fsm.RecoverWait, false}, {fsm.RecoverDone, false}, {fsm.Normal, false},
+		{fsm.PotentialConflict, false}, {fsm.CommInterrupted, true}, {fsm.PartnerDown, true},
+	} {
+		t.Run(tc.state.String(), func(t *testing.T) {
+			h, _ := newPairHarness(t, false, 128, tc.state)
+			t0 := h.clock.Now().Unix()
+			ip := mustIP("192.0.2.101")
+			h.s.table.Put(lease.Binding{IP: ip, State: lease.Active, HWAddr: []byte{1, 2, 0, 0, 0, 0, 7},
+				Start: t0 - 100, End: t0 - 1, PeerExpiry: t0 + 50})
+			h.s.Sweep()
+			b, _ := h.s.Get(ip)
+			if got := b.State == lease.Expired; got != tc.expire {
+				t.Fatalf("In %v a secondary's ACTIVE lease past its end is %v after a sweep", tc.state, b.State)
+			}
+		})
+	}
+}

@@ -199,10 +199,14 @@ func (s *Server) Sweep() {
 	now := s.now().Unix()
 	var last *lease.Batch
 	var changed []lease.IP
-	// In NORMAL only the primary expires leases, as ISC: an ISC primary
-	// refuses a secondary's EXPIRED for a lease it holds ACTIVE.
+	// The primary expires leases; the secondary only where it may be
+	// serving alone (COMMUNICATIONS-INTERRUPTED, PARTNER-DOWN). An ISC
+	// primary refuses a secondary's EXPIRED for a lease it holds ACTIVE
+	// (reason 2), so an expiry made while NORMAL or while resynchronising
+	// (ISC's secondary skips only NORMAL) would only come back refused;
+	// the primary's own expiry reaches us instead.
 	expireActive := true
-	if v := s.view(); v != nil && !v.Primary && v.MyState == fsm.Normal {
+	if v := s.view(); v != nil && !v.Primary && v.MyState != fsm.CommInterrupted && v.MyState != fsm.PartnerDown {
 		expireActive = false
 	}
 	s.mu.Lock()
