@@ -9,9 +9,14 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN := bin/coredhcp-failover
 
 # What the tests, the demo and the benchmark run: Debian packages, and the
-# commands that tell whether they are installed.
-APT_PACKAGES := isc-dhcp-client udhcpc kea-admin iproute2 tshark sqlite3 gcc libc6-dev
-APT_COMMANDS := dhclient udhcpc perfdhcp ip tshark sqlite3 gcc
+# commands that tell whether they are installed. The benchmark runs ISC
+# dhcpd and Kea inside its namespaces; their packages' own services must not
+# start on the host (see deps).
+APT_PACKAGES := isc-dhcp-client udhcpc kea-admin iproute2 tshark sqlite3 gcc libc6-dev \
+	isc-dhcp-server kea-dhcp4-server
+APT_COMMANDS := dhclient udhcpc perfdhcp ip tshark sqlite3 gcc dhcpd kea-dhcp4
+# Services of those packages that deps keeps stopped and disabled.
+APT_SERVICES := isc-dhcp-server kea-dhcp4-server
 
 .PHONY: all build generate check-generate test unit integration lint tidy-check \
 	bench demo deps fuzz clean
@@ -38,11 +43,19 @@ check-generate:
 # checks, the unit tests and the integration tests.
 test: deps check-generate lint unit integration
 
+# A package's postinst would start its service (a dhcpd or Kea answering on
+# the host's interfaces): a policy-rc.d that refuses every start is put in
+# place for the install when there is none, and on a systemd host the
+# services are then stopped and disabled.
 deps:
 	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages (missing:$$missing)"; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
+		policy=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			policy=/usr/sbin/policy-rc.d; printf '#!/bin/sh\nexit 101\n' > $$policy; chmod 755 $$policy; \
+			trap 'rm -f /usr/sbin/policy-rc.d' EXIT; fi; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES) || exit 1; \
+		if [ -d /run/systemd/system ]; then systemctl disable --now $(APT_SERVICES) 2>/dev/null || true; fi; \
 	fi
 	$(GO) mod download
 
