@@ -84,10 +84,13 @@ fuzz:
 demo: deps build
 	bash integration/demo.sh
 
-# perfdhcp against stock CoreDHCP (range) and this server, side by side.
+# Five DHCPv4 servers side by side (bench/main.go): stock CoreDHCP range,
+# this server single and as a pair, an ISC dhcpd pair, Kea; then overload, a
+# renewal storm, start-up on the largest pool and the Go benchmarks. About
+# 30 minutes; BENCH_QUICK=1 is a smoke run of a few minutes, BENCH_RUNS=N
+# sets the rounds. Writes bench/results/latest.md (smoke runs: smoke.md).
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./plugins/...
-	bash bench/bench.sh
+	$(GO) run ./bench
 
 clean:
 	rm -rf bin
