@@ -191,7 +191,7 @@ func (b *bench) goBenchmarks() {
 		bt = "200ms"
 	}
 	logf("Go benchmarks (-benchtime %s)", bt)
-	cmd := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-benchtime", bt, "-count", "1", "./plugins/...")
+	cmd := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-benchtime", bt, "-count", "1", "./plugins/...", "./cmd/...")
 	cmd.Dir = b.repo
 	out, err := cmd.CombinedOutput()
 	var keep []string
