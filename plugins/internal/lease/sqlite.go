@@ -2,7 +2,6 @@ package lease
 
 import (
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -137,6 +136,15 @@ func (s *SQLiteStore) init() error {
 	return nil
 }
 
+// Count is how many bindings Load will produce (see Counter).
+func (s *SQLiteStore) Count() (int, error) {
+	var n int
+	if err := s.db.QueryRow("SELECT count(*) FROM bindings").Scan(&n); err != nil {
+		return 0, fmt.Errorf("lease database %s: %w", s.path, err)
+	}
+	return n, nil
+}
+
 // Load implements Store.
 func (s *SQLiteStore) Load(fn func(Binding) error) error {
 	rows, err := s.db.Query(`SELECT ip, state, client_id, htype, hwaddr, hostname,
@@ -145,13 +153,13 @@ func (s *SQLiteStore) Load(fn func(Binding) error) error {
 		return fmt.Errorf("lease database %s: %w", s.path, err)
 	}
 	defer rows.Close()
+	var hw sql.RawBytes // reused: valid until the next row
 	for rows.Next() {
 		var (
 			b       Binding
 			ip      int64
 			state   int64
 			htype   int64
-			hw      string
 			pending int64
 		)
 		if err := rows.Scan(&ip, &state, &b.ClientID, &htype, &hw, &b.Hostname,
@@ -166,12 +174,13 @@ func (s *SQLiteStore) Load(fn func(Binding) error) error {
 		if state < 0 || state > 255 || !b.State.Valid() {
 			return fmt.Errorf("lease database %s: %w: %s has state %d", s.path, ErrCorrupt, b.IP, state)
 		}
-		if hw != "" {
-			raw, err := parseHex(hw)
-			if err != nil || htype < 0 || htype > 255 {
+		if len(hw) > 0 {
+			if htype < 0 || htype > 255 {
+				return fmt.Errorf("lease database %s: %w: %s has hardware type %d", s.path, ErrCorrupt, b.IP, htype)
+			}
+			if b.HWAddr, err = parseHW(byte(htype), hw); err != nil {
 				return fmt.Errorf("lease database %s: %w: %s has hardware address %d/%q", s.path, ErrCorrupt, b.IP, htype, hw)
 			}
-			b.HWAddr = append([]byte{byte(htype)}, raw...)
 		}
 		if len(b.ClientID) == 0 {
 			b.ClientID = nil
@@ -187,21 +196,38 @@ func (s *SQLiteStore) Load(fn func(Binding) error) error {
 	return nil
 }
 
-// parseHex reads colon-separated hex bytes of any length.
-func parseHex(s string) ([]byte, error) {
-	parts := strings.Split(s, ":")
-	out := make([]byte, 0, len(parts))
-	for _, p := range parts {
-		if len(p) != 2 {
-			return nil, errors.New("bad hex byte")
+// parseHW reads colon-separated hex bytes (aa:bb:...) of any length into
+// one new slice that starts with the hardware type, as Binding.HWAddr.
+func parseHW(htype byte, s []byte) ([]byte, error) {
+	if (len(s)+1)%3 != 0 {
+		return nil, errors.New("bad hex bytes")
+	}
+	out := make([]byte, 1, 1+(len(s)+1)/3)
+	out[0] = htype
+	for i := 0; i < len(s); i += 3 {
+		if i+2 < len(s) && s[i+2] != ':' {
+			return nil, errors.New("bad separator")
 		}
-		b, err := hex.DecodeString(p)
-		if err != nil {
-			return nil, err
+		hi, ok1 := unhex(s[i])
+		lo, ok2 := unhex(s[i+1])
+		if !ok1 || !ok2 {
+			return nil, errors.New("bad hex digit")
 		}
-		out = append(out, b[0])
+		out = append(out, hi<<4|lo)
 	}
 	return out, nil
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // Write implements Store: one transaction, committed (and so fsynced) before

@@ -86,6 +86,16 @@ func NewTable(pools []Range, reusable func(*Binding) bool, ownsNew bool) *Table 
 	return t
 }
 
+// Reserve sizes an empty table's indexes for n bindings, before a load.
+func (t *Table) Reserve(n int) {
+	if len(t.byIP) > 0 || n <= 0 {
+		return
+	}
+	t.byIP = make(map[IP]*entry, n)
+	t.byClient = make(map[string]IP, n)
+	t.ends = make(endHeap, 0, n)
+}
+
 // InPool reports whether ip belongs to one of the table's pools.
 func (t *Table) InPool(ip IP) bool {
 	for _, p := range t.pools {
