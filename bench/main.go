@@ -24,6 +24,7 @@
 //	BENCH_OVERLOAD=30   seconds of unlimited offered rate
 //	BENCH_PROBES=6      probes per server per round at most
 //	BENCH_STORM=1 BENCH_STARTUP=1 BENCH_GO=1   the extra phases (0 skips)
+//	BENCH_PROFILE=1     keep a CPU profile (pprof) of our (primary) server for every run, in BENCH_WORK
 //	BENCH_CLIENTS=50000 BENCH_PIN=1 (servers on CPU0, perfdhcp on CPU1)
 //	BENCH_OUT=bench/results  BENCH_WORK (raw output; default a new /tmp dir)
 //	COREDHCP_FAILOVER_BIN (default bin/coredhcp-failover)  BENCH_CACHE (stock build)
@@ -46,7 +47,7 @@ const stockVersion = "v0.0.0-20260217182248-a0841cb3038f"
 
 type bench struct {
 	runs, period, overload, probes, clients int
-	quick, storm, startup, goBench          bool
+	quick, storm, startup, goBench, profile bool
 	servers                                 []kind
 	srvCPU, genCPU                          int
 	oursBin, stockBin                       string
@@ -96,6 +97,7 @@ func main() {
 	b.storm = envInt("BENCH_STORM", 1) == 1
 	b.startup = envInt("BENCH_STARTUP", 1) == 1
 	b.goBench = envInt("BENCH_GO", 1) == 1
+	b.profile = envInt("BENCH_PROFILE", 0) == 1
 	b.srvCPU, b.genCPU = 0, 1
 	if envInt("BENCH_PIN", 1) != 1 || runtime.NumCPU() < 2 {
 		b.srvCPU, b.genCPU = -1, -1

@@ -134,6 +134,15 @@ func (b *bench) probe(in *instance, o probeOpts, id string) (*result, error) {
 			mu.Unlock()
 		}
 	}()
+	if pp != nil && b.profile && o.period > 2 {
+		wg.Add(1)
+		go func() { // a CPU profile of the (primary) server over the run
+			defer wg.Done()
+			if err := cpuProfile(pp, o.period-1, filepath.Join(b.work, id+".cpu.pprof")); err != nil {
+				logf("%s: no CPU profile: %v", id, err)
+			}
+		}()
+	}
 	if o.during != nil {
 		o.during()
 	}
