@@ -153,24 +153,25 @@ func (s *SQLiteStore) Load(fn func(Binding) error) error {
 		return fmt.Errorf("lease database %s: %w", s.path, err)
 	}
 	defer rows.Close()
-	var hw sql.RawBytes // reused: valid until the next row
+	// Scanned into the same variables row after row: what escapes to
+	// Scan is allocated once, not once per row.
+	var (
+		ip, state, htype, pending       int64
+		start, end, cltt, sent, peerExp int64
+		clientID                        []byte
+		hw                              sql.RawBytes // valid until the next row
+		hostname                        string
+	)
 	for rows.Next() {
-		var (
-			b       Binding
-			ip      int64
-			state   int64
-			htype   int64
-			pending int64
-		)
-		if err := rows.Scan(&ip, &state, &b.ClientID, &htype, &hw, &b.Hostname,
-			&b.Start, &b.End, &b.CLTT, &b.SentExpiry, &b.PeerExpiry, &pending); err != nil {
+		if err := rows.Scan(&ip, &state, &clientID, &htype, &hw, &hostname,
+			&start, &end, &cltt, &sent, &peerExp, &pending); err != nil {
 			return fmt.Errorf("lease database %s: %w: %v", s.path, ErrCorrupt, err)
 		}
 		if ip < 0 || ip > 0xffffffff {
 			return fmt.Errorf("lease database %s: %w: address %d is not IPv4", s.path, ErrCorrupt, ip)
 		}
-		b.IP = IP(ip)
-		b.State = State(state)
+		b := Binding{IP: IP(ip), State: State(state), Hostname: hostname,
+			Start: start, End: end, CLTT: cltt, SentExpiry: sent, PeerExpiry: peerExp, Pending: pending != 0}
 		if state < 0 || state > 255 || !b.State.Valid() {
 			return fmt.Errorf("lease database %s: %w: %s has state %d", s.path, ErrCorrupt, b.IP, state)
 		}
@@ -182,10 +183,11 @@ func (s *SQLiteStore) Load(fn func(Binding) error) error {
 				return fmt.Errorf("lease database %s: %w: %s has hardware address %d/%q", s.path, ErrCorrupt, b.IP, htype, hw)
 			}
 		}
-		if len(b.ClientID) == 0 {
-			b.ClientID = nil
+		if len(clientID) > 0 {
+			// Scan gives a fresh slice for each non-NULL value.
+			b.ClientID = clientID
 		}
-		b.Pending = pending != 0
+		clientID = nil
 		if err := fn(b); err != nil {
 			return err
 		}
