@@ -38,8 +38,8 @@ type Table struct {
 
 type entry struct {
 	Binding
-	queued bool // in freeQ
-	hidx   int  // index in ends, or -1
+	queued bool  // in freeQ
+	hidx   int32 // index in ends, or -1 (32 bits: the entry fits 128 bytes)
 }
 
 type hold struct {
@@ -150,12 +150,12 @@ func (t *Table) Put(b Binding) {
 	switch {
 	case (b.State == Active || b.State == Abandoned) && b.End != 0:
 		if e.hidx >= 0 {
-			heap.Fix(&t.ends, e.hidx)
+			heap.Fix(&t.ends, int(e.hidx))
 		} else {
 			heap.Push(&t.ends, e)
 		}
 	case e.hidx >= 0:
-		heap.Remove(&t.ends, e.hidx)
+		heap.Remove(&t.ends, int(e.hidx))
 	}
 	if !e.queued && t.InPool(b.IP) && t.reusable(&e.Binding) {
 		e.queued = true
@@ -376,7 +376,7 @@ func (t *Table) Validate() error {
 		}
 	}
 	for i, e := range t.ends {
-		if e.hidx != i {
+		if int(e.hidx) != i {
 			return fmt.Errorf("heap index of %s is %d, want %d", e.IP, e.hidx, i)
 		}
 	}
@@ -418,12 +418,12 @@ func (h endHeap) Len() int           { return len(h) }
 func (h endHeap) Less(i, j int) bool { return h[i].End < h[j].End }
 func (h endHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].hidx = i
-	h[j].hidx = j
+	h[i].hidx = int32(i)
+	h[j].hidx = int32(j)
 }
 func (h *endHeap) Push(x any) {
 	e := x.(*entry)
-	e.hidx = len(*h)
+	e.hidx = int32(len(*h))
 	*h = append(*h, e)
 }
 func (h *endHeap) Pop() any {
