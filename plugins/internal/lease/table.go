@@ -34,6 +34,10 @@ type Table struct {
 	// ownsNew reports whether addresses with no binding at all (free,
 	// owned by the primary) are this server's to allocate.
 	ownsNew bool
+	// inPool counts the bindings of the pools by state, so that Counts
+	// (the control socket's status, pool balancing) is O(1) rather than a
+	// walk of every binding under the owner's lock.
+	inPool [256]uint64
 }
 
 type entry struct {
@@ -137,11 +141,20 @@ func (t *Table) Len() int { return len(t.byIP) }
 // Put stores b, replacing any binding of b.IP, and updates every index.
 func (t *Table) Put(b Binding) {
 	e, ok := t.byIP[b.IP]
+	pooled := t.InPool(b.IP)
 	if !ok {
 		e = &entry{hidx: -1}
 		t.byIP[b.IP] = e
-	} else if oldKey := e.Key(); oldKey != "" && oldKey != b.Key() && t.byClient[oldKey] == b.IP {
-		delete(t.byClient, oldKey)
+	} else {
+		if pooled {
+			t.inPool[e.State]--
+		}
+		if oldKey := e.Key(); oldKey != "" && oldKey != b.Key() && t.byClient[oldKey] == b.IP {
+			delete(t.byClient, oldKey)
+		}
+	}
+	if pooled {
+		t.inPool[b.State]++
 	}
 	e.Binding = b
 	if k := b.Key(); k != "" {
@@ -157,7 +170,7 @@ func (t *Table) Put(b Binding) {
 	case e.hidx >= 0:
 		heap.Remove(&t.ends, int(e.hidx))
 	}
-	if !e.queued && t.InPool(b.IP) && t.reusable(&e.Binding) {
+	if !e.queued && pooled && t.reusable(&e.Binding) {
 		e.queued = true
 		t.freeQ.push(b.IP)
 	}
@@ -264,6 +277,7 @@ func (t *Table) makeAvailable(ip IP) {
 		// it, so remember it as free.
 		e = &entry{Binding: Binding{IP: ip, State: Free}, hidx: -1}
 		t.byIP[ip] = e
+		t.inPool[Free]++
 	}
 	if !e.queued && t.reusable(&e.Binding) {
 		e.queued = true
@@ -345,18 +359,17 @@ func (t *Table) Range(fn func(*Binding) bool) {
 }
 
 // Counts returns how many addresses of the pools are in each state;
-// never-used addresses count as FREE.
+// never-used addresses count as FREE. It costs O(1) in the bindings.
 func (t *Table) Counts() map[State]uint64 {
 	c := make(map[State]uint64)
-	var size uint64
+	var size, known uint64
 	for _, p := range t.pools {
 		size += p.Size()
 	}
-	var known uint64
-	for ip, e := range t.byIP {
-		if t.InPool(ip) {
-			c[e.State]++
-			known++
+	for st, n := range t.inPool {
+		if n > 0 {
+			c[State(st)] = n
+			known += n
 		}
 	}
 	c[Free] += size - known
@@ -374,6 +387,15 @@ func (t *Table) Validate() error {
 				return fmt.Errorf("client of %s is not indexed", e.Binding)
 			}
 		}
+	}
+	var counts [256]uint64
+	for ip, e := range t.byIP {
+		if t.InPool(ip) {
+			counts[e.State]++
+		}
+	}
+	if counts != t.inPool {
+		return fmt.Errorf("state counts %v, want %v", t.inPool, counts)
 	}
 	for i, e := range t.ends {
 		if int(e.hidx) != i {
