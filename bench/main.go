@@ -255,7 +255,7 @@ func (b *bench) run() error {
 		searches := map[string]*search{}
 		for _, k := range b.servers {
 			s := &search{next: k.first, growth: 2}
-			if prev := b.sustained(k.key); len(prev) > 0 {
+			if prev := b.sustained(k.key); len(prev) > 0 && median(prev) >= minRate {
 				if m := median(prev); m > 0 {
 					s.next, s.growth = int(m), 1.25
 				}
