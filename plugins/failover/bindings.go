@@ -217,12 +217,18 @@ func (s *Server) Acked(sent lease.Binding, now int64) bool {
 	}
 	s.table.Put(cur)
 	batch := s.commit.Submit(cur)
+	// Acknowledgements that share a commit share one watcher: a
+	// goroutine per acknowledgement would be max-unacked-updates of them.
+	watch := batch != s.ackBatch
+	s.ackBatch = batch
 	s.mu.Unlock()
-	go func() {
-		if err := batch.Wait(); err != nil {
-			log.WithError(err).WithField("address", sent.IP.String()).Error("storing the peer's acknowledgement")
-		}
-	}()
+	if watch {
+		go func() {
+			if err := batch.Wait(); err != nil {
+				log.WithError(err).WithField("address", sent.IP.String()).Error("storing the peer's acknowledgements")
+			}
+		}()
+	}
 	return true
 }
 

@@ -52,6 +52,9 @@ type Server struct {
 	pdOpen bool
 	pdScan int64
 	store  lease.Store
+	// ackBatch is the commit the last acknowledgement from the peer went
+	// into (see Acked).
+	ackBatch *lease.Batch
 }
 
 // reusable is the ownership rule: which existing bindings may go to a new
