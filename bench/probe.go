@@ -130,8 +130,13 @@ func (b *bench) probe(in *instance, o probeOpts, id string) (*result, error) {
 			mu.Lock()
 			r.RSSMax = max(r.RSSMax, rss)
 			r.Backlog = max(r.Backlog, bl)
+			more := g > r.GoMax
 			r.GoMax = max(r.GoMax, g)
 			mu.Unlock()
+			if more {
+				// Keep the goroutines at their most, to say what they were.
+				goroutineDump(pp, filepath.Join(b.work, id+".goroutines.txt"))
+			}
 		}
 	}()
 	if pp != nil && b.profile && o.period > 2 {

@@ -183,6 +183,19 @@ func goroutines(c *http.Client) int {
 	return n
 }
 
+// goroutineDump saves the server's goroutines, grouped by stack.
+func goroutineDump(c *http.Client, path string) {
+	resp, err := c.Get("http://pprof/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	if f, err := os.Create(path); err == nil {
+		io.Copy(f, resp.Body)
+		f.Close()
+	}
+}
+
 // cpuProfile fetches a CPU profile of seconds from the server into path.
 func cpuProfile(c *http.Client, seconds int, path string) error {
 	resp, err := c.Get(fmt.Sprintf("http://pprof/debug/pprof/profile?seconds=%d", seconds))
