@@ -1,9 +1,12 @@
 package lease
 
 import (
+	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strings"
@@ -145,62 +148,126 @@ func (s *SQLiteStore) Count() (int, error) {
 	return n, nil
 }
 
-// Load implements Store.
+// Load implements Store. It reads through the driver's own rows rather
+// than database/sql's Scan, whose conversions (reflection, a call per
+// column) were a fifth of the time to load a million bindings.
 func (s *SQLiteStore) Load(fn func(Binding) error) error {
-	rows, err := s.db.Query(`SELECT ip, state, client_id, htype, hwaddr, hostname,
-		starts, ends, cltt, sent_expiry, peer_expiry, pending FROM bindings ORDER BY ip`)
+	ctx := context.Background()
+	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("lease database %s: %w", s.path, err)
 	}
-	defer rows.Close()
-	// Scanned into the same variables row after row: what escapes to
-	// Scan is allocated once, not once per row.
-	var (
-		ip, state, htype, pending       int64
-		start, end, cltt, sent, peerExp int64
-		clientID                        []byte
-		hw                              sql.RawBytes // valid until the next row
-		hostname                        string
-	)
-	for rows.Next() {
-		if err := rows.Scan(&ip, &state, &clientID, &htype, &hw, &hostname,
-			&start, &end, &cltt, &sent, &peerExp, &pending); err != nil {
-			return fmt.Errorf("lease database %s: %w: %v", s.path, ErrCorrupt, err)
+	defer conn.Close()
+	err = conn.Raw(func(dc any) error {
+		q, ok := dc.(driver.QueryerContext)
+		if !ok {
+			return errors.New("the sqlite driver cannot query")
 		}
-		if ip < 0 || ip > 0xffffffff {
-			return fmt.Errorf("lease database %s: %w: address %d is not IPv4", s.path, ErrCorrupt, ip)
-		}
-		b := Binding{IP: IP(ip), State: State(state), Hostname: hostname,
-			Start: start, End: end, CLTT: cltt, SentExpiry: sent, PeerExpiry: peerExp, Pending: pending != 0}
-		if state < 0 || state > 255 || !b.State.Valid() {
-			return fmt.Errorf("lease database %s: %w: %s has state %d", s.path, ErrCorrupt, b.IP, state)
-		}
-		if len(hw) > 0 {
-			if htype < 0 || htype > 255 {
-				return fmt.Errorf("lease database %s: %w: %s has hardware type %d", s.path, ErrCorrupt, b.IP, htype)
-			}
-			if b.HWAddr, err = parseHW(byte(htype), hw); err != nil {
-				return fmt.Errorf("lease database %s: %w: %s has hardware address %d/%q", s.path, ErrCorrupt, b.IP, htype, hw)
-			}
-		}
-		if len(clientID) > 0 {
-			// Scan gives a fresh slice for each non-NULL value.
-			b.ClientID = clientID
-		}
-		clientID = nil
-		if err := fn(b); err != nil {
+		rows, err := q.QueryContext(ctx, `SELECT ip, state, client_id, htype, hwaddr, hostname,
+			starts, ends, cltt, sent_expiry, peer_expiry, pending FROM bindings ORDER BY ip`, nil)
+		if err != nil {
 			return err
 		}
+		defer rows.Close()
+		v := make([]driver.Value, 12)
+		for {
+			if err := rows.Next(v); err == io.EOF {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			b, err := bindingFromRow(v)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrCorrupt, err)
+			}
+			if err := fn(b); err != nil {
+				return errCallback{err}
+			}
+		}
+	})
+	var cb errCallback
+	if errors.As(err, &cb) {
+		return cb.err
 	}
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return fmt.Errorf("lease database %s: %w", s.path, err)
 	}
 	return nil
 }
 
+// errCallback carries the error of Load's callback out of conn.Raw
+// unchanged.
+type errCallback struct{ err error }
+
+func (e errCallback) Error() string { return e.err.Error() }
+
+// bindingFromRow checks and converts one row of Load's query.
+func bindingFromRow(v []driver.Value) (Binding, error) {
+	var ints [9]int64
+	for i, col := range []int{0, 1, 3, 6, 7, 8, 9, 10, 11} {
+		n, ok := v[col].(int64)
+		if !ok {
+			return Binding{}, fmt.Errorf("column %d is %T, not an integer", col+1, v[col])
+		}
+		ints[i] = n
+	}
+	ip, state, htype := ints[0], ints[1], ints[2]
+	if ip < 0 || ip > 0xffffffff {
+		return Binding{}, fmt.Errorf("address %d is not IPv4", ip)
+	}
+	b := Binding{IP: IP(ip), State: State(state), Start: ints[3], End: ints[4], CLTT: ints[5],
+		SentExpiry: ints[6], PeerExpiry: ints[7], Pending: ints[8] != 0}
+	if state < 0 || state > 255 || !b.State.Valid() {
+		return Binding{}, fmt.Errorf("%s has state %d", b.IP, state)
+	}
+	switch id := v[2].(type) {
+	case nil:
+	case []byte:
+		if len(id) > 0 {
+			b.ClientID = id // the driver's own copy
+		}
+	case string:
+		if id != "" {
+			b.ClientID = []byte(id)
+		}
+	default:
+		return Binding{}, fmt.Errorf("%s has a client id of type %T", b.IP, id)
+	}
+	hw, ok := text(v[4])
+	if !ok {
+		return Binding{}, fmt.Errorf("%s has a hardware address of type %T", b.IP, v[4])
+	}
+	if hw != "" {
+		if htype < 0 || htype > 255 {
+			return Binding{}, fmt.Errorf("%s has hardware type %d", b.IP, htype)
+		}
+		var err error
+		if b.HWAddr, err = parseHW(byte(htype), hw); err != nil {
+			return Binding{}, fmt.Errorf("%s has hardware address %d/%q", b.IP, htype, hw)
+		}
+	}
+	if b.Hostname, ok = text(v[5]); !ok {
+		return Binding{}, fmt.Errorf("%s has a hostname of type %T", b.IP, v[5])
+	}
+	return b, nil
+}
+
+// text is a TEXT column's value (a BLOB is accepted as its bytes).
+func text(v driver.Value) (string, bool) {
+	switch t := v.(type) {
+	case string:
+		return t, true
+	case []byte:
+		return string(t), true
+	case nil:
+		return "", true
+	}
+	return "", false
+}
+
 // parseHW reads colon-separated hex bytes (aa:bb:...) of any length into
 // one new slice that starts with the hardware type, as Binding.HWAddr.
-func parseHW(htype byte, s []byte) ([]byte, error) {
+func parseHW(htype byte, s string) ([]byte, error) {
 	if (len(s)+1)%3 != 0 {
 		return nil, errors.New("bad hex bytes")
 	}

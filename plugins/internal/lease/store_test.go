@@ -254,3 +254,26 @@ func BenchmarkCommitterSQLite(b *testing.B) {
 		}
 	})
 }
+
+func TestSQLiteRejectsEveryKindOfCorruptRow(t *testing.T) {
+	for _, c := range []struct{ name, insert string }{
+		{"Text where an integer belongs", "INSERT INTO bindings (ip, state, ends) VALUES (3221225994, 2, 'soon')"},
+		{"An address beyond IPv4", "INSERT INTO bindings (ip, state) VALUES (4294967296, 2)"},
+		{"A hardware address that is not hex", "INSERT INTO bindings (ip, state, htype, hwaddr) VALUES (3221225994, 2, 1, '02:zz:00')"},
+		{"A hardware type beyond a byte", "INSERT INTO bindings (ip, state, htype, hwaddr) VALUES (3221225994, 2, 300, '02:00')"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := OpenSQLite(filepath.Join(t.TempDir(), "leases.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := s.db.Exec(c.insert); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Load(func(Binding) error { return nil }); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Load = %v, want ErrCorrupt", err)
+			}
+		})
+	}
+}
