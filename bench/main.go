@@ -21,8 +21,8 @@
 //	BENCH_QUICK=1       a smoke run: 1 round, 4 s probes, 3 probes per search, 8 s overload, a small storm
 //	BENCH_SERVERS=stock,ours,ours-pair,isc-pair,kea
 //	BENCH_PERIOD=10     seconds per search probe
-//	BENCH_OVERLOAD=30   seconds of unlimited offered rate
-//	BENCH_PROBES=6      probes per server per round at most
+//	BENCH_OVERLOAD=30   seconds of unlimited offered rate (0 skips)
+//	BENCH_PROBES=6      probes per server per round at most (0 skips the search)
 //	BENCH_STORM=1 BENCH_STARTUP=1 BENCH_GO=1   the extra phases (0 skips)
 //	BENCH_PROFILE=1     keep a CPU profile (pprof) of our (primary) server for every run, in BENCH_WORK
 //	BENCH_CLIENTS=50000 BENCH_PIN=1 (servers on CPU0, perfdhcp on CPU1)
@@ -288,7 +288,7 @@ func (b *bench) run() error {
 			logf("round %d: %s sustains %d DORA/s", round, k.key, s.lo)
 		}
 		for _, k := range b.servers {
-			if round > 1 && k.key != "ours" && k.key != "ours-pair" {
+			if b.overload <= 0 || round > 1 && k.key != "ours" && k.key != "ours-pair" {
 				continue
 			}
 			if _, err := b.once(k, round, "overload", probeOpts{period: b.overload, seed: round, clients: b.clients, sampleGo: true}); err != nil {
