@@ -23,7 +23,7 @@
 //	BENCH_PERIOD=10     seconds per search probe
 //	BENCH_OVERLOAD=30   seconds of unlimited offered rate (0 skips)
 //	BENCH_PROBES=6      probes per server per round at most (0 skips the search)
-//	BENCH_STORM=1 BENCH_STARTUP=1 BENCH_GO=1   the extra phases (0 skips)
+//	BENCH_STORM=1 BENCH_STARTUP=1 BENCH_GO=1   the extra phases (0 skips); BENCH_STORM_FILL_RATE=2500
 //	BENCH_PROFILE=1     keep a CPU profile (pprof) of our (primary) server for every run, in BENCH_WORK
 //	BENCH_CLIENTS=50000 BENCH_PIN=1 (servers on CPU0, perfdhcp on CPU1)
 //	BENCH_OUT=bench/results  BENCH_WORK (raw output; default a new /tmp dir)

@@ -36,6 +36,7 @@ func (b *bench) renewalStorm() error {
 	if b.quick {
 		fillRate, fillSec, stormSec = 2000, 10, 20
 	}
+	fillRate = envInt("BENCH_STORM_FILL_RATE", fillRate)
 	logf("storm: pair on a %d-address pool; the peer link is cut for the fill", sr.Pool)
 	in, err := b.start(k, filepath.Join(b.work, "state", "storm"), serverOpts{poolEnd: stormPoolEnd, mrd: "5s"})
 	if err != nil {
