@@ -26,6 +26,7 @@
 //	BENCH_STORM=1 BENCH_STARTUP=1 BENCH_GO=1   the extra phases (0 skips); BENCH_STORM_FILL_RATE=2500
 //	BENCH_PROFILE=1     keep a CPU profile (pprof) of our (primary) server for every run, in BENCH_WORK
 //	BENCH_CLIENTS=50000 BENCH_PIN=1 (servers on CPU0, perfdhcp on CPU1)
+//	BENCH_PERFDHCP_EXTRA="-t 1"  more perfdhcp options (-t 1: a report every second)
 //	BENCH_OUT=bench/results  BENCH_WORK (raw output; default a new /tmp dir)
 //	COREDHCP_FAILOVER_BIN (default bin/coredhcp-failover)  BENCH_CACHE (stock build)
 package main

@@ -64,6 +64,7 @@ func (b *bench) probe(in *instance, o probeOpts, id string) (*result, error) {
 	if o.rate > 0 {
 		args = append(args, "-r", strconv.Itoa(o.rate))
 	}
+	args = append(args, strings.Fields(os.Getenv("BENCH_PERFDHCP_EXTRA"))...)
 	if in.kind.pair {
 		args = append(args, "-B")
 		target = "255.255.255.255"
