@@ -198,12 +198,15 @@ func (s *SQLiteStore) Load(fn func(Binding) error) error {
 // hardware type, pending) come packed in one column: each column read
 // costs two cgo calls, which is most of the time to load a million rows.
 // A value out of range (or not an integer) packs as -1, which Load
-// rejects as corrupt.
+// rejects as corrupt. Common values (no hostname, cltt equal to starts,
+// no expiry exchanged with a peer) come as NULL, which costs one cgo call
+// rather than two or three.
 const loadQuery = `SELECT ip,
 	CASE WHEN typeof(state) = 'integer' AND typeof(htype) = 'integer' AND typeof(pending) = 'integer'
 		AND state BETWEEN 0 AND 255 AND htype BETWEEN 0 AND 255
 	THEN state | (htype << 8) | ((pending != 0) << 16) ELSE -1 END,
-	client_id, hwaddr, hostname, starts, ends, cltt, sent_expiry, peer_expiry
+	client_id, hwaddr, NULLIF(hostname, ''), starts, ends,
+	NULLIF(cltt, starts), NULLIF(sent_expiry, 0), NULLIF(peer_expiry, 0)
 	FROM bindings ORDER BY ip`
 
 // errCallback carries the error of Load's callback out of conn.Raw
@@ -216,11 +219,20 @@ func (e errCallback) Error() string { return e.err.Error() }
 func bindingFromRow(v []driver.Value) (Binding, error) {
 	var ints [7]int64
 	for i, col := range []int{0, 1, 5, 6, 7, 8, 9} {
-		n, ok := v[col].(int64)
-		if !ok {
+		switch n := v[col].(type) {
+		case int64:
+			ints[i] = n
+		case nil:
+			if col < 7 {
+				return Binding{}, fmt.Errorf("column %d is NULL", col+1)
+			}
+			// NULLIF: cltt equal to starts, or a zero expiry.
+			if col == 7 {
+				ints[i] = ints[2]
+			}
+		default:
 			return Binding{}, fmt.Errorf("column %d is %T, not an integer", col+1, v[col])
 		}
-		ints[i] = n
 	}
 	ip, packed := ints[0], ints[1]
 	if ip < 0 || ip > 0xffffffff {

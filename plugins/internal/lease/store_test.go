@@ -18,6 +18,7 @@ func storeContract(t *testing.T, open func(t *testing.T) Store) {
 				Start: 10, End: 20, CLTT: 10, SentExpiry: 30, PeerExpiry: 25, Pending: true},
 			{IP: ip("192.0.2.11"), State: Abandoned, Start: 5, End: 99},
 			{IP: ip("192.0.2.12"), State: Backup},
+			{IP: ip("192.0.2.13"), State: Active, HWAddr: hw(2), Start: 7, End: 9, CLTT: 8, PeerExpiry: 6},
 		}
 		if err := s.Write(rows); err != nil {
 			t.Fatal(err)
