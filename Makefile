@@ -9,24 +9,14 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN := bin/coredhcp-failover
 
 # What the tests, the demo and the benchmark run: Debian packages, and the
-# commands that tell whether they are installed.
-APT_PACKAGES := isc-dhcp-client udhcpc kea-admin iproute2 tshark sqlite3 gcc libc6-dev systemd isc-dhcp-server
-APT_COMMANDS := dhclient udhcpc perfdhcp ip tshark sqlite3 gcc systemd-analyze dhcpd
-
-# isc-dhcp-server (the ISC interop tests run dhcpd in namespaces) must not
-# start a dhcpd on the host when it is installed: a policy-rc.d that denies
-# every service start is in place while apt runs (unless the machine
-# already has one), and a freshly installed unit is disabled.
-NO_SERVICE_START := \
-	cleanup=""; \
-	if [ ! -e /usr/sbin/policy-rc.d ]; then \
-		printf '\043!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && \
-		cleanup="rm -f /usr/sbin/policy-rc.d;"; \
-	fi; \
-	if ! command -v dhcpd >/dev/null && [ -d /run/systemd/system ]; then \
-		cleanup="$$cleanup systemctl disable isc-dhcp-server >/dev/null 2>&1 || true;"; \
-	fi; \
-	trap "$$cleanup" EXIT;
+# commands that tell whether they are installed. The ISC interop tests and
+# the benchmark run ISC dhcpd (and the benchmark Kea) inside namespaces; their packages' own services must not
+# start on the host (see deps).
+APT_PACKAGES := isc-dhcp-client udhcpc kea-admin iproute2 tshark sqlite3 gcc libc6-dev systemd \
+	isc-dhcp-server kea-dhcp4-server
+APT_COMMANDS := dhclient udhcpc perfdhcp ip tshark sqlite3 gcc systemd-analyze dhcpd kea-dhcp4
+# Services of those packages that deps keeps stopped and disabled.
+APT_SERVICES := isc-dhcp-server kea-dhcp4-server
 
 .PHONY: all build generate check-generate test unit integration lint tidy-check \
 	bench chaos demo deps fuzz clean install
@@ -60,12 +50,19 @@ check-generate:
 # checks, the unit tests and the integration tests.
 test: deps check-generate lint unit integration
 
+# A package's postinst would start its service (a dhcpd or Kea answering on
+# the host's interfaces): a policy-rc.d that refuses every start is put in
+# place for the install when there is none, and on a systemd host the
+# services are then stopped and disabled.
 deps:
 	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages (missing:$$missing)"; \
-		$(NO_SERVICE_START) \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
+		policy=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			policy=/usr/sbin/policy-rc.d; printf '#!/bin/sh\nexit 101\n' > $$policy; chmod 755 $$policy; \
+			trap 'rm -f /usr/sbin/policy-rc.d' EXIT; fi; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES) || exit 1; \
+		if [ -d /run/systemd/system ]; then systemctl disable --now $(APT_SERVICES) 2>/dev/null || true; fi; \
 	fi
 	$(GO) mod download
 
@@ -109,10 +106,13 @@ fuzz:
 demo: deps build
 	bash integration/demo.sh
 
-# perfdhcp against stock CoreDHCP (range) and this server, side by side.
+# Five DHCPv4 servers side by side (bench/main.go): stock CoreDHCP range,
+# this server single and as a pair, an ISC dhcpd pair, Kea; then overload, a
+# renewal storm, start-up on the largest pool and the Go benchmarks. About
+# 30 minutes; BENCH_QUICK=1 is a smoke run of a few minutes, BENCH_RUNS=N
+# sets the rounds. Writes bench/results/latest.md (smoke runs: smoke.md).
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./plugins/...
-	bash bench/bench.sh
+	$(GO) run ./bench
 
 # Installs both binaries, the systemd unit (with this PREFIX's paths), the
 # documentation and the example configuration -- the latter only if no

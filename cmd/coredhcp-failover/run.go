@@ -33,6 +33,7 @@ func run(conf *config.Config, log *logrus.Entry) int {
 	if runtime.GOMAXPROCS(0) < minProcs {
 		runtime.GOMAXPROCS(minProcs)
 	}
+	defer startPprof(log)()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 

@@ -235,8 +235,14 @@ func (s *Server) Acked(sent lease.Binding, now int64) bool {
 	}
 	s.table.Put(cur)
 	batch := s.commit.Submit(cur)
+	// Acknowledgements that share a commit share one watcher: a
+	// goroutine per acknowledgement would be max-unacked-updates of them.
+	watch := batch != s.ackBatch
+	s.ackBatch = batch
 	s.mu.Unlock()
-	go func() { s.wrote(batch.Wait(), "peer acknowledgement") }()
+	if watch {
+		go func() { s.wrote(batch.Wait(), "peer acknowledgement") }()
+	}
 	return true
 }
 

@@ -41,6 +41,10 @@ type link struct {
 	dialed bool
 	once   sync.Once
 	buf    []byte
+	// held is set between hold and release: messages are encoded into
+	// buf and written together, one write (and one TCP segment) for a
+	// burst of updates or acknowledgements rather than one each.
+	held bool
 }
 
 func (l *link) close() { l.once.Do(func() { l.conn.Close() }) }
@@ -66,14 +70,43 @@ func (l *link) nextXID(bndupd bool) uint32 {
 
 // send writes one message within the write deadline.
 func (l *link) send(b wire.Body, deadline time.Time) error {
+	if !l.held {
+		l.buf = l.buf[:0]
+	}
 	var err error
-	l.buf, err = b.AppendTo(l.buf[:0])
+	n := len(l.buf)
+	l.buf, err = b.AppendTo(l.buf)
 	if err != nil {
+		l.buf = l.buf[:n]
 		return fmt.Errorf("encoding %s: %w", b.Type(), err)
 	}
+	if l.held {
+		return nil
+	}
+	return l.write(deadline)
+}
+
+func (l *link) write(deadline time.Time) error {
 	l.conn.SetWriteDeadline(deadline)
-	_, err = l.conn.Write(l.buf)
+	_, err := l.conn.Write(l.buf)
+	l.buf = l.buf[:0]
 	return err
+}
+
+// hold starts collecting messages; release writes them at once.
+func (l *link) hold() {
+	if !l.held {
+		l.held = true
+		l.buf = l.buf[:0]
+	}
+}
+
+func (l *link) release(deadline time.Time) error {
+	l.held = false
+	if len(l.buf) == 0 {
+		return nil
+	}
+	return l.write(deadline)
 }
 
 // readBody reads and decodes the next frame.

@@ -101,7 +101,7 @@ func (n *node) state() fsm.State { return n.s.Relationship().View().MyState }
 
 // waitFor waits, without sleeping, until cond holds, re-checking whenever
 // one of the sessions settles.
-func waitFor(t *testing.T, what string, cond func() bool, nodes ...*node) {
+func waitFor(t testing.TB, what string, cond func() bool, nodes ...*node) {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
 	// Conditions on logs or on the failover side's counts can turn true

@@ -794,6 +794,16 @@ func (s *Session) send(b wire.Body, now time.Time) error {
 // accepts in flight, then UPDDONE if an update request is answered, then
 // CONTACT if the link has been quiet.
 func (s *Session) flush(now time.Time) error {
+	// What flush sends goes out in one write.
+	s.link.hold()
+	err := s.flushHeld(now)
+	if rerr := s.link.release(time.Now().Add(s.cfg.MaxResponseDelay)); err == nil && rerr != nil {
+		err = fmt.Errorf("sending: %w", rerr)
+	}
+	return err
+}
+
+func (s *Session) flushHeld(now time.Time) error {
 	// The updates were submitted together: they share one commit.
 	s.acksHigh = max(s.acksHigh, len(s.acks))
 	for _, a := range s.acks {

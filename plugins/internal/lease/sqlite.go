@@ -1,10 +1,12 @@
 package lease
 
 import (
+	"context"
 	"database/sql"
-	"encoding/hex"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strings"
@@ -137,71 +139,188 @@ func (s *SQLiteStore) init() error {
 	return nil
 }
 
-// Load implements Store.
+// Count is how many bindings Load will produce (see Counter).
+func (s *SQLiteStore) Count() (int, error) {
+	var n int
+	if err := s.db.QueryRow("SELECT count(*) FROM bindings").Scan(&n); err != nil {
+		return 0, fmt.Errorf("lease database %s: %w", s.path, err)
+	}
+	return n, nil
+}
+
+// Load implements Store. It reads through the driver's own rows rather
+// than database/sql's Scan, whose conversions (reflection, a call per
+// column) were a fifth of the time to load a million bindings.
 func (s *SQLiteStore) Load(fn func(Binding) error) error {
-	rows, err := s.db.Query(`SELECT ip, state, client_id, htype, hwaddr, hostname,
-		starts, ends, cltt, sent_expiry, peer_expiry, pending FROM bindings ORDER BY ip`)
+	ctx := context.Background()
+	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("lease database %s: %w", s.path, err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			b       Binding
-			ip      int64
-			state   int64
-			htype   int64
-			hw      string
-			pending int64
-		)
-		if err := rows.Scan(&ip, &state, &b.ClientID, &htype, &hw, &b.Hostname,
-			&b.Start, &b.End, &b.CLTT, &b.SentExpiry, &b.PeerExpiry, &pending); err != nil {
-			return fmt.Errorf("lease database %s: %w: %v", s.path, ErrCorrupt, err)
+	defer conn.Close()
+	err = conn.Raw(func(dc any) error {
+		q, ok := dc.(driver.QueryerContext)
+		if !ok {
+			return errors.New("the sqlite driver cannot query")
 		}
-		if ip < 0 || ip > 0xffffffff {
-			return fmt.Errorf("lease database %s: %w: address %d is not IPv4", s.path, ErrCorrupt, ip)
-		}
-		b.IP = IP(ip)
-		b.State = State(state)
-		if state < 0 || state > 255 || !b.State.Valid() {
-			return fmt.Errorf("lease database %s: %w: %s has state %d", s.path, ErrCorrupt, b.IP, state)
-		}
-		if hw != "" {
-			raw, err := parseHex(hw)
-			if err != nil || htype < 0 || htype > 255 {
-				return fmt.Errorf("lease database %s: %w: %s has hardware address %d/%q", s.path, ErrCorrupt, b.IP, htype, hw)
-			}
-			b.HWAddr = append([]byte{byte(htype)}, raw...)
-		}
-		if len(b.ClientID) == 0 {
-			b.ClientID = nil
-		}
-		b.Pending = pending != 0
-		if err := fn(b); err != nil {
+		rows, err := q.QueryContext(ctx, loadQuery, nil)
+		if err != nil {
 			return err
 		}
+		defer rows.Close()
+		v := make([]driver.Value, 10)
+		for {
+			if err := rows.Next(v); err == io.EOF {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			b, err := bindingFromRow(v)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrCorrupt, err)
+			}
+			if err := fn(b); err != nil {
+				return errCallback{err}
+			}
+		}
+	})
+	var cb errCallback
+	if errors.As(err, &cb) {
+		return cb.err
 	}
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return fmt.Errorf("lease database %s: %w", s.path, err)
 	}
 	return nil
 }
 
-// parseHex reads colon-separated hex bytes of any length.
-func parseHex(s string) ([]byte, error) {
-	parts := strings.Split(s, ":")
-	out := make([]byte, 0, len(parts))
-	for _, p := range parts {
-		if len(p) != 2 {
-			return nil, errors.New("bad hex byte")
+// loadQuery reads every binding. The three small integers (state,
+// hardware type, pending) come packed in one column: each column read
+// costs two cgo calls, which is most of the time to load a million rows.
+// A value out of range (or not an integer) packs as -1, which Load
+// rejects as corrupt. Common values (no hostname, cltt equal to starts,
+// no expiry exchanged with a peer) come as NULL, which costs one cgo call
+// rather than two or three.
+const loadQuery = `SELECT ip,
+	CASE WHEN typeof(state) = 'integer' AND typeof(htype) = 'integer' AND typeof(pending) = 'integer'
+		AND state BETWEEN 0 AND 255 AND htype BETWEEN 0 AND 255
+	THEN state | (htype << 8) | ((pending != 0) << 16) ELSE -1 END,
+	client_id, hwaddr, NULLIF(hostname, ''), starts, ends,
+	NULLIF(cltt, starts), NULLIF(sent_expiry, 0), NULLIF(peer_expiry, 0)
+	FROM bindings ORDER BY ip`
+
+// errCallback carries the error of Load's callback out of conn.Raw
+// unchanged.
+type errCallback struct{ err error }
+
+func (e errCallback) Error() string { return e.err.Error() }
+
+// bindingFromRow checks and converts one row of loadQuery.
+func bindingFromRow(v []driver.Value) (Binding, error) {
+	var ints [7]int64
+	for i, col := range []int{0, 1, 5, 6, 7, 8, 9} {
+		switch n := v[col].(type) {
+		case int64:
+			ints[i] = n
+		case nil:
+			if col < 7 {
+				return Binding{}, fmt.Errorf("column %d is NULL", col+1)
+			}
+			// NULLIF: cltt equal to starts, or a zero expiry.
+			if col == 7 {
+				ints[i] = ints[2]
+			}
+		default:
+			return Binding{}, fmt.Errorf("column %d is %T, not an integer", col+1, v[col])
 		}
-		b, err := hex.DecodeString(p)
-		if err != nil {
-			return nil, err
+	}
+	ip, packed := ints[0], ints[1]
+	if ip < 0 || ip > 0xffffffff {
+		return Binding{}, fmt.Errorf("address %d is not IPv4", ip)
+	}
+	if packed < 0 {
+		return Binding{}, fmt.Errorf("%s has a state, hardware type or pending mark that is not a small integer", IP(ip))
+	}
+	state, htype := State(packed&0xff), byte(packed>>8)
+	b := Binding{IP: IP(ip), State: state, Start: ints[2], End: ints[3], CLTT: ints[4],
+		SentExpiry: ints[5], PeerExpiry: ints[6], Pending: packed>>16 != 0}
+	if !b.State.Valid() {
+		return Binding{}, fmt.Errorf("%s has state %d", b.IP, state)
+	}
+	switch id := v[2].(type) {
+	case nil:
+	case []byte:
+		if len(id) > 0 {
+			b.ClientID = id // the driver's own copy
 		}
-		out = append(out, b[0])
+	case string:
+		if id != "" {
+			b.ClientID = []byte(id)
+		}
+	default:
+		return Binding{}, fmt.Errorf("%s has a client id of type %T", b.IP, id)
+	}
+	hw, ok := text(v[3])
+	if !ok {
+		return Binding{}, fmt.Errorf("%s has a hardware address of type %T", b.IP, v[3])
+	}
+	if hw != "" {
+		var err error
+		if b.HWAddr, err = parseHW(htype, hw); err != nil {
+			return Binding{}, fmt.Errorf("%s has hardware address %d/%q", b.IP, htype, hw)
+		}
+	}
+	if b.Hostname, ok = text(v[4]); !ok {
+		return Binding{}, fmt.Errorf("%s has a hostname of type %T", b.IP, v[4])
+	}
+	return b, nil
+}
+
+// text is a TEXT column's value (a BLOB is accepted as its bytes).
+func text(v driver.Value) (string, bool) {
+	switch t := v.(type) {
+	case string:
+		return t, true
+	case []byte:
+		return string(t), true
+	case nil:
+		return "", true
+	}
+	return "", false
+}
+
+// parseHW reads colon-separated hex bytes (aa:bb:...) of any length into
+// one new slice that starts with the hardware type, as Binding.HWAddr.
+func parseHW(htype byte, s string) ([]byte, error) {
+	if (len(s)+1)%3 != 0 {
+		return nil, errors.New("bad hex bytes")
+	}
+	out := make([]byte, 1, 1+(len(s)+1)/3)
+	out[0] = htype
+	for i := 0; i < len(s); i += 3 {
+		if i+2 < len(s) && s[i+2] != ':' {
+			return nil, errors.New("bad separator")
+		}
+		hi, ok1 := unhex(s[i])
+		lo, ok2 := unhex(s[i+1])
+		if !ok1 || !ok2 {
+			return nil, errors.New("bad hex digit")
+		}
+		out = append(out, hi<<4|lo)
 	}
 	return out, nil
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // Write implements Store: one transaction, committed (and so fsynced) before

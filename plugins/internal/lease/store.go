@@ -18,6 +18,13 @@ type Store interface {
 	Close() error
 }
 
+// Counter is implemented by stores that can tell, cheaply, how many
+// bindings Load will produce, so that the tables are sized once rather
+// than grown (a million bindings load in a fraction of the time).
+type Counter interface {
+	Count() (int, error)
+}
+
 // Sentinel errors.
 var (
 	// ErrClosed is returned for writes submitted after Close.

@@ -18,6 +18,7 @@ func storeContract(t *testing.T, open func(t *testing.T) Store) {
 				Start: 10, End: 20, CLTT: 10, SentExpiry: 30, PeerExpiry: 25, Pending: true},
 			{IP: ip("192.0.2.11"), State: Abandoned, Start: 5, End: 99},
 			{IP: ip("192.0.2.12"), State: Backup},
+			{IP: ip("192.0.2.13"), State: Active, HWAddr: hw(2), Start: 7, End: 9, CLTT: 8, PeerExpiry: 6},
 		}
 		if err := s.Write(rows); err != nil {
 			t.Fatal(err)
@@ -253,4 +254,27 @@ func BenchmarkCommitterSQLite(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestSQLiteRejectsEveryKindOfCorruptRow(t *testing.T) {
+	for _, c := range []struct{ name, insert string }{
+		{"Text where an integer belongs", "INSERT INTO bindings (ip, state, ends) VALUES (3221225994, 2, 'soon')"},
+		{"An address beyond IPv4", "INSERT INTO bindings (ip, state) VALUES (4294967296, 2)"},
+		{"A hardware address that is not hex", "INSERT INTO bindings (ip, state, htype, hwaddr) VALUES (3221225994, 2, 1, '02:zz:00')"},
+		{"A hardware type beyond a byte", "INSERT INTO bindings (ip, state, htype, hwaddr) VALUES (3221225994, 2, 300, '02:00')"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := OpenSQLite(filepath.Join(t.TempDir(), "leases.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := s.db.Exec(c.insert); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Load(func(Binding) error { return nil }); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Load = %v, want ErrCorrupt", err)
+			}
+		})
+	}
 }

@@ -19,7 +19,7 @@ import (
 // Table is not safe for concurrent use; its owner serialises access.
 type Table struct {
 	pools    []*pool
-	byIP     map[IP]*entry
+	byIP     index
 	byClient map[string]IP
 	// holds are addresses offered to a client and kept from others until
 	// the hold ends; heldBy finds a client's held address.
@@ -34,12 +34,16 @@ type Table struct {
 	// ownsNew reports whether addresses with no binding at all (free,
 	// owned by the primary) are this server's to allocate.
 	ownsNew bool
+	// inPool counts the bindings of the pools by state, so that Counts
+	// (the control socket's status, pool balancing) is O(1) rather than a
+	// walk of every binding under the owner's lock.
+	inPool [256]uint64
 }
 
 type entry struct {
 	Binding
-	queued bool // in freeQ
-	hidx   int  // index in ends, or -1
+	queued bool  // in freeQ
+	hidx   int32 // index in ends, or -1 (32 bits: the entry fits 128 bytes)
 }
 
 type hold struct {
@@ -56,6 +60,62 @@ type pool struct {
 	Range
 	next IP   // next never-used candidate
 	done bool // next has passed End
+	// slots index the pool's bindings by offset from Start.
+	slots []*entry
+}
+
+// index finds the entry of an address: for the pools a slice (8 bytes an
+// address, no hashing: a million-address pool costs 8 MB, a map of a
+// million entries five times that), a map for bindings outside them (a
+// pool removed from the configuration, a peer's address).
+type index struct {
+	pools []*pool
+	other map[IP]*entry
+	n     int
+}
+
+func (x *index) slot(ip IP) **entry {
+	for _, p := range x.pools {
+		if p.Contains(ip) {
+			return &p.slots[ip-p.Start]
+		}
+	}
+	return nil
+}
+
+func (x *index) get(ip IP) (*entry, bool) {
+	if sl := x.slot(ip); sl != nil {
+		return *sl, *sl != nil
+	}
+	e, ok := x.other[ip]
+	return e, ok
+}
+
+// add indexes a new entry (ip has none).
+func (x *index) add(ip IP, e *entry) {
+	x.n++
+	if sl := x.slot(ip); sl != nil {
+		*sl = e
+		return
+	}
+	x.other[ip] = e
+}
+
+// each calls fn for every entry, the pools' in address order, until fn
+// returns false.
+func (x *index) each(fn func(IP, *entry) bool) {
+	for _, p := range x.pools {
+		for i, e := range p.slots {
+			if e != nil && !fn(p.Start+IP(i), e) {
+				return
+			}
+		}
+	}
+	for ip, e := range x.other {
+		if !fn(ip, e) {
+			return
+		}
+	}
 }
 
 // DefaultReusable is the reuse rule of a server without a peer: any free,
@@ -73,7 +133,7 @@ func NewTable(pools []Range, reusable func(*Binding) bool, ownsNew bool) *Table 
 		reusable = DefaultReusable
 	}
 	t := &Table{
-		byIP:     make(map[IP]*entry),
+		byIP:     index{other: make(map[IP]*entry)},
 		byClient: make(map[string]IP),
 		holds:    make(map[IP]hold),
 		heldBy:   make(map[string]IP),
@@ -81,9 +141,19 @@ func NewTable(pools []Range, reusable func(*Binding) bool, ownsNew bool) *Table 
 		ownsNew:  ownsNew,
 	}
 	for _, r := range pools {
-		t.pools = append(t.pools, &pool{Range: r, next: r.Start})
+		t.pools = append(t.pools, &pool{Range: r, next: r.Start, slots: make([]*entry, r.Size())})
 	}
+	t.byIP.pools = t.pools
 	return t
+}
+
+// Reserve sizes an empty table's indexes for n bindings, before a load.
+func (t *Table) Reserve(n int) {
+	if t.byIP.n > 0 || n <= 0 {
+		return
+	}
+	t.byClient = make(map[string]IP, n)
+	t.ends = make(endHeap, 0, n)
 }
 
 // InPool reports whether ip belongs to one of the table's pools.
@@ -99,7 +169,7 @@ func (t *Table) InPool(ip IP) bool {
 // Get returns the binding of ip. The returned binding is a copy; change it
 // with Put.
 func (t *Table) Get(ip IP) (Binding, bool) {
-	e, ok := t.byIP[ip]
+	e, ok := t.byIP.get(ip)
 	if !ok {
 		return Binding{}, false
 	}
@@ -113,7 +183,7 @@ func (t *Table) ByClient(key string) (Binding, bool) {
 	if !ok {
 		return Binding{}, false
 	}
-	e, ok := t.byIP[ip]
+	e, ok := t.byIP.get(ip)
 	if !ok || e.Key() != key {
 		delete(t.byClient, key)
 		return Binding{}, false
@@ -122,16 +192,25 @@ func (t *Table) ByClient(key string) (Binding, bool) {
 }
 
 // Len is the number of addresses with a binding.
-func (t *Table) Len() int { return len(t.byIP) }
+func (t *Table) Len() int { return t.byIP.n }
 
 // Put stores b, replacing any binding of b.IP, and updates every index.
 func (t *Table) Put(b Binding) {
-	e, ok := t.byIP[b.IP]
+	e, ok := t.byIP.get(b.IP)
+	pooled := t.InPool(b.IP)
 	if !ok {
 		e = &entry{hidx: -1}
-		t.byIP[b.IP] = e
-	} else if oldKey := e.Key(); oldKey != "" && oldKey != b.Key() && t.byClient[oldKey] == b.IP {
-		delete(t.byClient, oldKey)
+		t.byIP.add(b.IP, e)
+	} else {
+		if pooled {
+			t.inPool[e.State]--
+		}
+		if oldKey := e.Key(); oldKey != "" && oldKey != b.Key() && t.byClient[oldKey] == b.IP {
+			delete(t.byClient, oldKey)
+		}
+	}
+	if pooled {
+		t.inPool[b.State]++
 	}
 	e.Binding = b
 	if k := b.Key(); k != "" {
@@ -140,14 +219,14 @@ func (t *Table) Put(b Binding) {
 	switch {
 	case (b.State == Active || b.State == Abandoned) && b.End != 0:
 		if e.hidx >= 0 {
-			heap.Fix(&t.ends, e.hidx)
+			heap.Fix(&t.ends, int(e.hidx))
 		} else {
 			heap.Push(&t.ends, e)
 		}
 	case e.hidx >= 0:
-		heap.Remove(&t.ends, e.hidx)
+		heap.Remove(&t.ends, int(e.hidx))
 	}
-	if !e.queued && t.InPool(b.IP) && t.reusable(&e.Binding) {
+	if !e.queued && pooled && t.reusable(&e.Binding) {
 		e.queued = true
 		t.freeQ.push(b.IP)
 	}
@@ -156,7 +235,7 @@ func (t *Table) Put(b Binding) {
 // Requeue re-examines ip after the reuse rule may have changed its answer
 // (for instance when the peer acknowledged an expiry).
 func (t *Table) Requeue(ip IP) {
-	if e, ok := t.byIP[ip]; ok {
+	if e, ok := t.byIP.get(ip); ok {
 		t.Put(e.Binding)
 	}
 }
@@ -165,12 +244,13 @@ func (t *Table) Requeue(ip IP) {
 // changed its answers (a failover state change, time passing in
 // PARTNER-DOWN). It is linear in the bindings.
 func (t *Table) RequeueAll() {
-	for ip, e := range t.byIP {
+	t.byIP.each(func(ip IP, e *entry) bool {
 		if !e.queued && t.InPool(ip) && t.reusable(&e.Binding) {
 			e.queued = true
 			t.freeQ.push(ip)
 		}
-	}
+		return true
+	})
 }
 
 // SetOwnsNew changes whether never-used addresses may be allocated (a
@@ -262,7 +342,7 @@ func (t *Table) makeAvailable(ip IP) {
 	if !t.InPool(ip) {
 		return
 	}
-	e, ok := t.byIP[ip]
+	e, ok := t.byIP.get(ip)
 	if !ok {
 		if !t.ownsNew {
 			return
@@ -270,7 +350,8 @@ func (t *Table) makeAvailable(ip IP) {
 		// A never-used address whose offer lapsed: the cursor has passed
 		// it, so remember it as free.
 		e = &entry{Binding: Binding{IP: ip, State: Free}, hidx: -1}
-		t.byIP[ip] = e
+		t.byIP.add(ip, e)
+		t.inPool[Free]++
 	}
 	if !e.queued && t.reusable(&e.Binding) {
 		e.queued = true
@@ -302,7 +383,7 @@ func (t *Table) Allocate(now int64) (IP, bool) {
 				} else {
 					p.next++
 				}
-				if _, used := t.byIP[ip]; !used && !t.heldAt(ip, now) {
+				if _, used := t.byIP.get(ip); !used && !t.heldAt(ip, now) {
 					return ip, true
 				}
 			}
@@ -310,7 +391,7 @@ func (t *Table) Allocate(now int64) (IP, bool) {
 	}
 	for t.freeQ.len() > 0 {
 		ip := t.freeQ.pop()
-		e, ok := t.byIP[ip]
+		e, ok := t.byIP.get(ip)
 		if !ok {
 			continue
 		}
@@ -344,26 +425,21 @@ func (t *Table) NextEnd(now int64) (Binding, bool) {
 
 // Range calls fn for every binding until fn returns false.
 func (t *Table) Range(fn func(*Binding) bool) {
-	for _, e := range t.byIP {
-		if !fn(&e.Binding) {
-			return
-		}
-	}
+	t.byIP.each(func(_ IP, e *entry) bool { return fn(&e.Binding) })
 }
 
 // Counts returns how many addresses of the pools are in each state;
-// never-used addresses count as FREE.
+// never-used addresses count as FREE. It costs O(1) in the bindings.
 func (t *Table) Counts() map[State]uint64 {
 	c := make(map[State]uint64)
-	var size uint64
+	var size, known uint64
 	for _, p := range t.pools {
 		size += p.Size()
 	}
-	var known uint64
-	for ip, e := range t.byIP {
-		if t.InPool(ip) {
-			c[e.State]++
-			known++
+	for st, n := range t.inPool {
+		if n > 0 {
+			c[State(st)] = n
+			known += n
 		}
 	}
 	c[Free] += size - known
@@ -386,7 +462,7 @@ func (t *Table) PoolCounts() []PoolCount {
 	for i, p := range t.pools {
 		out[i].Range = p.Range
 	}
-	for ip, e := range t.byIP {
+	t.byIP.each(func(ip IP, e *entry) bool {
 		for i, p := range t.pools {
 			if p.Contains(ip) {
 				if e.State.Valid() {
@@ -396,7 +472,8 @@ func (t *Table) PoolCounts() []PoolCount {
 				break
 			}
 		}
-	}
+		return true
+	})
 	for i, p := range t.pools {
 		out[i].States[Free] += p.Size() - known[i]
 	}
@@ -405,18 +482,37 @@ func (t *Table) PoolCounts() []PoolCount {
 
 // Validate checks the internal consistency of the indexes, for tests.
 func (t *Table) Validate() error {
-	for ip, e := range t.byIP {
+	var err error
+	var counts [256]uint64
+	n := 0
+	t.byIP.each(func(ip IP, e *entry) bool {
+		n++
 		if e.IP != ip {
-			return fmt.Errorf("binding of %s is indexed under %s", e.IP, ip)
+			err = fmt.Errorf("binding of %s is indexed under %s", e.IP, ip)
+			return false
 		}
 		if k := e.Key(); k != "" {
 			if _, ok := t.byClient[k]; !ok {
-				return fmt.Errorf("client of %s is not indexed", e.Binding)
+				err = fmt.Errorf("client of %s is not indexed", e.Binding)
+				return false
 			}
 		}
+		if t.InPool(ip) {
+			counts[e.State]++
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if n != t.byIP.n {
+		return fmt.Errorf("%d bindings indexed, %d counted", n, t.byIP.n)
+	}
+	if counts != t.inPool {
+		return fmt.Errorf("state counts %v, want %v", t.inPool, counts)
 	}
 	for i, e := range t.ends {
-		if e.hidx != i {
+		if int(e.hidx) != i {
 			return fmt.Errorf("heap index of %s is %d, want %d", e.IP, e.hidx, i)
 		}
 	}
@@ -458,12 +554,12 @@ func (h endHeap) Len() int           { return len(h) }
 func (h endHeap) Less(i, j int) bool { return h[i].End < h[j].End }
 func (h endHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].hidx = i
-	h[j].hidx = j
+	h[i].hidx = int32(i)
+	h[j].hidx = int32(j)
 }
 func (h *endHeap) Push(x any) {
 	e := x.(*entry)
-	e.hidx = len(*h)
+	e.hidx = int32(len(*h))
 	*h = append(*h, e)
 }
 func (h *endHeap) Pop() any {

@@ -3,6 +3,7 @@ package lease
 import (
 	"net/netip"
 	"testing"
+	"unsafe"
 )
 
 func ip(s string) IP {
@@ -245,6 +246,34 @@ func BenchmarkByClient(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		if _, ok := tb.ByClient(keys[i&65535]); !ok {
 			b.Fatal("missing client")
+		}
+	}
+}
+
+func TestEntryFitsA128ByteSizeClass(t *testing.T) {
+	// A million bindings are a million entries: the next size class up
+	// (144 bytes) would cost 16 MB more.
+	if size := unsafe.Sizeof(entry{}); size > 128 {
+		t.Fatalf("entry is %d bytes, want at most 128", size)
+	}
+}
+
+// BenchmarkCounts is what the control socket's status and each pool
+// balance ask of a table of 65,536 bindings, under the owner's lock.
+func BenchmarkCounts(b *testing.B) {
+	r := Range{ip("198.18.0.0"), ip("198.18.0.0") + 65535}
+	tb := NewTable([]Range{r}, nil, true)
+	for i := 0; i < 65536; i++ {
+		st := Active
+		if i%2 == 0 {
+			st = Backup
+		}
+		tb.Put(Binding{IP: r.Start + IP(i), State: st, End: 10, HWAddr: []byte{1, 2, 0, 0, 0, byte(i >> 8), byte(i)}})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if c := tb.Counts(); c[Backup] != 32768 {
+			b.Fatalf("Counts %v", c)
 		}
 	}
 }

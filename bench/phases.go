@@ -1,0 +1,208 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// stormResult is the renewal storm on the pair: a 50,000-address pool
+// filled while the peer link is cut (both servers in
+// COMMUNICATIONS-INTERRUPTED, every update queued), then the link healed
+// and every client asking again within a minute while the queued updates
+// drain.
+type stormResult struct {
+	Pool             int
+	Fill             *result
+	ActiveP, ActiveS int
+	QueuedAtHeal     int
+	HealToNormal     float64 // seconds until both servers are NORMAL again
+	Storm            *result
+	Err              string
+}
+
+const stormPoolEnd = "198.18.195.89" // 198.18.0.10 + 49,999
+
+func (b *bench) renewalStorm() error {
+	k := kinds[2]
+	sr := &stormResult{Pool: 50000}
+	b.storms = append(b.storms, sr)
+	fillRate, fillSec, stormSec := 2500, 30, 60
+	if b.quick {
+		fillRate, fillSec, stormSec = 2000, 10, 20
+	}
+	fillRate = envInt("BENCH_STORM_FILL_RATE", fillRate)
+	logf("storm: pair on a %d-address pool; the peer link is cut for the fill", sr.Pool)
+	in, err := b.start(k, filepath.Join(b.work, "state", "storm"), serverOpts{poolEnd: stormPoolEnd, mrd: "5s"})
+	if err != nil {
+		return err
+	}
+	defer in.stop()
+	if err := setPeerLink(false); err != nil {
+		return err
+	}
+	defer setPeerLink(true)
+	if err := waitFor(30*time.Second, func() (bool, string) {
+		var why []string
+		for _, c := range in.controls {
+			st, err := controlStatus(c)
+			if err != nil || st.State != "communications-interrupted" {
+				why = append(why, fmt.Sprintf("%s %s", st.Role, st.State))
+			}
+		}
+		return len(why) == 0, strings.Join(why, ", ")
+	}); err != nil {
+		sr.Err = "partition: " + err.Error()
+		return nil
+	}
+	fill, err := b.probe(in, probeOpts{rate: fillRate, period: fillSec, seed: 7, clients: 50000}, "storm_fill")
+	if err != nil {
+		return err
+	}
+	fill.Phase = "storm-fill"
+	sr.Fill = fill
+	sr.ActiveP = countActive(filepath.Join(in.dir, "primary.db"))
+	sr.ActiveS = countActive(filepath.Join(in.dir, "secondary.db"))
+	for _, c := range in.controls {
+		if st, err := controlStatus(c); err == nil {
+			sr.QueuedAtHeal += st.Queued + st.Unacked
+		}
+	}
+	logf("storm: filled (%d + %d active, %d updates queued); healing the link, %d DORA/s for %d s",
+		sr.ActiveP, sr.ActiveS, sr.QueuedAtHeal, 50000/60, stormSec)
+	var healed time.Time
+	normal := make(chan float64, 1)
+	storm, err := b.probe(in, probeOpts{rate: 50000 / 60, period: stormSec, seed: 11, clients: 50000, during: func() {
+		setPeerLink(true)
+		healed = time.Now()
+		go func() {
+			err := waitFor(time.Duration(stormSec+10)*time.Second, func() (bool, string) {
+				for _, c := range in.controls {
+					st, err := controlStatus(c)
+					if err != nil || st.State != "normal" {
+						return false, ""
+					}
+				}
+				return true, ""
+			})
+			if err != nil {
+				normal <- -1
+				return
+			}
+			normal <- time.Since(healed).Seconds()
+		}()
+	}}, "storm")
+	if err != nil {
+		return err
+	}
+	storm.Phase = "storm"
+	sr.Storm = storm
+	sr.HealToNormal = <-normal
+	b.results = append(b.results, fill, storm)
+	logf("storm: %d DORA/s offered, loss %.2f %%, RA p99 %.1f ms, backlog at most %d, NORMAL %.1f s after the heal, drained %.1f s after the storm",
+		50000/60, storm.Loss, storm.RAp99, storm.Backlog, sr.HealToNormal, storm.DrainSec)
+	return nil
+}
+
+func countActive(db string) int {
+	out, err := exec.Command("sqlite3", "-readonly", db, "SELECT count(*) FROM bindings WHERE state = 2").Output()
+	if err != nil {
+		return -1
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	return n
+}
+
+// startupResult is one start of the real binary on the largest pool the
+// lab may use (198.18.0.0/15).
+type startupResult struct {
+	Bindings int
+	Ready    float64 // seconds from exec to UDP port 67 bound
+	Loaded   string  // the server's own "loaded in" figure
+	RSS      int     // MiB, VmRSS a second after the start
+	HWM      int     // MiB, VmHWM
+}
+
+var loadedRe = regexp.MustCompile(`(\d+) bindings loaded in ([0-9.]+)s`)
+
+func (b *bench) startupPhase() error {
+	dir := filepath.Join(b.work, "state", "startup")
+	os.RemoveAll(dir)
+	os.MkdirAll(dir, 0o755)
+	db := filepath.Join(dir, "leases.db")
+	conf := filepath.Join(dir, "config.yaml")
+	write(conf, fmt.Sprintf(`server4:
+  listen: ["0.0.0.0%%%s"]
+  plugins:
+    - server_id: %s
+    - failover: db=%s subnet=198.18.0.0/15 pool=198.18.0.1-198.19.255.254 relay=%s lease-time=1h
+`, lanName, s1LAN, db, cliLAN))
+	reps := 3
+	if b.quick {
+		reps = 1
+	}
+	const size = 131070
+	for _, filled := range []bool{false, true} {
+		if filled {
+			now := time.Now().Unix()
+			sql := fmt.Sprintf(`WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i+1 FROM n WHERE i < %d)
+INSERT OR REPLACE INTO bindings (ip, state, htype, hwaddr, starts, ends, cltt)
+SELECT 3323068417 + i, 2, 1, printf('02:00:00:%%02x:%%02x:%%02x', (i >> 16) & 255, (i >> 8) & 255, i & 255), %d, %d, %d FROM n;`,
+				size-1, now, now+3600, now)
+			if out, err := exec.Command("sqlite3", db, sql).CombinedOutput(); err != nil {
+				return fmt.Errorf("filling %s: %v: %s", db, err, out)
+			}
+		}
+		for i := 0; i < reps; i++ {
+			t0 := time.Now()
+			p, err := startIn(nsS1, b.srvCPU, nil, filepath.Join(dir, "server.log"), b.oursBin, "-c", conf, "-L", "info")
+			if err != nil {
+				return err
+			}
+			if err := p.waitUDP(60 * time.Second); err != nil {
+				p.stop()
+				return fmt.Errorf("startup: %w", err)
+			}
+			r := startupResult{Ready: time.Since(t0).Seconds()}
+			time.Sleep(time.Second)
+			r.RSS, r.HWM = statusKiB(p.pid(), "VmRSS")/1024, statusKiB(p.pid(), "VmHWM")/1024
+			p.stop()
+			logb, _ := os.ReadFile(p.log)
+			if m := loadedRe.FindSubmatch(logb); m != nil {
+				r.Bindings, _ = strconv.Atoi(string(m[1]))
+				r.Loaded = string(m[2]) + " s"
+			}
+			b.starts = append(b.starts, r)
+			logf("startup: %d bindings, UDP bound after %.3f s (server: loaded in %s), RSS %d MiB", r.Bindings, r.Ready, r.Loaded, r.RSS)
+		}
+	}
+	return nil
+}
+
+// goBenchmarks runs the Go benchmarks of the hot paths (less sensitive to
+// a busy machine than perfdhcp) and keeps their output for the report.
+func (b *bench) goBenchmarks() {
+	bt := "1s"
+	if b.quick {
+		bt = "200ms"
+	}
+	logf("Go benchmarks (-benchtime %s)", bt)
+	cmd := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-benchtime", bt, "-count", "1", "./plugins/...", "./cmd/...")
+	cmd.Dir = b.repo
+	out, err := cmd.CombinedOutput()
+	var keep []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "Benchmark") || strings.HasPrefix(l, "pkg:") || strings.HasPrefix(l, "cpu:") || strings.HasPrefix(l, "FAIL") || strings.HasPrefix(l, "---") {
+			keep = append(keep, l)
+		}
+	}
+	b.goOut = strings.Join(keep, "\n")
+	if err != nil {
+		b.goOut += fmt.Sprintf("\n(go test: %v)", err)
+	}
+}
