@@ -151,7 +151,7 @@ start_server() {
 }
 
 ctl() { "$CTL" -s "$WORK/$1.sock" --yes "${@:2}"; }
-state_of() { "$CTL" -s "$WORK/$1.sock" --json status 2>/dev/null | sed -n 's/.*"state": "\([^"]*\)".*/\1/p' | head -1; }
+state_of() { "$CTL" -s "$WORK/$1.sock" --json status 2>/dev/null | sed -n 's/.*"state": "\([^"]*\)".*/\1/p' | sed -n 1p; }
 show_status() { ctl "$1" status | sed 's/^/   /'; }
 # show_both: failoverctl status of each server, or why there is none
 show_both() {
@@ -338,12 +338,12 @@ note "both databases hold the same $(active_of p | wc -l) active leases, the one
 show_db p
 
 say "Planned maintenance of the secondary: failoverctl maintenance start"
-ctl s maintenance start | sed 's/^/   /' | head -3
+ctl s maintenance start | sed 's/^/   /' | sed -n 1,3p
 note "the secondary is in SHUTDOWN and serves nobody; the primary took over at once (PARTNER-DOWN), no operator needed:"
 show_status p
 show_metrics p
 note "(here the secondary would be stopped, upgraded, started again)"
-ctl s maintenance stop | head -1 | sed 's/^/   /'
+ctl s maintenance stop | sed -n 1p | sed 's/^/   /'
 wait_states normal normal 60
 note "maintenance stop: the secondary fetched every binding (RECOVER) and both are NORMAL again"
 
