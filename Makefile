@@ -84,14 +84,17 @@ tidy-check:
 
 # Random fault schedules against a pair with real and simulated clients,
 # checked for the design's invariants (integration/chaos_test.go); needs
-# root. N schedules, P at once; SEED replays (default: from the clock).
+# root. N schedules, P at once; SEED replays (default: from the clock);
+# CHAOS_LAB is the namespace prefix (to run beside make test, whose chaos
+# schedules use cx).
 N ?= 200
 P ?= 2
 SEED ?= 0
+CHAOS_LAB ?= cx
 chaos: deps build bin/coredhcp-failover-fakeclock
 	@echo "chaos: $(N) schedules, $(P) at once; the full log goes to chaos.log"
 	@set -o pipefail; $(GO) test -count=1 -timeout 0 -tags integration -run '^TestChaos$$' -v ./integration/ \
-		-args -chaos.n=$(N) -chaos.parallel=$(P) -chaos.seed=$(SEED) 2>&1 | tee chaos.log | \
+		-args -chaos.n=$(N) -chaos.parallel=$(P) -chaos.seed=$(SEED) -chaos.lab=$(CHAOS_LAB) 2>&1 | tee chaos.log | \
 		grep --line-buffered -E '^chaos:|^ *--- |fault:|violations|invariant [1-5]:'
 
 # Fuzz each target for FUZZTIME (default 30s); -timeout 0 lets FUZZTIME

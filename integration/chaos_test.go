@@ -4,6 +4,7 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand"
@@ -152,8 +153,7 @@ func runSchedule(t *testing.T, bin, prefix string, seed int64, steps int, tot *c
 			Env:    []string{"COREDHCP_FAILOVER_FAKECLOCK=" + c.clock[n.id]},
 			Before: []string{"leasesync: name=lan1 " + n.lines + " max-response-delay=3 min-balance=2 control=" + c.sock[n.id]}})
 	}
-	c.polled.Add(1)
-	go c.poll()
+	c.poll()
 	defer c.stopPolling()
 	c.waitNormal("the pair to reach NORMAL")
 
@@ -396,24 +396,29 @@ func (c *chaosPair) timeline(id string) Timeline {
 	return append(Timeline(nil), c.tl[id]...)
 }
 
-// poll samples both servers' states every 100 ms through their control
-// sockets; "" while a server is down.
+// poll samples each server's state every 100 ms through its control
+// socket, each server on its own so that a slow one does not delay the
+// other's samples; "" while a server is down.
 func (c *chaosPair) poll() {
-	defer c.polled.Done()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		for id, sock := range c.sock {
-			smp := controlSample(sock)
-			c.tlMu.Lock()
-			c.tl[id] = append(c.tl[id], smp)
-			c.tlMu.Unlock()
-		}
-		select {
-		case <-c.stop:
-			return
-		case <-tick.C:
-		}
+	for id, sock := range c.sock {
+		c.polled.Add(1)
+		go func() {
+			defer c.polled.Done()
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				if smp, ok := controlSample(sock); ok {
+					c.tlMu.Lock()
+					c.tl[id] = append(c.tl[id], smp)
+					c.tlMu.Unlock()
+				}
+				select {
+				case <-c.stop:
+					return
+				case <-tick.C:
+				}
+			}
+		}()
 	}
 }
 
@@ -501,28 +506,39 @@ func controlStatus(sock string) (state, peer string) {
 }
 
 // controlSample reads a server's state and whether it holds a session with
-// its peer; "" and false when the control socket does not answer.
-func controlSample(sock string) Sample {
+// its peer, stamped when the answer came; "" and false when nothing listens
+// on the control socket (the server is down). A server that does not
+// answer within 300 ms (stopped, or busy starting) gives no sample.
+func controlSample(sock string) (Sample, bool) {
 	var reply struct {
 		Status *struct {
 			State     string `json:"state"`
 			Connected bool   `json:"connected"`
 		} `json:"status"`
 	}
+	err := controlCallTimeout(sock, "status", &reply, 300*time.Millisecond)
 	s := Sample{At: time.Now()}
-	if err := controlCall(sock, "status", &reply); err == nil && reply.Status != nil {
+	var ne net.Error
+	switch {
+	case err == nil && reply.Status != nil:
 		s.State, s.Connected = reply.Status.State, reply.Status.Connected
+	case errors.As(err, &ne) && ne.Timeout():
+		return s, false
 	}
-	return s
+	return s, true
 }
 
 func controlCall(sock, cmd string, reply any) error {
-	conn, err := net.DialTimeout("unix", sock, time.Second)
+	return controlCallTimeout(sock, cmd, reply, 5*time.Second)
+}
+
+func controlCallTimeout(sock, cmd string, reply any, timeout time.Duration) error {
+	conn, err := net.DialTimeout("unix", sock, timeout)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn.SetDeadline(time.Now().Add(timeout))
 	if err := json.NewEncoder(conn).Encode(map[string]string{"command": cmd}); err != nil {
 		return err
 	}
