@@ -360,9 +360,21 @@ func (c *Checker) FirstLease(first []SimRecord, holds []Hold, tls map[string]Tim
 // gave new clients only the addresses it owned when they parted, and the
 // peer's only in PARTNER-DOWN, MCLT after entering it.
 func (c *Checker) Separated(sep Separation, holds []Hold, tls map[string]Timeline) {
-	for _, h := range holds {
+	// What each client held last, by the time of each hold: giving a
+	// client back the address it held is not giving a new client an
+	// address, whatever the databases said when the servers parted (an
+	// update in flight at a kill may reach the survivor just after).
+	held := map[string]Hold{}
+	sorted := append([]Hold(nil), holds...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].At.Before(sorted[j].At) })
+	for _, h := range sorted {
+		prev, had := held[h.Client]
+		held[h.Client] = h
 		if h.At.Before(sep.From) || h.At.After(sep.To.Add(-c.Sampling)) {
 			continue // the servers may be talking again
+		}
+		if had && prev.IP == h.IP && !prev.End.Add(c.MCLT).Before(h.At) {
+			continue // the client's own address, held until just now
 		}
 		snap, ok := sep.Start[h.Server]
 		if !ok {

@@ -110,6 +110,10 @@ func TestCheckerCatchesTakingThePeersAddresses(t *testing.T) {
 		{Client: "02:00:00:00:00:03", Kind: "ack", IP: "192.0.2.122", Server: "192.0.2.2", Req: at(22), At: at(22), Lease: 5 * time.Second},
 		// After MCLT: fine.
 		{Client: "02:00:00:00:00:04", Kind: "ack", IP: "192.0.2.123", Server: "192.0.2.2", Req: at(27), At: at(27), Lease: 5 * time.Second},
+		// A client given back the address the primary gave it (its
+		// update reached the secondary after the databases were read).
+		{Client: "02:00:00:00:00:05", Kind: "ack", IP: "192.0.2.124", Server: "192.0.2.1", Req: at(-1), At: at(-1), Lease: 5 * time.Second},
+		{Client: "02:00:00:00:00:05", Kind: "ack", IP: "192.0.2.124", Server: "192.0.2.2", Req: at(3), At: at(3), Lease: 5 * time.Second},
 	})
 	tls := map[string]Timeline{"192.0.2.2": {{At: at(0), State: "communications-interrupted"}, {At: at(20), State: "partner-down"}}}
 	c := NewChecker(5*time.Second, "192.0.2.1")
