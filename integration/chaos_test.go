@@ -490,19 +490,32 @@ func (c *chaosPair) dumpEvidence() {
 	}
 }
 
+// serverStatus is what the checks read of a control socket's status.
+type serverStatus struct {
+	State     string `json:"state"`
+	PeerState string `json:"peer_state"`
+	Connected bool   `json:"connected"`
+}
+
+// readStatus asks a control socket for its status within timeout.
+func readStatus(sock string, timeout time.Duration) (serverStatus, error) {
+	var reply struct {
+		Status *serverStatus `json:"status"`
+	}
+	if err := controlCallTimeout(sock, "status", &reply, timeout); err != nil {
+		return serverStatus{}, err
+	}
+	if reply.Status == nil {
+		return serverStatus{}, errors.New("no status in the answer")
+	}
+	return *reply.Status, nil
+}
+
 // controlStatus returns a server's state and its peer's, "" when the
 // control socket does not answer.
 func controlStatus(sock string) (state, peer string) {
-	var reply struct {
-		Status *struct {
-			State     string `json:"state"`
-			PeerState string `json:"peer_state"`
-		} `json:"status"`
-	}
-	if err := controlCall(sock, "status", &reply); err != nil || reply.Status == nil {
-		return "", ""
-	}
-	return reply.Status.State, reply.Status.PeerState
+	st, _ := readStatus(sock, 5*time.Second)
+	return st.State, st.PeerState
 }
 
 // controlSample reads a server's state and whether it holds a session with
@@ -510,22 +523,12 @@ func controlStatus(sock string) (state, peer string) {
 // on the control socket (the server is down). A server that does not
 // answer within 300 ms (stopped, or busy starting) gives no sample.
 func controlSample(sock string) (Sample, bool) {
-	var reply struct {
-		Status *struct {
-			State     string `json:"state"`
-			Connected bool   `json:"connected"`
-		} `json:"status"`
-	}
-	err := controlCallTimeout(sock, "status", &reply, 300*time.Millisecond)
-	s := Sample{At: time.Now()}
+	st, err := readStatus(sock, 300*time.Millisecond)
 	var ne net.Error
-	switch {
-	case err == nil && reply.Status != nil:
-		s.State, s.Connected = reply.Status.State, reply.Status.Connected
-	case errors.As(err, &ne) && ne.Timeout():
-		return s, false
+	if errors.As(err, &ne) && ne.Timeout() {
+		return Sample{}, false
 	}
-	return s, true
+	return Sample{At: time.Now(), State: st.State, Connected: st.Connected}, true
 }
 
 func controlCall(sock, cmd string, reply any) error {
