@@ -2,6 +2,7 @@ package failover
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
@@ -124,15 +125,53 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64) (uint8, string, *lease.B
 	s.table.ClearHold(b.IP)
 	s.table.Put(b)
 	batch := s.commit.Submit(b)
+	// Updates that share a commit share one watcher: a goroutine per
+	// update would be one per BNDUPD in flight.
+	pc := s.peerCommit
+	if pc == nil || pc.batch != batch {
+		pc = &peerCommit{batch: batch, done: lease.NewPending()}
+		s.peerCommit = pc
+		go s.settlePeer(pc)
+	}
+	pc.undo = append(pc.undo, undoRecord{b: b, old: cur, had: had})
 	s.mu.Unlock()
-	go func() {
-		// Not stored: the BNDACK rejects it (the peer sends it again)
-		// and memory goes back to what the disk holds.
-		if s.wrote(batch.Wait(), "peer update") != nil {
-			s.undo(b, cur, had)
+	return 0, "", pc.done
+}
+
+// peerCommit is the peer's updates that went into one commit.
+type peerCommit struct {
+	batch *lease.Batch
+	// done settles after batch, once a failed commit has been undone in
+	// memory: the BNDACK waits for it.
+	done *lease.Batch
+	undo []undoRecord // guarded by Server.mu
+}
+
+// undoRecord is a binding change and what it replaced.
+type undoRecord struct {
+	b, old lease.Binding
+	had    bool
+}
+
+// settlePeer waits for the commit of pc. Updates that were not stored are
+// rejected in their BNDACK (the peer sends them again), and memory goes
+// back to what the disk holds before that BNDACK leaves.
+func (s *Server) settlePeer(pc *peerCommit) {
+	err := s.wrote(pc.batch.Wait(), "peer update")
+	s.mu.Lock()
+	if err != nil {
+		// Newest first: a second update of the same address in this
+		// commit replaced the first, which must come off after it.
+		for i := len(pc.undo) - 1; i >= 0; i-- {
+			u := pc.undo[i]
+			s.undoLocked(u.b, u.old, u.had)
 		}
-	}()
-	return 0, "", batch
+	}
+	if s.peerCommit == pc {
+		s.peerCommit = nil
+	}
+	s.mu.Unlock()
+	pc.done.Finish(err)
 }
 
 // peerWinsDuel decides between our change of a binding, not yet
@@ -253,28 +292,51 @@ func (s *Server) Transfer(n int, now int64) []lease.IP {
 	if !s.primary {
 		to = lease.Free
 	}
-	var moved []lease.IP
-	var last *lease.Batch
+	type move struct {
+		undoRecord
+		batch *lease.Batch
+	}
+	var moves []move
 	s.mu.Lock()
-	for len(moved) < n {
+	for len(moves) < n {
 		ip, ok := s.table.Allocate(now)
 		if !ok {
 			break
 		}
-		b, _ := s.table.Get(ip)
+		b, had := s.table.Get(ip)
 		if !s.usableBy(ip, "", now) {
 			continue
 		}
+		old := b
 		b.IP, b.State, b.Start, b.SentExpiry, b.Pending = ip, to, now, now, true
 		s.table.Put(b)
-		last = s.commit.Submit(b)
-		moved = append(moved, ip)
+		moves = append(moves, move{undoRecord{b: b, old: old, had: had}, s.commit.Submit(b)})
 	}
 	s.mu.Unlock()
-	if last != nil {
-		if s.wrote(last.Wait(), "pool balance") != nil {
-			return nil // nothing is announced
+	// Only what is on disk is announced. An address whose write failed
+	// stays ours in memory as on disk: left pending in memory, it would
+	// reach the peer at the next resync while the disk still had it as
+	// ours.
+	var moved []lease.IP
+	var failed []undoRecord
+	var err error
+	for _, m := range moves {
+		if werr := m.batch.Wait(); werr != nil {
+			failed = append(failed, m.undoRecord)
+			err = cmp.Or(err, werr)
+			continue
 		}
+		moved = append(moved, m.b.IP)
+	}
+	if len(failed) > 0 {
+		s.wrote(err, "pool balance")
+		s.mu.Lock()
+		for _, u := range failed {
+			s.undoLocked(u.b, u.old, u.had)
+		}
+		s.mu.Unlock()
+	} else if len(moves) > 0 {
+		s.wrote(nil, "pool balance")
 	}
 	return moved
 }

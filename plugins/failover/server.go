@@ -59,6 +59,12 @@ type Server struct {
 	// ackBatch is the commit the last acknowledgement from the peer went
 	// into (see Acked).
 	ackBatch *lease.Batch
+	// peerCommit collects the peer's updates that went into the current
+	// commit (see ApplyPeer).
+	peerCommit *peerCommit
+	// superseded holds failed changes that had already been replaced in
+	// memory (see undoLocked).
+	superseded map[lease.IP]undoRecord
 }
 
 // reusable is the ownership rule: which existing bindings may go to a new
@@ -144,6 +150,7 @@ func newServer(cfg Config, store lease.Store, now func() time.Time, rel *relatio
 		s.primary = rel.View().Primary
 	}
 	s.table = lease.NewTable(cfg.Pools, s.reusable, s.primary)
+	s.superseded = make(map[lease.IP]undoRecord)
 	s.store = store
 	if err := s.load(store); err != nil {
 		return nil, err
@@ -711,14 +718,41 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 func (s *Server) undo(b, old lease.Binding, had bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur, ok := s.table.Get(b.IP)
-	if !ok || cur.End != b.End || cur.State != b.State || cur.Key() != b.Key() {
-		return
-	}
+	s.undoLocked(b, old, had)
+}
+
+// undoLocked is undo with s.mu held.
+func (s *Server) undoLocked(b, old lease.Binding, had bool) {
 	if !had {
 		old = lease.Binding{IP: b.IP, State: lease.Free}
 	}
+	cur, ok := s.table.Get(b.IP)
+	if !ok || !sameBinding(&cur, &b) {
+		// Replaced before its write failed: if the write of what
+		// replaced it fails too, memory must go back to old, which the
+		// disk may hold, rather than to b, which it never did.
+		if len(s.superseded) >= maxSuperseded {
+			clear(s.superseded)
+		}
+		s.superseded[b.IP] = undoRecord{b: b, old: old}
+		return
+	}
+	if sup, ok := s.superseded[b.IP]; ok {
+		if sameBinding(&old, &sup.b) {
+			old = sup.old
+		}
+		delete(s.superseded, b.IP)
+	}
 	s.table.Put(old)
+}
+
+// maxSuperseded bounds Server.superseded: it only grows while writes fail
+// and one address changes twice before its first write has failed.
+const maxSuperseded = 4096
+
+// sameBinding reports whether a and b are the same change of an address.
+func sameBinding(a, b *lease.Binding) bool {
+	return a.End == b.End && a.State == b.State && a.Key() == b.Key()
 }
 
 // settle changes the binding of ip if it belongs to the client, and waits

@@ -188,32 +188,99 @@ func TestFailingStorageStopsNewLeasesAndRecoversByItself(t *testing.T) {
 }
 
 // A peer's update that cannot be stored is refused (leasesync sends the
-// BNDACK with a reject reason) and memory goes back to what the disk has.
+// BNDACK with a reject reason) and memory goes back to what the disk has
+// before that BNDACK can leave.
 func TestFailingStorageRefusesPeerUpdates(t *testing.T) {
 	h, _ := newPairHarness(t, true, 128, fsm.Normal)
 	h.store.SetFail(storageFailures[0].err)
-	in := lease.Binding{IP: mustIP("192.0.2.101"), State: lease.Active, HWAddr: []byte{1, 2, 0, 0, 0, 0, 9}, End: 1_800_000_600}
-	r, msg, done := h.s.ApplyPeer(in, h.clock.Now().Unix())
-	if r != 0 {
-		t.Fatalf("ApplyPeer = %d %s", r, msg)
+	now := h.clock.Now().Unix()
+	var dones []*lease.Batch
+	// The second address is updated twice in the same commit (its
+	// client renewed): both changes come off.
+	for i, ip := range []string{"192.0.2.101", "192.0.2.102", "192.0.2.102"} {
+		in := lease.Binding{IP: mustIP(ip), State: lease.Active, HWAddr: []byte{1, 2, 0, 0, 0, byte(min(i, 1)), 9}, End: now + 600 + int64(i)}
+		r, msg, done := h.s.ApplyPeer(in, now)
+		if r != 0 {
+			t.Fatalf("ApplyPeer(%s) = %d %s", ip, r, msg)
+		}
+		dones = append(dones, done)
 	}
-	if err := done.Wait(); !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("Batch error %v, want the disk's", err)
+	for i, done := range dones {
+		if err := done.Wait(); !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("Update %d settled with %v, want the disk's error", i, err)
+		}
 	}
-	waitUntil(t, "memory to go back to the disk", func() bool {
-		b, ok := h.s.Get(in.IP)
-		return !ok || b.State != lease.Active
-	})
+	for _, ip := range []string{"192.0.2.101", "192.0.2.102"} {
+		if b, ok := h.s.Get(mustIP(ip)); ok && b.State == lease.Active {
+			t.Errorf("After the failed commit settled, memory still holds the peer's %s", b)
+		}
+	}
+
+	// Once the disk works, the update the peer sends again is stored.
+	h.store.SetFail(nil)
+	in := lease.Binding{IP: mustIP("192.0.2.101"), State: lease.Active, HWAddr: []byte{1, 2, 0, 0, 0, 0, 9}, End: now + 600}
+	if r, msg, done := h.s.ApplyPeer(in, now); r != 0 || done.Wait() != nil {
+		t.Fatalf("ApplyPeer after recovery = %d %s %v", r, msg, done.Err())
+	}
+	if b, _ := h.s.Get(in.IP); b.State != lease.Active {
+		t.Fatalf("After recovery memory holds %s", b)
+	}
 }
 
-// waitUntil polls cond: what it waits for happens on another goroutine
-// with nothing to wait on.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("Timed out waiting for %s", what)
+// Pool balancing that cannot be stored moves nothing: the addresses stay
+// ours in memory as on disk, and nothing is left pending to reach the
+// peer later.
+func TestFailingStorageTransfersNothing(t *testing.T) {
+	h, _ := newPairHarness(t, true, 128, fsm.Normal)
+	now := h.clock.Now().Unix()
+	ownBefore, _ := h.s.FreeCounts()
+	h.store.SetFail(storageFailures[1].err)
+	if moved := h.s.Transfer(2, now); len(moved) != 0 {
+		t.Fatalf("Transfer with a failing disk moved %v", moved)
+	}
+	if own, _ := h.s.FreeCounts(); own != ownBefore {
+		t.Fatalf("Free addresses of ours: %d after a failed transfer, %d before", own, ownBefore)
+	}
+	var pending []lease.IP
+	h.s.Pending(func(ip lease.IP) { pending = append(pending, ip) })
+	if len(pending) != 0 {
+		t.Fatalf("Pending after a failed transfer: %v", pending)
+	}
+
+	h.store.SetFail(nil)
+	moved := h.s.Transfer(2, now)
+	if len(moved) != 2 {
+		t.Fatalf("Transfer after recovery moved %v, want 2 addresses", moved)
+	}
+	for _, ip := range moved {
+		if b, _ := h.s.Get(ip); b.State != lease.Backup || !b.Pending {
+			t.Errorf("Moved %s is %s in memory, want BACKUP and pending", ip, b)
 		}
-		time.Sleep(time.Millisecond)
+	}
+}
+
+// Two changes of one address whose writes fail in separate commits: the
+// first, already replaced in memory when its write fails, cannot come off
+// then; when the second's write fails memory goes back to what preceded
+// both (the disk's), not to the first change, which was never stored.
+func TestUndoOfTwoFailedChangesInSeparateCommits(t *testing.T) {
+	h, _ := newPairHarness(t, true, 128, fsm.Normal)
+	ip := mustIP("192.0.2.101")
+	orig := lease.Binding{IP: ip, State: lease.Active, HWAddr: []byte{1, 2, 0, 0, 0, 0, 9}, End: 1_800_000_300}
+	first, second := orig, orig
+	first.End, second.End = orig.End+600, orig.End+1200
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	h.s.table.Put(second)
+	h.s.undoLocked(first, orig, true) // the first commit fails
+	if b, _ := h.s.table.Get(ip); b.End != second.End {
+		t.Fatalf("Undoing a replaced change changed memory to %s", b)
+	}
+	h.s.undoLocked(second, first, true) // then the second
+	if b, _ := h.s.table.Get(ip); b.End != orig.End {
+		t.Fatalf("After both writes failed memory holds %s, want the stored %s", b, orig)
+	}
+	if len(h.s.superseded) != 0 {
+		t.Fatalf("superseded not emptied: %v", h.s.superseded)
 	}
 }

@@ -43,6 +43,17 @@ func (b *Batch) Err() error { return b.err }
 
 func newBatch() *Batch { return &Batch{done: make(chan struct{})} }
 
+// NewPending returns a batch that no committer writes: it settles when its
+// owner calls Finish, e.g. after work that must follow a commit.
+func NewPending() *Batch { return newBatch() }
+
+// Finish settles a batch from NewPending with err. It must be called once,
+// and never on a committer's batch.
+func (b *Batch) Finish(err error) {
+	b.err = err
+	close(b.done)
+}
+
 var closedBatch = func() *Batch {
 	b := newBatch()
 	b.err = ErrClosed
