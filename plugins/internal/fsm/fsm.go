@@ -276,7 +276,7 @@ func (m *Machine) setState(to State, now int64, reason string) {
 	// and nothing is queued: skip the MCLT wait.
 	if to == Recover && from == Shutdown && m.peer == PartnerDown && !m.updatesPending {
 		m.stos = now - m.mclt
-		reason += fmt.Sprintf("; peer is partner-down and nothing is queued: stos set to now - mclt (%d)", m.stos)
+		reason += fmt.Sprintf("; peer is partner-down and nothing is queued: stos set to now - mclt (%ds ago)", m.mclt)
 	}
 	m.state = to
 	m.reason = reason
@@ -300,7 +300,7 @@ func (m *Machine) setState(to State, now int64, reason string) {
 		m.send(Message{Type: MsgUpdReqAll})
 	case RecoverWait:
 		if m.stos+m.mclt <= now {
-			m.setState(RecoverDone, now, fmt.Sprintf("recover-wait: mclt already passed (stos %d + mclt %d <= now)", m.stos, m.mclt))
+			m.setState(RecoverDone, now, fmt.Sprintf("recover-wait: mclt already passed (stos %ds ago, mclt %ds)", now-m.stos, m.mclt))
 		}
 	case PartnerDown:
 		m.act(ActPartnerDownEntered)
@@ -376,7 +376,7 @@ func (m *Machine) Tick(now int64) {
 		m.leaveStartupByDisconnectRule(now, fmt.Sprintf("startup timeout: no peer state within %ds", m.startupTimeout()))
 	}
 	if m.state == RecoverWait && now >= m.stos+m.mclt {
-		m.setState(RecoverDone, now, fmt.Sprintf("mclt passed in recover-wait (stos %d + mclt %d)", m.stos, m.mclt))
+		m.setState(RecoverDone, now, fmt.Sprintf("mclt passed in recover-wait (stos %ds ago, mclt %ds)", now-m.stos, m.mclt))
 	}
 	if m.state == CommInterrupted && m.autoPDDeadline != 0 && now >= m.autoPDDeadline {
 		m.setState(PartnerDown, now, fmt.Sprintf("auto-partner-down after %ds in communications-interrupted", m.cfg.AutoPartnerDown))
@@ -562,7 +562,7 @@ func (m *Machine) UpdateDone(now int64) {
 	switch m.state {
 	case Recover:
 		if m.stos+m.mclt > now && m.peer != Recover && m.peer != RecoverDone {
-			m.setState(RecoverWait, now, fmt.Sprintf("update-done received; waiting until stos + mclt (%d)", m.stos+m.mclt))
+			m.setState(RecoverWait, now, fmt.Sprintf("update-done received; waiting until stos + mclt (%ds from now)", m.stos+m.mclt-now))
 			return
 		}
 		why := "update-done received and mclt passed"
