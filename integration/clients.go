@@ -201,7 +201,7 @@ func writeScript(t testing.TB, path, body string) {
 // configures the address, nothing else: no resolv.conf, no routes).
 type Dhclient struct {
 	clientBase
-	conf, leases, pidfile string
+	bin, conf, leases, pidfile string
 }
 
 // NewDhclient prepares a dhclient on node; hostname is sent as option 12.
@@ -211,7 +211,12 @@ func NewDhclient(n *Node, hostname string) *Dhclient {
 	base := filepath.Join(n.Lab.Dir, n.Name+".dhclient")
 	d := &Dhclient{
 		clientBase: clientBase{node: n, name: hostname, kind: "dhclient", events: base + ".events", script: base + ".sh"},
-		conf:       base + ".conf", leases: base + ".leases", pidfile: base + ".pid",
+		bin:        base + ".bin", conf: base + ".conf", leases: base + ".leases", pidfile: base + ".pid",
+	}
+	// As dhcpd (see StartDhcpd), dhclient runs from a copy: Debian's
+	// AppArmor profile for /sbin/dhclient would deny it the lab's files.
+	if err := copyFile(Tool("dhclient"), d.bin, 0o755); err != nil {
+		n.Lab.T.Fatalf("copying dhclient: %v", err)
 	}
 	conf := fmt.Sprintf(`# dhclient config of lab node %s
 timeout 30;
@@ -249,7 +254,7 @@ func (d *Dhclient) Start() {
 	if d.proc != nil && d.proc.Running() {
 		d.node.Lab.T.Fatalf("dhclient %s already running", d.name)
 	}
-	d.proc = d.node.Start("dhclient-"+d.name, "dhclient", "-d", "-v", "-cf", d.conf, "-lf", d.leases,
+	d.proc = d.node.Start("dhclient-"+d.name, d.bin, "-d", "-v", "-cf", d.conf, "-lf", d.leases,
 		"-pf", d.pidfile, "-sf", d.script, d.node.Iface)
 }
 
@@ -269,7 +274,7 @@ func (d *Dhclient) Release() {
 	t.Helper()
 	d.Stop()
 	since := len(d.Events())
-	out, err := d.node.Run(30*time.Second, "dhclient", "-r", "-v", "-cf", d.conf, "-lf", d.leases,
+	out, err := d.node.Run(30*time.Second, d.bin, "-r", "-v", "-cf", d.conf, "-lf", d.leases,
 		"-pf", d.pidfile+".release", "-sf", d.script, d.node.Iface)
 	if err != nil {
 		t.Fatalf("dhclient -r for %s: %v\n%s", d.name, err, out)
