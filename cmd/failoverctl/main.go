@@ -190,6 +190,10 @@ func waitHandover(socket string, reply leasesync.ControlReply, wait time.Duratio
 			reply.Message = "the peer is partner-down and has every update: this server may be stopped"
 			return reply
 		}
+		if st := reply.Status; st != nil && bothShutDown(st) {
+			reply.Error = "the peer went to shutdown as well (maintenance started on both servers?): neither serves clients now; run `failoverctl maintenance stop` on one of them"
+			return reply
+		}
 		if time.Now().After(deadline) {
 			reply.Error = fmt.Sprintf("after %v the peer is not yet partner-down with every update (see status); do not stop this server yet", wait)
 			return reply
@@ -206,6 +210,12 @@ func waitHandover(socket string, reply leasesync.ControlReply, wait time.Duratio
 
 func handedOver(st *leasesync.Status) bool {
 	return st.State == "shutdown" && st.PeerState == "partner-down" && st.Connected && st.Unacked == 0 && st.Queued == 0
+}
+
+// bothShutDown reports the two servers handing their pools to each other:
+// neither will ever be partner-down.
+func bothShutDown(st *leasesync.Status) bool {
+	return st.State == "shutdown" && st.PeerState == "shutdown"
 }
 
 func ask(socket, cmd string) (leasesync.ControlReply, error) {

@@ -113,3 +113,16 @@ func TestHandoverNeedsThePeerInPartnerDownAndNothingQueued(t *testing.T) {
 		}
 	}
 }
+
+func TestHandoverToAPeerInShutdownFailsAtOnce(t *testing.T) {
+	st := leasesync.Status{State: "shutdown", PeerState: "shutdown", Connected: true}
+	reply := waitHandover("/nonexistent", leasesync.ControlReply{Status: &st}, time.Hour)
+	if !strings.Contains(reply.Error, "maintenance stop") {
+		t.Fatalf("Both in shutdown: error %q, want advice to run maintenance stop on one", reply.Error)
+	}
+	for _, peer := range []string{"normal", "partner-down", "communications-interrupted"} {
+		if s := (leasesync.Status{State: "shutdown", PeerState: peer}); bothShutDown(&s) {
+			t.Errorf("Peer %s taken for a peer in shutdown", peer)
+		}
+	}
+}
