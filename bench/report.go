@@ -151,11 +151,13 @@ func (b *bench) report() string {
 				p("Not run: %s", s.Err)
 				continue
 			}
-			p("- a %d-address pool; the peer link cut (both servers COMMUNICATIONS-INTERRUPTED, max-response-delay 5 s); filled with %d DORA/s for %.0f s: %d ACKs, leases active %d (primary) + %d (secondary); %d updates queued when the link heals",
-				s.Pool, s.Fill.Offered, s.Fill.Period, s.Fill.RARcvd, s.ActiveP, s.ActiveS, s.QueuedAtHeal)
-			p("- link healed as the storm starts: perfdhcp sends %d DORA/s for %.0f s from the same 50,000 clients (a client that holds a lease gets it again: perfdhcp's `-f` renewals need leases from the same run, so each renewal is a full DORA, twice the packets of a RENEWING REQUEST)", s.Storm.Offered, s.Storm.Period)
-			p("- **loss %.2f %%** (%d DISCOVERs, %d ACKs), RA p50/p99 %.1f/%.1f ms, backlog at most %d updates, both NORMAL %.1f s after the heal, every update acknowledged %.1f s after the storm; server CPU %.0f %%, RSS %d MiB",
-				s.Storm.Loss, s.Storm.DOSent, s.Storm.RARcvd, s.Storm.RAp50, s.Storm.RAp99, s.Storm.Backlog, s.HealToNormal, s.Storm.DrainSec, s.Storm.CPU, s.Storm.RSSPeak)
+			p("- a %d-address pool, %d clients (perfdhcp `-R`); while NORMAL, %d DORA/s for %.0f s: %d ACKs; both servers NORMAL with every update acknowledged before the cut",
+				s.Pool, s.Clients, s.Fill.Offered, s.Fill.Period, s.Fill.RARcvd)
+			p("- the peer link cut (both servers COMMUNICATIONS-INTERRUPTED, max-response-delay 5 s), the same clients ask again at %d DORA/s for %.0f s: %d ACKs (both servers answer every client now); leases active %d (primary) + %d (secondary); %d updates queued when the link heals",
+				s.Partition.Offered, s.Partition.Period, s.Partition.RARcvd, s.ActiveP, s.ActiveS, s.QueuedAtHeal)
+			p("- link healed as the storm starts: perfdhcp sends %d DORA/s for %.0f s from the same clients (a client that holds a lease gets it again: perfdhcp's `-f` renewals need leases from the same run, so each renewal is a full DORA, twice the packets of a RENEWING REQUEST)", s.Storm.Offered, s.Storm.Period)
+			p("- **loss %.2f %%** (%d DISCOVERs, %d ACKs; %d DISCOVERs dropped for want of a free address), RA p50/p99 %.1f/%.1f ms, backlog at most %d updates, both NORMAL %.1f s after the heal, every update acknowledged %.1f s after the storm; server CPU %.0f %%, RSS %d MiB",
+				s.Storm.Loss, s.Storm.DOSent, s.Storm.RARcvd, s.NoFree, s.Storm.RAp50, s.Storm.RAp99, s.Storm.Backlog, s.HealToNormal, s.Storm.DrainSec, s.Storm.CPU, s.Storm.RSSPeak)
 		}
 		p("")
 	}
