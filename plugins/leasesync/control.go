@@ -230,9 +230,19 @@ func (s *Session) Status() (Status, error) {
 func (s *Session) snapshot() (Status, error) {
 	reply := make(chan Status, 1)
 	if !s.post(event{kind: evStatus, status: reply}) {
-		return Status{}, errors.New("session closed")
+		return Status{}, errSessionClosed
 	}
-	return <-reply, nil
+	select {
+	case st := <-reply:
+		return st, nil
+	case <-s.done:
+		select {
+		case st := <-reply:
+			return st, nil
+		default:
+			return Status{}, errSessionClosed
+		}
+	}
 }
 
 // status is built by the run goroutine.
@@ -312,11 +322,7 @@ func (s *Session) next(st fsm.Status, takeoverAt int64) []Next {
 
 // do runs fn on the session goroutine.
 func (s *Session) do(fn func(now time.Time) error) error {
-	reply := make(chan error, 1)
-	if !s.post(event{kind: evDo, do: fn, reply: reply}) {
-		return errors.New("session closed")
-	}
-	return <-reply
+	return s.call(event{kind: evDo, do: fn, reply: make(chan error, 1)})
 }
 
 // MaintenanceStart hands the pools to the peer before this server is

@@ -2,6 +2,8 @@ package leasesync
 
 import (
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -236,5 +238,41 @@ func TestRebalanceRunsThePoolBalanceNow(t *testing.T) {
 	waitFor(t, "the primary to notice", func() bool { return p.state() == fsm.CommInterrupted }, p)
 	if r := askControl(t, filepath.Join(filepath.Dir(ctlS), "p.sock"), "rebalance"); !strings.Contains(r.Error, "only in normal") {
 		t.Fatalf("rebalance outside normal answered %+v", r)
+	}
+}
+
+// A request posted as the session closes can be accepted into the queue
+// (select picks at random between the queue and done) and never handled:
+// its caller must not wait for an answer forever, because Close waits for
+// that caller. A control socket request at SIGTERM hung a server so.
+func TestRequestsRacingCloseDoNotHang(t *testing.T) {
+	s := NewSession(Config{Name: "lan1"}, nil, nil)
+	close(s.done) // closed, and no run goroutine handles the queue
+	for i := 0; i < 50; i++ {
+		if _, err := s.snapshot(); !errors.Is(err, errSessionClosed) {
+			t.Fatalf("status on a closed session: %v", err)
+		}
+		if err := s.Command(fsm.Normal); !errors.Is(err, errSessionClosed) {
+			t.Fatalf("command on a closed session: %v", err)
+		}
+		if err := s.Reconnect(); !errors.Is(err, errSessionClosed) {
+			t.Fatalf("reconnect on a closed session: %v", err)
+		}
+	}
+
+	// The run goroutine, exiting, closes the links left in the queue
+	// and refuses later ones, closing them too.
+	queued, peer := net.Pipe()
+	s.events <- event{kind: evLinkUp, link: &link{conn: queued}}
+	s.drainEvents()
+	if _, err := peer.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("A link left in the queue is open: read %v", err)
+	}
+	late, peer := net.Pipe()
+	if s.post(event{kind: evLinkUp, link: &link{conn: late}}) {
+		t.Fatal("A link was accepted after the run goroutine exited")
+	}
+	if _, err := peer.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("A link posted after exit is open: read %v", err)
 	}
 }

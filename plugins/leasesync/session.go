@@ -88,8 +88,12 @@ type Session struct {
 	handshakes chan struct{}
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
-	ln         net.Listener
-	controlLn  net.Listener
+	// postMu and exited close the event queue when the run goroutine
+	// exits (see post).
+	postMu    sync.RWMutex
+	exited    bool
+	ln        net.Listener
+	controlLn net.Listener
 	// pending are connections in their handshake; Close closes them.
 	pendingMu sync.Mutex
 	pending   map[net.Conn]struct{}
@@ -286,16 +290,63 @@ func (s *Session) Close() error {
 }
 
 // post hands an event to the run goroutine; false once the session is
-// closed.
+// closed. An event accepted into the queue while the run goroutine exits
+// is never handled: a link in it is closed by that goroutine, and callers
+// waiting for an answer use call.
 func (s *Session) post(e event) bool {
-	select {
-	case s.events <- e:
-		return true
-	case <-s.done:
-		if e.link != nil && e.kind == evLinkUp {
-			e.link.close()
+	s.postMu.RLock()
+	defer s.postMu.RUnlock()
+	if !s.exited {
+		select {
+		case s.events <- e:
+			return true
+		case <-s.done:
 		}
-		return false
+	}
+	if e.link != nil && e.kind == evLinkUp {
+		e.link.close()
+	}
+	return false
+}
+
+// drainEvents runs as the run goroutine exits: nothing handles the queue
+// any more, so links queued in it are closed and later posts refused.
+func (s *Session) drainEvents() {
+	s.postMu.Lock()
+	defer s.postMu.Unlock()
+	s.exited = true
+	for {
+		select {
+		case e := <-s.events:
+			if e.link != nil && e.kind == evLinkUp {
+				e.link.close()
+			}
+		default:
+			return
+		}
+	}
+}
+
+var errSessionClosed = errors.New("session closed")
+
+// call posts e and waits for the run goroutine's answer on e.reply, or
+// for the session to close: an event posted as it closes may never be
+// handled, and its caller (a control socket request, say) must not wait
+// forever -- Close waits for that caller.
+func (s *Session) call(e event) error {
+	if !s.post(e) {
+		return errSessionClosed
+	}
+	select {
+	case err := <-e.reply:
+		return err
+	case <-s.done:
+		select {
+		case err := <-e.reply:
+			return err
+		default:
+			return errSessionClosed
+		}
 	}
 }
 
@@ -317,27 +368,20 @@ func (s *Session) notify(ip lease.IP) {
 
 // Command asks the state machine for an operator transition.
 func (s *Session) Command(to fsm.State) error {
-	reply := make(chan error, 1)
-	if !s.post(event{kind: evCommand, cmd: to, reply: reply}) {
-		return errors.New("session closed")
-	}
-	return <-reply
+	return s.call(event{kind: evCommand, cmd: to, reply: make(chan error, 1)})
 }
 
 // Reconnect drops the link to the peer; the session connects again. The
 // peer's view of what we have not acknowledged is exchanged again on the
 // new link.
 func (s *Session) Reconnect() error {
-	reply := make(chan error, 1)
-	if !s.post(event{kind: evDrop, reply: reply}) {
-		return errors.New("session closed")
-	}
-	return <-reply
+	return s.call(event{kind: evDrop, reply: make(chan error, 1)})
 }
 
 func (s *Session) run() {
 	defer s.wg.Done()
 	defer func() {
+		s.drainEvents()
 		if s.link != nil {
 			s.link.close()
 		}
