@@ -135,8 +135,15 @@ func (p *Proc) Stop(timeout time.Duration) error {
 	case <-p.done:
 		return p.err
 	case <-time.After(timeout):
-		p.Kill()
-		return fmt.Errorf("%s (pid %d) ignored SIGTERM for %v and was killed", p.Name, p.PID(), timeout)
+		// SIGQUIT first: a Go program writes every goroutine's stack
+		// to its log, which shows where the shutdown hangs.
+		syscall.Kill(p.PID(), syscall.SIGQUIT)
+		select {
+		case <-p.done:
+		case <-time.After(2 * time.Second):
+			p.Kill()
+		}
+		return fmt.Errorf("%s (pid %d) ignored SIGTERM for %v and was stopped with SIGQUIT (a Go program's goroutines are at the end of its log) or killed", p.Name, p.PID(), timeout)
 	}
 }
 
