@@ -232,17 +232,11 @@ func (s *Session) snapshot() (Status, error) {
 	if !s.post(event{kind: evStatus, status: reply}) {
 		return Status{}, errSessionClosed
 	}
-	select {
-	case st := <-reply:
-		return st, nil
-	case <-s.done:
-		select {
-		case st := <-reply:
-			return st, nil
-		default:
-			return Status{}, errSessionClosed
-		}
+	st, ok := await(s.done, reply)
+	if !ok {
+		return Status{}, errSessionClosed
 	}
+	return st, nil
 }
 
 // status is built by the run goroutine.

@@ -337,15 +337,25 @@ func (s *Session) call(e event) error {
 	if !s.post(e) {
 		return errSessionClosed
 	}
+	err, ok := await(s.done, e.reply)
+	if !ok {
+		return errSessionClosed
+	}
+	return err
+}
+
+// await waits for the answer on reply, or for done; an answer given as
+// done closes still counts. ok is false if there was none.
+func await[T any](done <-chan struct{}, reply <-chan T) (v T, ok bool) {
 	select {
-	case err := <-e.reply:
-		return err
-	case <-s.done:
+	case v = <-reply:
+		return v, true
+	case <-done:
 		select {
-		case err := <-e.reply:
-			return err
+		case v = <-reply:
+			return v, true
 		default:
-			return errSessionClosed
+			return v, false
 		}
 	}
 }
