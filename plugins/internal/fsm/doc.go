@@ -28,11 +28,25 @@
 //   - in RECOVER, Connected sends UPDREQALL again after the STATE
 //     (draft-12 §9.5.2), where ISC waits for the peer's STATE and may never
 //     ask if the peer is in RECOVER-WAIT or RECOVER-DONE;
+//   - RECOVER is left only through UPDDONE (the peer has sent every
+//     binding), whatever the peer's state: ISC moves to POTENTIAL-CONFLICT
+//     on a peer in NORMAL, POTENTIAL-CONFLICT, RESOLUTION-INTERRUPTED or
+//     CONFLICT-DONE (conflict resolution exchanges only pending updates,
+//     so it reaches NORMAL with a partial database) and to PARTNER-DOWN on
+//     a peer in SHUTDOWN (handing out, MCLT later, addresses the peer's
+//     clients hold). We stay, send UPDREQALL again and say why in
+//     Status.Reason. RECOVER-DONE takes those rows instead: peer
+//     POTENTIAL-CONFLICT, RESOLUTION-INTERRUPTED or CONFLICT-DONE →
+//     POTENTIAL-CONFLICT; entering RECOVER-DONE reacts at once to the
+//     peer's state reported meanwhile, and a repeated peer state is
+//     processed in RECOVER-DONE (otherwise both could wait forever);
+//     CONFLICT-DONE waits (ISC exits) for a peer in RECOVER, RECOVER-WAIT
+//     or RECOVER-DONE, which joins POTENTIAL-CONFLICT at RECOVER-DONE;
 //   - in POTENTIAL-CONFLICT, a peer in RECOVER does not move us to RECOVER
 //     (ISC does; together with RECOVER + peer POTENTIAL-CONFLICT →
 //     POTENTIAL-CONFLICT, crossing STATEs make ISC's pair swap states
 //     forever); we stay, as draft-12 §9.10.3 has it, and the peer joins
-//     POTENTIAL-CONFLICT;
+//     POTENTIAL-CONFLICT once it has every binding (RECOVER-DONE);
 //   - operator commands are checked (Command): no PARTNER-DOWN while
 //     connected to an operating peer or while recovering, no NORMAL except
 //     out of PAUSED with a compatible peer;

@@ -282,6 +282,18 @@ func (m *Machine) setState(to State, now int64, reason string) {
 	m.reason = reason
 	m.autoPDDeadline = 0 // any change cancels auto-partner-down
 	m.out.Transitions = append(m.out.Transitions, Transition{From: from, To: to, At: now, Stos: m.stos, Reason: reason})
+	if to == RecoverDone && m.connected && m.peerHeard {
+		// The peer's state may have been reported while we were in
+		// RECOVER or RECOVER-WAIT, which do not react to it, and will
+		// not be repeated: react to it now (not in ISC, where a peer
+		// in SHUTDOWN or POTENTIAL-CONFLICT leaves the pair stuck).
+		// The peer is told only where we end up: a RECOVER-DONE it
+		// acted on (NORMAL) just before our next STATE would be stale.
+		if r := peerReaction(RecoverDone, m.peer, m.peer, false, m.peerStartup); r.to != Unknown {
+			m.setState(r.to, now, r.reason+" (reported before recover-done)")
+			return
+		}
+	}
 	m.sendState()
 
 	switch to {
@@ -390,6 +402,16 @@ type reaction struct {
 	act    Action  // 0 or ActPoolCheck
 	reason string  // reason of the transition
 	note   string  // log line when nothing else happens
+	wait   string  // new Status.Reason when we stay (RECOVER)
+}
+
+// recoverWaitReason is what a server in RECOVER reports while the peer is
+// in state peer.
+func recoverWaitReason(peer State) string {
+	if peer == Shutdown {
+		return "waiting in recover: the peer is shutdown and may never send its bindings; recover ends only when it has sent every binding (UPDREQALL answered by UPDDONE)"
+	}
+	return fmt.Sprintf("waiting in recover for every binding of the peer (UPDREQALL answered by UPDDONE); peer is %s", peer)
 }
 
 // peerReaction is ISC 4.4.3 dhcp_failover_peer_state_changed (PROTOCOL.md
@@ -416,15 +438,23 @@ func peerReaction(local, peer, prev State, inStartup, peerStartup bool) reaction
 			return reaction{to: CommInterrupted, reason: moved}
 		}
 	case Recover:
+		// RECOVER is left only through UPDDONE (UpdateDone), whatever
+		// the peer's state: our bindings are not trustworthy until the
+		// peer has sent all of its own. ISC moves to POTENTIAL-CONFLICT
+		// on a peer in NORMAL, POTENTIAL-CONFLICT,
+		// RESOLUTION-INTERRUPTED or CONFLICT-DONE (conflict resolution
+		// exchanges only pending updates: NORMAL with a partial
+		// database) and to PARTNER-DOWN on a peer in SHUTDOWN (serving
+		// the peer's clients' addresses MCLT later). We stay and ask
+		// again; RECOVER-DONE takes those rows once we have everything.
 		switch peer {
-		case Recover, PartnerDown, CommInterrupted:
+		case Recover, PartnerDown, CommInterrupted, Normal, PotentialConflict, ResolutionInterrupted, ConflictDone, Shutdown:
+			r := reaction{wait: recoverWaitReason(peer)}
 			if !inStartup {
-				return reaction{send: MsgUpdReqAll, note: "requesting full update from peer"}
+				// Leaving STARTUP into RECOVER sends it anyway.
+				r.send, r.note = MsgUpdReqAll, "requesting full update from peer"
 			}
-		case PotentialConflict, ResolutionInterrupted, ConflictDone, Normal:
-			return reaction{to: PotentialConflict, reason: moved}
-		case Shutdown:
-			return reaction{to: PartnerDown, reason: moved}
+			return r
 		}
 	case PotentialConflict:
 		switch peer {
@@ -441,7 +471,7 @@ func peerReaction(local, peer, prev State, inStartup, peerStartup bool) reaction
 			// cross make the pair swap states forever (found by
 			// TestSimulatedPair). We follow draft-12 §9.10.3, which has
 			// no such transition: stay; the peer joins us.
-			return reaction{note: "peer is recover: it will join potential-conflict (ISC would move to recover and can oscillate)"}
+			return reaction{note: "peer is recover: it will join potential-conflict at recover-done (ISC would move to recover and can oscillate)"}
 		case Shutdown:
 			return reaction{to: PartnerDown, reason: moved}
 		}
@@ -451,6 +481,12 @@ func peerReaction(local, peer, prev State, inStartup, peerStartup bool) reaction
 			return reaction{to: peer, reason: moved}
 		case PotentialConflict, ResolutionInterrupted:
 			return reaction{}
+		case Recover, RecoverWait, RecoverDone:
+			// ISC exits here. A peer that was in RECOVER when it
+			// answered our UPDREQ now fetches every binding; at
+			// RECOVER-DONE it joins POTENTIAL-CONFLICT and asks us
+			// for our updates. We serve nothing meanwhile.
+			return reaction{note: "peer is recovering: it joins potential-conflict at recover-done (ISC exits here)"}
 		default:
 			// ISC calls log_fatal and exits here. Serving nothing is
 			// the safe equivalent.
@@ -491,6 +527,11 @@ func peerReaction(local, peer, prev State, inStartup, peerStartup bool) reaction
 			return reaction{to: Normal, reason: moved}
 		case Shutdown:
 			return reaction{to: PartnerDown, reason: moved}
+		case PotentialConflict, ResolutionInterrupted, ConflictDone:
+			// Not in ISC, whose RECOVER row took the peer's conflict
+			// before the bindings arrived. We have every binding and
+			// waited MCLT: resolving the conflict is safe now.
+			return reaction{to: PotentialConflict, reason: moved}
 		}
 	}
 	// RECOVER-WAIT, SHUTDOWN, PAUSED, unknown: nothing, ever.
@@ -503,6 +544,12 @@ func peerReaction(local, peer, prev State, inStartup, peerStartup bool) reaction
 func peerStateProcessedWhenUnchanged(local State) bool {
 	switch local {
 	case PartnerDown, CommInterrupted, ResolutionInterrupted, Recover, ConflictDone:
+		return true
+	case RecoverDone:
+		// Not in ISC: after a reconnect, a peer that kept its state
+		// repeats it, and RECOVER-DONE must react to it or wait
+		// forever. Every RECOVER-DONE row leaves RECOVER-DONE, so a
+		// repeat acts at most once.
 		return true
 	}
 	return false
@@ -553,6 +600,9 @@ func (m *Machine) PeerState(s State, startup bool, now int64) {
 	}
 	if m.state == Startup {
 		m.setState(m.saved, now, fmt.Sprintf("startup ended: peer state %s received, returning to saved state", s))
+	}
+	if r.wait != "" && m.state == Recover {
+		m.reason = r.wait
 	}
 }
 

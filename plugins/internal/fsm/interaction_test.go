@@ -206,9 +206,7 @@ func runCommand(t *testing.T, n *network, d *datadriven.TestData) error {
 		x.m.PeerState(s, startup, n.now)
 		n.flush()
 	case "updone":
-		x := nodeArg(0)
-		x.m.UpdateDone(n.now)
-		n.flush()
+		n.updateDone(nodeArg(0))
 	case "tick":
 		var only *node
 		if len(pos) > 0 {

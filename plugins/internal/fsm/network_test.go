@@ -24,6 +24,8 @@ type network struct {
 	// violations.
 	check func(n *network) error
 	err   error
+	// updDone is the node whose UPDDONE is being processed.
+	updDone *node
 }
 
 type node struct {
@@ -139,8 +141,22 @@ func (n *network) apply(x *node, r Ready) {
 	for _, s := range r.Notes {
 		n.printf("  %s: note %s\n", x.name, s)
 	}
+	eff := x.disk.MyState // the state before this Ready (the saved one in STARTUP)
 	for _, t := range r.Transitions {
 		n.printf("  %s: %s -> %s (stos %d): %s\n", x.name, t.From, t.To, t.Stos, t.Reason)
+		// (R) RECOVER is left only through the peer's UPDDONE (to
+		// RECOVER-WAIT or RECOVER-DONE), or to SHUTDOWN.
+		if from := t.From; from == Recover || from == Startup && eff == Recover {
+			switch {
+			case t.To == Recover, t.To == Startup, t.To == Shutdown:
+			case (t.To == RecoverWait || t.To == RecoverDone) && n.updDone == x:
+			default:
+				n.fail("(R) %s left recover for %s without the peer's UPDDONE: %s", x.name, t.To, t.Reason)
+			}
+		}
+		if t.To != Startup {
+			eff = t.To
+		}
 		if t.From != Startup {
 			if x.enteredBy == nil {
 				x.enteredBy = map[State]string{}
@@ -308,7 +324,8 @@ func (n *network) deliverOne(autoUpdDone bool) bool {
 	}
 	switch {
 	case e.updDone:
-		to.m.UpdateDone(n.now)
+		n.updateDone(to)
+		return true
 	case e.msg.Type == MsgState:
 		to.m.PeerState(e.msg.State, e.msg.Startup, n.now)
 	case e.msg.Type == MsgUpdReq, e.msg.Type == MsgUpdReqAll:
@@ -321,6 +338,14 @@ func (n *network) deliverOne(autoUpdDone bool) bool {
 	}
 	n.flush()
 	return true
+}
+
+// updateDone hands x's machine an UPDDONE from its peer.
+func (n *network) updateDone(x *node) {
+	n.updDone = x
+	x.m.UpdateDone(n.now)
+	n.flush()
+	n.updDone = nil
 }
 
 // deliverAll delivers until nothing is in flight (bounded).

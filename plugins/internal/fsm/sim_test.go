@@ -42,6 +42,10 @@ var (
 //	     whenever the peer's known state forbids service.
 //	(d)  After every Ready the record on disk (the last Persist) equals
 //	     the machine's Persistent, and a restart resumes from it.
+//	(R)  A server leaves RECOVER (including out of STARTUP with saved
+//	     RECOVER) only to SHUTDOWN, or to RECOVER-WAIT / RECOVER-DONE while
+//	     handling the peer's UPDDONE: never without the peer's bindings
+//	     (checked in network.apply, for the transcripts too).
 func TestSimulatedPair(t *testing.T) {
 	stats := map[string]int{}
 	for i := 0; i < *simSchedules; i++ {

@@ -1,0 +1,88 @@
+package fsm
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestRecoverLeavesOnlyThroughUpdateDone is issue 15, path 1: a server
+// without stored state starts in RECOVER and must not leave it before the
+// peer has sent every binding (UPDREQALL answered by UPDDONE), whatever
+// state the peer reports. Before the fix, a peer in SHUTDOWN moved it to
+// PARTNER-DOWN (serving the peer's clients' addresses MCLT later) and a
+// peer in POTENTIAL-CONFLICT, RESOLUTION-INTERRUPTED, CONFLICT-DONE or
+// NORMAL moved it to POTENTIAL-CONFLICT (conflict resolution exchanges
+// only pending updates: NORMAL with a partial database).
+//
+// Each case is run twice: the peer's STATE ends STARTUP, or STARTUP has
+// already ended alone (the link came up later). After UPDDONE and the
+// MCLT wait, RECOVER-DONE moves on according to the peer's state, which
+// it learned while it could not react to it (no deadlock).
+func TestRecoverLeavesOnlyThroughUpdateDone(t *testing.T) {
+	const now, mclt = 10_000, 30
+	for _, tc := range []struct {
+		peer      State
+		reason    string // in Status.Reason while waiting
+		afterDone State  // once RECOVER-DONE is reached
+	}{
+		{peer: Shutdown, reason: "the peer is shutdown", afterDone: PartnerDown},
+		{peer: PotentialConflict, reason: "peer is potential-conflict", afterDone: PotentialConflict},
+		{peer: ResolutionInterrupted, reason: "peer is resolution-interrupted", afterDone: PotentialConflict},
+		{peer: ConflictDone, reason: "peer is conflict-done", afterDone: PotentialConflict},
+		{peer: Normal, reason: "peer is normal", afterDone: Normal},
+	} {
+		for _, startupOver := range []bool{false, true} {
+			name := tc.peer.String()
+			if startupOver {
+				name += "/after-startup"
+			}
+			t.Run(name, func(t *testing.T) {
+				m := New(Config{Role: Secondary, MCLT: mclt}, Persistent{}, now)
+				at := int64(now)
+				if startupOver {
+					at += DefaultStartupTimeout
+					m.Tick(at)
+					if m.State() != Recover {
+						t.Fatalf("Startup timeout without stored state: %s, want recover", m.State())
+					}
+				}
+				m.Connected(at)
+				m.Ready()
+				m.PeerState(tc.peer, false, at)
+				rd := m.Ready()
+				if m.State() != Recover {
+					t.Fatalf("Peer %s moved a server without stored state from recover to %s before UPDDONE: %v", tc.peer, m.State(), rd.Transitions)
+				}
+				if n := countType(rd.Send, MsgUpdReqAll); n != 1 {
+					t.Errorf("Peer %s: %d UPDREQALL sent, want 1 (so that an answering peer answers): %v", tc.peer, n, rd.Send)
+				}
+				if r := m.Status().Reason; !strings.Contains(r, "waiting in recover") || !strings.Contains(r, tc.reason) {
+					t.Errorf("Peer %s: status reason %q, want it to say it waits in recover and that %s", tc.peer, r, tc.reason)
+				}
+				// The peer repeats its state: still recovering.
+				m.PeerState(tc.peer, false, at+1)
+				if m.State() != Recover {
+					t.Fatalf("Repeated peer %s moved us to %s", tc.peer, m.State())
+				}
+				m.UpdateDone(at + 2)
+				if m.State() != RecoverWait {
+					t.Fatalf("UPDDONE with peer %s: %s, want recover-wait", tc.peer, m.State())
+				}
+				m.Tick(now + mclt)
+				if m.State() != tc.afterDone {
+					t.Errorf("MCLT after the start with peer %s: %s, want %s (a recover-done server must not wait for a peer state that will not change)", tc.peer, m.State(), tc.afterDone)
+				}
+			})
+		}
+	}
+}
+
+func countType(msgs []Message, typ MsgType) int {
+	n := 0
+	for _, m := range msgs {
+		if m.Type == typ {
+			n++
+		}
+	}
+	return n
+}
