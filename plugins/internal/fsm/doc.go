@@ -18,7 +18,11 @@
 //   - RECOVER always asks for UPDREQALL, never UPDREQ;
 //   - RESOLUTION-INTERRUPTED and CONFLICT-DONE serve no clients;
 //   - STARTUP ends on the first peer STATE, or after 15 s by the link-loss
-//     rule applied to the saved state.
+//     rule applied to the saved state. (Ours: a STATE repeating the known
+//     peer state is evaluated in the saved state when that state processes
+//     repeats, as PARTNER-DOWN or COMMUNICATIONS-INTERRUPTED do; ISC
+//     returns to the saved state unevaluated, and with a peer that stayed
+//     RECOVER-DONE both then wait forever.)
 //
 // We deviate from ISC only where ISC crashes or is unsafe:
 //

@@ -567,6 +567,12 @@ func (m *Machine) PeerState(s State, startup bool, now int64) {
 	}
 	if s == m.peer && m.state != Unknown {
 		switch {
+		case m.state == Startup && peerStateProcessedWhenUnchanged(m.saved) && m.saved != ResolutionInterrupted:
+			// Evaluated as if in the saved state, which processes a
+			// repeated peer state (ISC returns to the saved state
+			// unevaluated: saved COMMUNICATIONS-INTERRUPTED or
+			// PARTNER-DOWN with a peer that stayed RECOVER-DONE would
+			// then wait for each other forever).
 		case m.state == Startup:
 			to := m.saved
 			why := fmt.Sprintf("startup ended: peer state %s received, returning to saved state", s)
