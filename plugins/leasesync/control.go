@@ -344,7 +344,7 @@ func (s *Session) MaintenanceStart() (string, error) {
 			return fmt.Errorf("maintenance start refused: the peer is %s, not ready to take over", p)
 		}
 		msg = "shutdown sent: the peer goes to partner-down; stop this server once it has and no update is queued"
-		return s.m.CommandReason(fsm.Shutdown, now.Unix(), "maintenance: pools handed to the peer")
+		return s.command(fsm.Shutdown, now, "maintenance: pools handed to the peer")
 	})
 	return msg, err
 }
@@ -361,14 +361,14 @@ func (s *Session) MaintenanceStop() (string, error) {
 		case fsm.Paused:
 			if s.link != nil && (st.PeerState == fsm.Normal || st.PeerState == fsm.CommInterrupted || st.PeerState == fsm.Paused) {
 				msg = "back to normal"
-				return s.m.CommandReason(fsm.Normal, now.Unix(), "maintenance over")
+				return s.command(fsm.Normal, now, "maintenance over")
 			}
 		case fsm.Shutdown:
 		default:
 			return fmt.Errorf("not in maintenance: state %s (maintenance stop leaves shutdown or paused)", st.State)
 		}
 		msg = "recover: fetching every binding from the peer, then recover-done and normal"
-		return s.m.CommandReason(fsm.Recover, now.Unix(), "maintenance over: resynchronising from the peer")
+		return s.command(fsm.Recover, now, "maintenance over: resynchronising from the peer")
 	})
 	return msg, err
 }

@@ -468,7 +468,7 @@ func (s *Session) handle(e event) {
 	case evChanged:
 	case evTick:
 	case evCommand:
-		err := s.m.Command(e.cmd, now.Unix())
+		err := s.command(e.cmd, now, "operator command")
 		if err == nil && e.cmd == fsm.PartnerDown {
 			// The operator vouches that the peer is down now.
 			s.operatorPD, s.operatorPDAt = true, now.Unix()
@@ -484,6 +484,27 @@ func (s *Session) handle(e event) {
 	case evInspect:
 		e.fn()
 	}
+}
+
+// command is an operator transition. The state machine learns first
+// whether updates of ours are unacknowledged: it skips the MCLT wait of
+// SHUTDOWN → RECOVER (peer in PARTNER-DOWN) only if none are.
+func (s *Session) command(to fsm.State, now time.Time, reason string) error {
+	s.m.SetUpdatesPending(s.updatesPending())
+	return s.m.CommandReason(to, now.Unix(), reason)
+}
+
+// updatesPending reports whether the peer may not know a change of ours:
+// an update queued or waiting for its BNDACK, or a binding the store
+// still marks as unacknowledged (after a restart, before it is queued).
+func (s *Session) updatesPending() bool {
+	s.drainChanged()
+	if len(s.queued) > 0 || len(s.inflight) > 0 {
+		return true
+	}
+	pending := false
+	s.db.Pending(func(lease.IP) { pending = true })
+	return pending
 }
 
 // refuse ends the link over a peer's protocol error: DISCONNECT with the

@@ -1,0 +1,60 @@
+package leasesync
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
+)
+
+// stateOf is the target's failover state as the failover plugin sees it.
+func stateOf(tg *target) func() fsm.State {
+	return func() fsm.State { return tg.s.Relationship().View().MyState }
+}
+
+// TestShutdownToRecoverWaitsMCLTWhenUpdatesArePending settles issue 15's
+// suspicion "SetUpdatesPending is never called": leaving SHUTDOWN for
+// RECOVER while the peer is PARTNER-DOWN skips the MCLT wait (stos = now -
+// MCLT, ISC) only if the peer has acknowledged every update of ours.
+// Otherwise the peer does not know some of our leases, and the MCLT wait
+// is what lets them end.
+func TestShutdownToRecoverWaitsMCLTWhenUpdatesArePending(t *testing.T) {
+	for _, pending := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pending=%t", pending), func(t *testing.T) {
+			clk := &fakeClock{now: time.Now()}
+			now := clk.Now().Unix()
+			var rows []lease.Binding
+			if pending {
+				rows = append(rows, lease.Binding{IP: mustIP("192.0.2.150"), State: lease.Active, HWAddr: []byte{1, 2, 0, 0, 0, 0, 0xa},
+					Start: now - 10, End: now + 600, CLTT: now - 10, SentExpiry: now + 600, Pending: true})
+			}
+			tg := startTarget(t, targetOpts{clk: clk, rows: rows,
+				saved: &lease.RelState{MyState: uint8(fsm.Shutdown), MyStos: now - 100, PeerState: uint8(fsm.PartnerDown), PeerStos: now - 100, MCLT: 30}})
+			p := dialFrom(t, tg, peerIP)
+			p.connect()
+			p.send(&wire.State{ServerState: wire.StatePartnerDown, StartTimeOfState: uint32(now - 100)})
+			waitTarget(t, tg, "shutdown after startup", func() bool { return stateOf(tg)() == fsm.Shutdown })
+			// The raw peer never acknowledges: a pending update stays so.
+			if err := tg.s.Command(fsm.Recover); err != nil {
+				t.Fatal(err)
+			}
+			var st fsm.Status
+			tg.s.inspect(func() { st = tg.s.m.Status() })
+			want := now - 30 // nothing pending: no MCLT wait, as ISC
+			if pending {
+				want = now
+			}
+			if st.State != fsm.Recover || st.Stos != want {
+				t.Errorf("Shutdown -> recover with the peer partner-down, updates pending %t: %s stos %d, want recover stos %d (now %d, mclt 30): %s",
+					pending, st.State, st.Stos, want, now, st.Reason)
+			}
+			if pending == strings.Contains(st.Reason, "nothing is queued") {
+				t.Errorf("Reason %q with updates pending %t", st.Reason, pending)
+			}
+		})
+	}
+}
