@@ -16,6 +16,26 @@ func stateOf(tg *target) func() fsm.State {
 	return func() fsm.State { return tg.s.Relationship().View().MyState }
 }
 
+// TestAutoPartnerDownIsHandedToTheStateMachine: with auto-partner-down
+// configured, a server that lost its peer moves itself from
+// COMMUNICATIONS-INTERRUPTED to PARTNER-DOWN that long after (issue 15:
+// the mutation "auto-partner-down not handed to the state machine" passed
+// every test).
+func TestAutoPartnerDownIsHandedToTheStateMachine(t *testing.T) {
+	clk := &fakeClock{now: time.Now()}
+	tg, p := normalTargetWith(t, targetOpts{clk: clk, extra: "auto-partner-down=10"})
+	p.c.Close()
+	waitTarget(t, tg, "communications-interrupted after the link loss", func() bool { return stateOf(tg)() == fsm.CommInterrupted })
+	tg.s.inspect(func() {}) // the session has armed its timers
+	clk.Advance(9 * time.Second)
+	tg.s.inspect(func() {})
+	if st := stateOf(tg)(); st != fsm.CommInterrupted {
+		t.Fatalf("9s into communications-interrupted with auto-partner-down=10: %s", st)
+	}
+	clk.Advance(2 * time.Second)
+	waitTarget(t, tg, "partner-down 10s after the link loss", func() bool { return stateOf(tg)() == fsm.PartnerDown })
+}
+
 // TestShutdownToRecoverWaitsMCLTWhenUpdatesArePending settles issue 15's
 // suspicion "SetUpdatesPending is never called": leaving SHUTDOWN for
 // RECOVER while the peer is PARTNER-DOWN skips the MCLT wait (stos = now -
