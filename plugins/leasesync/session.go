@@ -606,8 +606,9 @@ func (s *Session) receive(b wire.Body, now time.Time) error {
 		}
 		s.m.UpdateDone(now.Unix())
 	case *wire.PoolRequest:
+		// Outside NORMAL balance moves nothing: POOLRESP 0, as ISC.
 		n := s.balance(now, balanceAsked)
-		log.WithField("relationship", s.cfg.Name).Infof("pool request from the peer: %d addresses transferred", n)
+		log.WithField("relationship", s.cfg.Name).Infof("pool request from the peer in %s: %d addresses transferred", s.m.State(), n)
 		if err := s.send(&wire.PoolResponse{Header: wire.Header{XID: msg.XID}, AddressesTransferred: uint32(n)}, now); err != nil {
 			return err
 		}
@@ -1058,7 +1059,9 @@ const (
 // than its share (lts below twice the misbalance, negated) asks with
 // POOLREQ. It returns how many addresses this server gave.
 func (s *Session) balance(now time.Time, mode balanceMode) int {
-	if s.m.State() != fsm.Normal && mode != balanceAsked {
+	if s.m.State() != fsm.Normal {
+		// Ownership moves only while both serve in NORMAL (ISC
+		// dhcp_failover_pool_dobalance), a POOLREQ included.
 		return 0
 	}
 	own, peer := s.db.FreeCounts()

@@ -16,6 +16,44 @@ func stateOf(tg *target) func() fsm.State {
 	return func() fsm.State { return tg.s.Relationship().View().MyState }
 }
 
+// backupRows are the secondary's BACKUP addresses 192.0.2.100..199: every
+// free address of the pool is the secondary's, far beyond its share.
+func backupRows(now int64) []lease.Binding {
+	var rows []lease.Binding
+	for i := 100; i < 200; i++ {
+		rows = append(rows, lease.Binding{IP: mustIP(fmt.Sprintf("192.0.2.%d", i)), State: lease.Backup, PeerExpiry: now, SentExpiry: now})
+	}
+	return rows
+}
+
+// TestPoolRequestOutsideNormalTransfersNothing: POOLREQ is answered with
+// POOLRESP 0 outside NORMAL (issue 15, suspicion "POOLREQ triggers a
+// transfer in any state"). ISC balances only in NORMAL
+// (dhcp_failover_pool_dobalance); moving free addresses to a peer that is
+// not in NORMAL with us changes ownership while the servers do not agree
+// on who serves.
+func TestPoolRequestOutsideNormalTransfersNothing(t *testing.T) {
+	clk := &fakeClock{now: time.Now()}
+	now := clk.Now().Unix()
+	tg := startTarget(t, targetOpts{clk: clk, rows: backupRows(now),
+		saved: &lease.RelState{MyState: uint8(fsm.PartnerDown), MyStos: now - 100, PeerState: uint8(fsm.Recover), PeerStos: now - 100, MCLT: 30}})
+	p := dialFrom(t, tg, peerIP)
+	p.connect()
+	p.send(&wire.State{ServerState: wire.StateRecover, StartTimeOfState: uint32(now)})
+	waitTarget(t, tg, "partner-down after startup", func() bool { return stateOf(tg)() == fsm.PartnerDown })
+	ownBefore, _ := tg.srv.FreeCounts()
+	p.send(&wire.PoolRequest{})
+	r := expect[*wire.PoolResponse](p)
+	if r.AddressesTransferred != 0 {
+		t.Errorf("A partner-down server answered POOLREQ with %d addresses transferred, want 0 outside normal", r.AddressesTransferred)
+	}
+	var own int
+	tg.s.inspect(func() { own, _ = tg.srv.FreeCounts() })
+	if own != ownBefore {
+		t.Errorf("Free addresses owned went from %d to %d on a POOLREQ outside normal", ownBefore, own)
+	}
+}
+
 // TestAutoPartnerDownIsHandedToTheStateMachine: with auto-partner-down
 // configured, a server that lost its peer moves itself from
 // COMMUNICATIONS-INTERRUPTED to PARTNER-DOWN that long after (issue 15:
