@@ -116,3 +116,28 @@ func TestShutdownToRecoverWaitsMCLTWhenUpdatesArePending(t *testing.T) {
 		})
 	}
 }
+
+// TestEmptyDatabaseStaysInRecoverWithAShutdownPeer is issue 15, path 1,
+// over the wire: a server started without stored state meets a peer in
+// SHUTDOWN. It stays in RECOVER and asks for every binding (UPDREQALL);
+// before the fix it went straight to PARTNER-DOWN and, MCLT later, handed
+// out addresses that the peer's clients held. failoverctl status says why
+// it waits.
+func TestEmptyDatabaseStaysInRecoverWithAShutdownPeer(t *testing.T) {
+	clk := &fakeClock{now: time.Now()}
+	tg := startTarget(t, targetOpts{clk: clk})
+	p := dialFrom(t, tg, peerIP)
+	p.connect()
+	p.send(&wire.State{ServerState: wire.StateShutdown, StartTimeOfState: uint32(clk.Now().Unix() - 100)})
+	waitTarget(t, tg, "the peer's shutdown to be processed", func() bool {
+		return tg.s.Relationship().View().PeerState == fsm.Shutdown
+	})
+	st, err := tg.s.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != fsm.Recover.String() || !strings.Contains(st.Reason, "the peer is shutdown") {
+		t.Fatalf("No stored state, peer in shutdown: %s (%q), want recover saying that it waits for the shutdown peer's bindings", st.State, st.Reason)
+	}
+	expect[*wire.UpdateRequestAll](p)
+}

@@ -86,3 +86,19 @@ func countType(msgs []Message, typ MsgType) int {
 	}
 	return n
 }
+
+// TestStartupReactsToARepeatedPeerState: a server restarted in a state
+// that processes a repeated peer state (COMMUNICATIONS-INTERRUPTED,
+// PARTNER-DOWN) evaluates it when STARTUP ends. ISC returns to the saved
+// state unevaluated; with a peer that stayed in RECOVER-DONE, which has
+// no row for either, both then waited forever (simulated pair, seed 2122).
+func TestStartupReactsToARepeatedPeerState(t *testing.T) {
+	for _, saved := range []State{CommInterrupted, PartnerDown} {
+		m := New(Config{Role: Primary, MCLT: 30}, Persistent{MyState: saved, MyStos: 900, PeerState: RecoverDone, PeerStos: 900, MCLT: 30}, 1000)
+		m.Connected(1000)
+		m.PeerState(RecoverDone, false, 1000)
+		if m.State() != Normal {
+			t.Errorf("Saved %s, the peer repeats recover-done: %s, want normal (%s)", saved, m.State(), m.Status().Reason)
+		}
+	}
+}
