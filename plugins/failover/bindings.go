@@ -285,6 +285,20 @@ func (s *Server) Acked(sent lease.Binding, now int64) bool {
 	return true
 }
 
+// Sent implements relation.Bindings: sent is about to be written to the
+// link. If it is still the binding of its address, the peer may hold it
+// from now on (returnable).
+func (s *Server) Sent(sent lease.Binding) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.table.Get(sent.IP)
+	if !ok || !cur.Pending || cur.Transmitted || !sameBinding(&cur, &sent) {
+		return
+	}
+	cur.Transmitted = true
+	s.table.Put(cur)
+}
+
 // Transfer implements relation.Bindings: pool balancing moves up to n of
 // our free addresses to the peer (never-used ones first), durably.
 func (s *Server) Transfer(n int, now int64) []lease.IP {
@@ -308,7 +322,7 @@ func (s *Server) Transfer(n int, now int64) []lease.IP {
 			continue
 		}
 		old := b
-		b.IP, b.State, b.Start, b.SentExpiry, b.Pending = ip, to, now, now, true
+		b.IP, b.State, b.Start, b.SentExpiry, b.Pending, b.Transmitted = ip, to, now, now, true, false
 		s.table.Put(b)
 		moves = append(moves, move{undoRecord{b: b, old: old, had: had}, s.commit.Submit(b)})
 	}

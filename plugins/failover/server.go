@@ -188,6 +188,8 @@ func (s *Server) load(store lease.Store) error {
 		defer close(built)
 		for batch := range full {
 			for i := range batch {
+				// It may have reached the peer before a crash.
+				batch[i].Transmitted = batch[i].Pending
 				s.table.Put(batch[i])
 			}
 			empty <- batch[:0]
@@ -334,7 +336,7 @@ func (s *Server) view() *relation.View {
 // mark flags a change the peer must hear of. Call with s.mu held.
 func (s *Server) mark(b *lease.Binding) {
 	if s.rel != nil {
-		b.Pending = true
+		b.Pending, b.Transmitted = true, false
 	}
 }
 
@@ -490,13 +492,20 @@ func (s *Server) usableBy(ip lease.IP, key string, now int64) bool {
 		v := s.view()
 		return s.primary && (v == nil || !stale(v)) || s.partnerDownOpen(now)
 	}
-	if b.Key() == key {
-		switch b.State {
-		case lease.Active, lease.Expired, lease.Released:
-			return true
-		}
+	if b.Key() == key && (b.State == lease.Active || returnable(&b)) {
+		return true
 	}
 	return s.reusable(&b)
+}
+
+// returnable reports whether an expired or released address may go back
+// to its last client outside the ownership rules: only until its EXPIRED
+// or RELEASED has been transmitted. From then the peer may store it as
+// free and give it to another client, ack or no ack (ISC's rewind rule
+// applies from transmission too), so only reusable decides. A pending
+// change loaded from disk counts as transmitted (see load).
+func returnable(b *lease.Binding) bool {
+	return (b.State == lease.Expired || b.State == lease.Released) && !b.Transmitted
 }
 
 // renewOnly is true while a server restarted without reaching its peer

@@ -115,6 +115,11 @@ type Binding struct {
 	// Pending is true while a change of this binding has not been
 	// acknowledged by the peer.
 	Pending bool
+	// Transmitted is true once the pending change has been handed to the
+	// link to the peer: the peer may hold it, acknowledged or not. It is
+	// kept in memory only (a pending change loaded from disk may have
+	// been sent before a crash; the failover plugin assumes it was).
+	Transmitted bool
 }
 
 // Key returns the binding's client identity: the client identifier when the
