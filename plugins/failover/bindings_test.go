@@ -82,3 +82,76 @@ func TestExpiredOrReleasedAddressIsNotReturnedOnceTransmitted(t *testing.T) {
 		})
 	}
 }
+
+// Issue 15, path 3: the peer adopts the potential expiry it receives
+// before its BNDACK leaves, and may renew the client up to it plus MCLT.
+// If that ack is lost with the link, the survivor in PARTNER-DOWN must
+// still wait for what it sent, not only for what was acknowledged.
+func TestPartnerDownWaitsForThePotentialExpirySentNotOnlyAcknowledged(t *testing.T) {
+	const ip = "192.0.2.100"
+	for _, tc := range []struct {
+		name string
+		// lease runs the first client's leases and returns the latest
+		// potential expiry the peer may hold.
+		lease func(t *testing.T, h *harness) int64
+	}{
+		{"first lease, ack lost", func(t *testing.T, h *harness) int64 {
+			if got := h.dora(1); got != ip {
+				t.Fatalf("Leased %s", got)
+			}
+			b, _ := h.s.Get(mustIP(ip))
+			h.s.Sent(b) // its BNDACK never comes
+			return b.SentExpiry
+		}},
+		{"a shorter renewal after an acknowledged one", func(t *testing.T, h *harness) int64 {
+			h.dora(1)
+			b, _ := h.s.Get(mustIP(ip))
+			if !h.s.Acked(b, h.clock.Now().Unix()) {
+				t.Fatal("Acked refused the binding")
+			}
+			h.clock.Advance(15 * time.Second)
+			h.mustAck(packet(t, 1, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(net.ParseIP(ip))))
+			b, _ = h.s.Get(mustIP(ip))
+			if !h.s.Acked(b, h.clock.Now().Unix()) {
+				t.Fatal("Acked refused the binding")
+			}
+			held := b.SentExpiry // the peer holds this one
+			// The client asks for a minute: a shorter potential
+			// expiry, whose update is lost.
+			h.clock.Advance(5 * time.Minute)
+			h.mustAck(packet(t, 1, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(net.ParseIP(ip)),
+				dhcpv4.WithOption(dhcpv4.OptIPAddressLeaseTime(time.Minute))))
+			return held
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, rel := newPairHarness(t, true, 256, fsm.Normal)
+			held := tc.lease(t, h)
+			b, _ := h.s.Get(mustIP(ip))
+			if held <= b.End {
+				t.Fatalf("The test needs a potential expiry (%d) past the lease's end (%d)", held, b.End)
+			}
+			// The link goes; the operator declares partner-down.
+			setState(rel, fsm.CommInterrupted, h.clock.Now().Unix())
+			setState(rel, fsm.PartnerDown, h.clock.Now().Unix())
+			reuse := held + 30 // the peer may have renewed the client until then
+			want := requested(ip)
+			for h.clock.Now().Unix() < reuse {
+				h.s.Sweep()
+				if got := h.offer(2, want); got == ip {
+					t.Fatalf("At %d the address went to a new client; the peer's client may hold it until %d",
+						h.clock.Now().Unix(), reuse)
+				}
+				h.s.mu.Lock()
+				h.s.table.Unhold(clientOf(packet(t, 2, dhcpv4.MessageTypeDiscover)).key)
+				h.s.mu.Unlock()
+				h.clock.Advance(10 * time.Second)
+			}
+			h.clock.Advance(10 * time.Second)
+			h.s.Sweep()
+			if got := h.offer(2, want); got != ip {
+				t.Fatalf("After %d the address was not reused (offered %s)", reuse, got)
+			}
+		})
+	}
+}

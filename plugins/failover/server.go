@@ -96,11 +96,14 @@ func (s *Server) reusable(b *lease.Binding) bool {
 
 // partnerDownReuse is when, in PARTNER-DOWN, an address that is not ours
 // may be given to a new client (PROTOCOL.md §18, design invariant 5): MCLT
-// after PARTNER-DOWN began, after the binding's end, and after the expiry
-// the peer was promised -- the peer, if it is in fact alive, cannot have
-// granted past that bound plus MCLT.
+// after PARTNER-DOWN began, after the binding's end, and after every
+// expiry the peer may hold -- the peer, if it is in fact alive, cannot have
+// granted past that bound plus MCLT. The peer holds what it acknowledged
+// (PeerExpiry) or what it received since, which it adopts before its
+// BNDACK leaves; that ack may be lost with the link, so the wait covers
+// what was sent (SentExpiry, never lowered: see request) as well.
 func partnerDownReuse(v *relation.View, b *lease.Binding) int64 {
-	return max(pdStart(v), b.End, b.PeerExpiry) + v.MCLT
+	return max(pdStart(v), b.End, b.PeerExpiry, b.SentExpiry) + v.MCLT
 }
 
 // pdStart is when PARTNER-DOWN began for the reuse rules
@@ -692,6 +695,10 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 		g, potential := grant(int64(lt/time.Second), now, old.PeerExpiry, v.MCLT)
 		lt = time.Duration(g) * time.Second
 		b.End = now + g
+		// Never below what the peer may already hold: a shorter
+		// potential expiry can be lost, and the peer then renews up to
+		// the longer one (partnerDownReuse waits for SentExpiry).
+		potential = max(potential, old.SentExpiry)
 		b.SentExpiry = potential
 		if potential < b.PeerExpiry {
 			b.PeerExpiry = potential
