@@ -134,6 +134,7 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64) (uint8, string, *lease.B
 		go s.settlePeer(pc)
 	}
 	pc.undo = append(pc.undo, undoRecord{b: b, old: cur, had: had})
+	s.writing[b.IP]++
 	s.mu.Unlock()
 	return 0, "", pc.done
 }
@@ -166,6 +167,9 @@ func (s *Server) settlePeer(pc *peerCommit) {
 			u := pc.undo[i]
 			s.undoLocked(u.b, u.old, u.had)
 		}
+	}
+	for _, u := range pc.undo {
+		s.doneWriting(u.b.IP)
 	}
 	if s.peerCommit == pc {
 		s.peerCommit = nil

@@ -1,7 +1,9 @@
 package failover
 
 import (
+	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,5 +155,80 @@ func TestPartnerDownWaitsForThePotentialExpirySentNotOnlyAcknowledged(t *testing
 				t.Fatalf("After %d the address was not reused (offered %s)", reuse, got)
 			}
 		})
+	}
+}
+
+// gatedStore holds every write until the test lets it go, with the
+// error it must fail with (nil: write).
+type gatedStore struct {
+	lease.Store
+	entered chan struct{}
+	release chan error
+}
+
+func (g *gatedStore) Write(rows []lease.Binding) error {
+	g.entered <- struct{}{}
+	if err := <-g.release; err != nil {
+		return err
+	}
+	return g.Store.Write(rows)
+}
+
+// Issue 15, path 4: a retransmitted REQUEST arrives while the first
+// copy's write is still under way (sqlite busy for its 5 s timeout, the
+// client retransmitting at about 4 s), and both writes fail. The second
+// must not be answered from the first's binding, which was never stored:
+// every ACK the server sends is for a binding on disk at that moment.
+func TestAFailedWriteIsNeverAnsweredFromABindingNotOnDisk(t *testing.T) {
+	mem := lease.NewMemoryStore()
+	gs := &gatedStore{Store: mem, entered: make(chan struct{}), release: make(chan error)}
+	h := &harness{t: t, store: mem, clock: &clock{now: time.Unix(1_800_000_000, 0)}, line: smallPool}
+	cfg, err := parse(strings.Fields(smallPool), lanAddrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.s, err = NewServer(cfg, gs, h.clock.Now, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.s.commit.Close() })
+	ip := h.offer(1)
+	req := packet(t, 1, dhcpv4.MessageTypeRequest, serverIdent("192.0.2.1"), requested(ip))
+	type answer struct {
+		resp *dhcpv4.DHCPv4
+		at   int
+	}
+	answers := make(chan answer, 2)
+	send := func(copy int) {
+		go func() {
+			resp, _ := h.do(req)
+			answers <- answer{resp, copy}
+		}()
+	}
+	send(1)
+	<-gs.entered // the first copy's write is under way
+	h.clock.Advance(4 * time.Second)
+	send(2)
+	// The retransmission's binding is in memory, so its write is queued.
+	want := h.clock.Now().Unix() + 3600
+	for {
+		h.s.mu.Lock()
+		b, _ := h.s.table.Get(mustIP(ip))
+		h.s.mu.Unlock()
+		if b.End == want {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	busy := errors.New("database is locked")
+	gs.release <- busy
+	<-gs.entered
+	gs.release <- busy
+	for range 2 {
+		a := <-answers
+		if a.resp == nil {
+			continue
+		}
+		b, ok := h.stored(ip)
+		t.Fatalf("Copy %d of the REQUEST got %s %s; on disk: %v %+v", a.at, a.resp.MessageType(), a.resp.YourIPAddr, ok, b)
 	}
 }

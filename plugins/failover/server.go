@@ -65,6 +65,10 @@ type Server struct {
 	// superseded holds failed changes that had already been replaced in
 	// memory (see undoLocked).
 	superseded map[lease.IP]undoRecord
+	// writing counts, per address, the client bindings submitted whose
+	// write (and undo, if it failed) has not finished: while there is
+	// one, the binding in memory may not be on disk. Guarded by mu.
+	writing map[lease.IP]int
 }
 
 // reusable is the ownership rule: which existing bindings may go to a new
@@ -154,6 +158,7 @@ func newServer(cfg Config, store lease.Store, now func() time.Time, rel *relatio
 	}
 	s.table = lease.NewTable(cfg.Pools, s.reusable, s.primary)
 	s.superseded = make(map[lease.IP]undoRecord)
+	s.writing = make(map[lease.IP]int)
 	s.store = store
 	if err := s.load(store); err != nil {
 		return nil, err
@@ -680,6 +685,8 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 		return nil, true
 	}
 	old, had := s.table.Get(ip)
+	// Only a binding on disk may answer for a failed write below.
+	durable := s.writing[ip] == 0
 	b := lease.Binding{
 		IP:         ip,
 		State:      lease.Active,
@@ -708,10 +715,17 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 	s.table.ClearHold(ip)
 	s.table.Put(b)
 	batch := s.commit.Submit(b)
+	s.writing[ip]++
 	s.mu.Unlock()
-	if err := s.wrote(batch.Wait(), "lease"); err != nil {
-		s.undo(b, old, had)
-		if had && old.State == lease.Active && old.Key() == c.key && old.End-now >= minStoredRenewal {
+	err := s.wrote(batch.Wait(), "lease")
+	s.mu.Lock()
+	if err != nil {
+		s.undoLocked(b, old, had)
+	}
+	s.doneWriting(ip)
+	s.mu.Unlock()
+	if err != nil {
+		if durable && had && old.State == lease.Active && old.Key() == c.key && old.End-now >= minStoredRenewal {
 			// A renewal: the stored lease runs until old.End. Answer
 			// with what remains of it; nothing new to remember.
 			lt = time.Duration(old.End-now) * time.Second
@@ -727,6 +741,13 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 	log.Debugf("ACK %s to %s for %v", ip, req.ClientHWAddr, lt)
 	s.fill(req, resp, ip, lt)
 	return resp, false
+}
+
+// wrote1 ends one write of ip counted in writing. Call with s.mu held.
+func (s *Server) doneWriting(ip lease.IP) {
+	if s.writing[ip]--; s.writing[ip] <= 0 {
+		delete(s.writing, ip)
+	}
 }
 
 // undo puts back the binding a failed write replaced, unless it has
