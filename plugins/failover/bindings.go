@@ -92,7 +92,7 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64) (uint8, string, *lease.B
 		s.mu.Unlock()
 		return reason, why, nil
 	}
-	if in.State == lease.Active && cur.State == lease.Active && cur.Key() != in.Key() && cur.End > now {
+	if in.State == lease.Active && cur.State == lease.Active && cur.Key() != in.Key() && cur.Until() > now {
 		if normal && !cur.Pending {
 			// In NORMAL the peer knows this lease (it is not pending;
 			// a pending one is a duel, decided above):
@@ -181,7 +181,8 @@ func (s *Server) settlePeer(pc *peerCommit) {
 // peerWinsDuel decides between our change of a binding, not yet
 // acknowledged by the peer, and the peer's change of the same binding
 // (ISC's dueling updates, PROTOCOL.md §13.4): both ACTIVE, the later client
-// transaction wins, the primary's copy on a tie; an incoming ACTIVE beats a
+// transaction wins, the primary's copy on a tie -- but for one client the
+// later end wins, stricter than ISC: the client may hold either ACK; an incoming ACTIVE beats a
 // binding that is not; otherwise the primary's copy wins. One rule is
 // stricter than ISC, for safety: an ACTIVE lease of ours that has not ended
 // is never replaced by a non-ACTIVE announcement (ISC lets an EXPIRED win),
@@ -189,11 +190,16 @@ func (s *Server) settlePeer(pc *peerCommit) {
 func (s *Server) peerWinsDuel(cur, in *lease.Binding, now int64) bool {
 	switch {
 	case cur.State == lease.Active && in.State == lease.Active:
+		if cur.Key() == in.Key() && in.Until() != cur.Until() {
+			// One client, answered by both servers (a broadcast
+			// REQUEST): it kept either ACK, so the later end.
+			return in.Until() > cur.Until()
+		}
 		if in.CLTT != cur.CLTT {
 			return in.CLTT > cur.CLTT
 		}
 		return !s.primary
-	case cur.State == lease.Active && cur.End > now:
+	case cur.State == lease.Active && cur.Until() > now:
 		return false
 	case in.State == lease.Active:
 		return true
@@ -218,7 +224,7 @@ func (s *Server) transition(cur, in *lease.Binding, normal bool, now int64) (uin
 		case lease.Free, lease.Backup:
 			return refuse()
 		case lease.Expired:
-			if cur.End-65 > now {
+			if cur.Until()-65 > now {
 				return refuse()
 			}
 		}
@@ -246,7 +252,7 @@ func (s *Server) transition(cur, in *lease.Binding, normal bool, now int64) (uin
 				return 0, ""
 			}
 		case lease.Expired:
-			if cur.End-65 <= now {
+			if cur.Until()-65 <= now {
 				return 0, ""
 			}
 		}

@@ -2,6 +2,7 @@ package failover
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -230,5 +231,69 @@ func TestAFailedWriteIsNeverAnsweredFromABindingNotOnDisk(t *testing.T) {
 		}
 		b, ok := h.stored(ip)
 		t.Fatalf("Copy %d of the REQUEST got %s %s; on disk: %v %+v", a.at, a.resp.MessageType(), a.resp.YourIPAddr, ok, b)
+	}
+}
+
+// Issue 15, suspicion: a broadcast REQUEST answered by both servers with
+// different lease times. The client keeps whichever ACK came first, so
+// the binding both servers agree on must run to the later end, whatever
+// the order of the client transactions. On each side, the duel keeps the
+// later end.
+func TestADuelOverOneClientKeepsTheLaterEnd(t *testing.T) {
+	hw := []byte{1, 2, 0, 0, 0, 0, 9}
+	const now = 1_800_000_000
+	long := lease.Binding{State: lease.Active, HWAddr: hw, End: now + 600, CLTT: now, Pending: true}
+	short := lease.Binding{State: lease.Active, HWAddr: hw, End: now + 300, CLTT: now + 1, Pending: true}
+	for _, primary := range []bool{true, false} {
+		for _, side := range []struct {
+			name      string
+			local, in lease.Binding
+		}{
+			{"this server gave the longer lease", long, short},
+			{"the peer gave the longer lease", short, long},
+		} {
+			t.Run(fmt.Sprintf("primary %v, %s", primary, side.name), func(t *testing.T) {
+				h, _ := newPairHarness(t, primary, 128, fsm.Normal)
+				ip := mustIP("192.0.2.100")
+				side.local.IP, side.in.IP = ip, ip
+				side.in.Pending = false
+				h.s.table.Put(side.local)
+				if r, _, done := h.s.ApplyPeer(side.in, now); r == 0 {
+					if err := done.Wait(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if b, _ := h.s.Get(ip); b.End != now+600 {
+					t.Fatalf("Kept %s (end %d); the client may hold a lease until %d", b, b.End, now+600)
+				}
+			})
+		}
+	}
+}
+
+// Issue 15, suspicion: an ACTIVE lease with End 0 is ISC's infinite
+// lease. It must not count as ended: not in the check that refuses a
+// second client in NORMAL, nor in the secondary's check of the
+// primary's EXPIRED.
+func TestAnInfiniteLeaseNeverCountsAsEnded(t *testing.T) {
+	hw := []byte{1, 2, 0, 0, 0, 0, 9}
+	infinite := lease.Binding{IP: mustIP("192.0.2.100"), State: lease.Active, HWAddr: hw}
+	for _, tc := range []struct {
+		name    string
+		primary bool
+		in      lease.Binding
+	}{
+		{"a second client in NORMAL", true,
+			lease.Binding{IP: infinite.IP, State: lease.Active, HWAddr: []byte{1, 2, 0, 0, 0, 0, 10}, End: 1_800_000_600}},
+		{"the primary's expiry, on the secondary", false,
+			lease.Binding{IP: infinite.IP, State: lease.Expired, HWAddr: hw}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _ := newPairHarness(t, tc.primary, 128, fsm.Normal)
+			h.s.table.Put(infinite)
+			if r, msg, _ := h.s.ApplyPeer(tc.in, h.clock.Now().Unix()); r != rejectConflict {
+				t.Fatalf("ApplyPeer = %d (%s), want %d: the lease never ends", r, msg, rejectConflict)
+			}
+		})
 	}
 }

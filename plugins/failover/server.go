@@ -492,7 +492,7 @@ func (s *Server) usableBy(ip lease.IP, key string, now int64) bool {
 	}
 	b, ok := s.table.Get(ip)
 	if s.renewOnly() {
-		return ok && b.State == lease.Active && b.Key() == key && b.End > now
+		return ok && b.State == lease.Active && b.Key() == key && b.Until() > now
 	}
 	if !ok {
 		// Never used: FREE, the primary's; the secondary's only in
