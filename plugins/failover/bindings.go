@@ -92,7 +92,7 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64) (uint8, string, *lease.B
 		s.mu.Unlock()
 		return reason, why, nil
 	}
-	if in.State == lease.Active && cur.State == lease.Active && cur.Key() != in.Key() && cur.End > now {
+	if in.State == lease.Active && cur.State == lease.Active && cur.Key() != in.Key() && cur.Until() > now {
 		if normal && !cur.Pending {
 			// In NORMAL the peer knows this lease (it is not pending;
 			// a pending one is a duel, decided above):
@@ -134,6 +134,7 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64) (uint8, string, *lease.B
 		go s.settlePeer(pc)
 	}
 	pc.undo = append(pc.undo, undoRecord{b: b, old: cur, had: had})
+	s.writing[b.IP]++
 	s.mu.Unlock()
 	return 0, "", pc.done
 }
@@ -167,6 +168,9 @@ func (s *Server) settlePeer(pc *peerCommit) {
 			s.undoLocked(u.b, u.old, u.had)
 		}
 	}
+	for _, u := range pc.undo {
+		s.doneWriting(u.b.IP)
+	}
 	if s.peerCommit == pc {
 		s.peerCommit = nil
 	}
@@ -177,7 +181,8 @@ func (s *Server) settlePeer(pc *peerCommit) {
 // peerWinsDuel decides between our change of a binding, not yet
 // acknowledged by the peer, and the peer's change of the same binding
 // (ISC's dueling updates, PROTOCOL.md §13.4): both ACTIVE, the later client
-// transaction wins, the primary's copy on a tie; an incoming ACTIVE beats a
+// transaction wins, the primary's copy on a tie -- but for one client the
+// later end wins, stricter than ISC: the client may hold either ACK; an incoming ACTIVE beats a
 // binding that is not; otherwise the primary's copy wins. One rule is
 // stricter than ISC, for safety: an ACTIVE lease of ours that has not ended
 // is never replaced by a non-ACTIVE announcement (ISC lets an EXPIRED win),
@@ -185,11 +190,16 @@ func (s *Server) settlePeer(pc *peerCommit) {
 func (s *Server) peerWinsDuel(cur, in *lease.Binding, now int64) bool {
 	switch {
 	case cur.State == lease.Active && in.State == lease.Active:
+		if cur.Key() == in.Key() && in.Until() != cur.Until() {
+			// One client, answered by both servers (a broadcast
+			// REQUEST): it kept either ACK, so the later end.
+			return in.Until() > cur.Until()
+		}
 		if in.CLTT != cur.CLTT {
 			return in.CLTT > cur.CLTT
 		}
 		return !s.primary
-	case cur.State == lease.Active && cur.End > now:
+	case cur.State == lease.Active && cur.Until() > now:
 		return false
 	case in.State == lease.Active:
 		return true
@@ -214,7 +224,7 @@ func (s *Server) transition(cur, in *lease.Binding, normal bool, now int64) (uin
 		case lease.Free, lease.Backup:
 			return refuse()
 		case lease.Expired:
-			if cur.End-65 > now {
+			if cur.Until()-65 > now {
 				return refuse()
 			}
 		}
@@ -242,7 +252,7 @@ func (s *Server) transition(cur, in *lease.Binding, normal bool, now int64) (uin
 				return 0, ""
 			}
 		case lease.Expired:
-			if cur.End-65 <= now {
+			if cur.Until()-65 <= now {
 				return 0, ""
 			}
 		}
@@ -285,6 +295,20 @@ func (s *Server) Acked(sent lease.Binding, now int64) bool {
 	return true
 }
 
+// Sent implements relation.Bindings: sent is about to be written to the
+// link. If it is still the binding of its address, the peer may hold it
+// from now on (returnable).
+func (s *Server) Sent(sent lease.Binding) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.table.Get(sent.IP)
+	if !ok || !cur.Pending || cur.Transmitted || !sameBinding(&cur, &sent) {
+		return
+	}
+	cur.Transmitted = true
+	s.table.Put(cur)
+}
+
 // Transfer implements relation.Bindings: pool balancing moves up to n of
 // our free addresses to the peer (never-used ones first), durably.
 func (s *Server) Transfer(n int, now int64) []lease.IP {
@@ -308,7 +332,7 @@ func (s *Server) Transfer(n int, now int64) []lease.IP {
 			continue
 		}
 		old := b
-		b.IP, b.State, b.Start, b.SentExpiry, b.Pending = ip, to, now, now, true
+		b.IP, b.State, b.Start, b.SentExpiry, b.Pending, b.Transmitted = ip, to, now, now, true, false
 		s.table.Put(b)
 		moves = append(moves, move{undoRecord{b: b, old: old, had: had}, s.commit.Submit(b)})
 	}

@@ -65,6 +65,10 @@ type Server struct {
 	// superseded holds failed changes that had already been replaced in
 	// memory (see undoLocked).
 	superseded map[lease.IP]undoRecord
+	// writing counts, per address, the client bindings submitted whose
+	// write (and undo, if it failed) has not finished: while there is
+	// one, the binding in memory may not be on disk. Guarded by mu.
+	writing map[lease.IP]int
 }
 
 // reusable is the ownership rule: which existing bindings may go to a new
@@ -96,11 +100,14 @@ func (s *Server) reusable(b *lease.Binding) bool {
 
 // partnerDownReuse is when, in PARTNER-DOWN, an address that is not ours
 // may be given to a new client (PROTOCOL.md §18, design invariant 5): MCLT
-// after PARTNER-DOWN began, after the binding's end, and after the expiry
-// the peer was promised -- the peer, if it is in fact alive, cannot have
-// granted past that bound plus MCLT.
+// after PARTNER-DOWN began, after the binding's end, and after every
+// expiry the peer may hold -- the peer, if it is in fact alive, cannot have
+// granted past that bound plus MCLT. The peer holds what it acknowledged
+// (PeerExpiry) or what it received since, which it adopts before its
+// BNDACK leaves; that ack may be lost with the link, so the wait covers
+// what was sent (SentExpiry, never lowered: see request) as well.
 func partnerDownReuse(v *relation.View, b *lease.Binding) int64 {
-	return max(pdStart(v), b.End, b.PeerExpiry) + v.MCLT
+	return max(pdStart(v), b.End, b.PeerExpiry, b.SentExpiry) + v.MCLT
 }
 
 // pdStart is when PARTNER-DOWN began for the reuse rules
@@ -151,6 +158,7 @@ func newServer(cfg Config, store lease.Store, now func() time.Time, rel *relatio
 	}
 	s.table = lease.NewTable(cfg.Pools, s.reusable, s.primary)
 	s.superseded = make(map[lease.IP]undoRecord)
+	s.writing = make(map[lease.IP]int)
 	s.store = store
 	if err := s.load(store); err != nil {
 		return nil, err
@@ -188,6 +196,8 @@ func (s *Server) load(store lease.Store) error {
 		defer close(built)
 		for batch := range full {
 			for i := range batch {
+				// It may have reached the peer before a crash.
+				batch[i].Transmitted = batch[i].Pending
 				s.table.Put(batch[i])
 			}
 			empty <- batch[:0]
@@ -334,7 +344,7 @@ func (s *Server) view() *relation.View {
 // mark flags a change the peer must hear of. Call with s.mu held.
 func (s *Server) mark(b *lease.Binding) {
 	if s.rel != nil {
-		b.Pending = true
+		b.Pending, b.Transmitted = true, false
 	}
 }
 
@@ -482,7 +492,7 @@ func (s *Server) usableBy(ip lease.IP, key string, now int64) bool {
 	}
 	b, ok := s.table.Get(ip)
 	if s.renewOnly() {
-		return ok && b.State == lease.Active && b.Key() == key && b.End > now
+		return ok && b.State == lease.Active && b.Key() == key && b.Until() > now
 	}
 	if !ok {
 		// Never used: FREE, the primary's; the secondary's only in
@@ -490,13 +500,20 @@ func (s *Server) usableBy(ip lease.IP, key string, now int64) bool {
 		v := s.view()
 		return s.primary && (v == nil || !stale(v)) || s.partnerDownOpen(now)
 	}
-	if b.Key() == key {
-		switch b.State {
-		case lease.Active, lease.Expired, lease.Released:
-			return true
-		}
+	if b.Key() == key && (b.State == lease.Active || returnable(&b)) {
+		return true
 	}
 	return s.reusable(&b)
+}
+
+// returnable reports whether an expired or released address may go back
+// to its last client outside the ownership rules: only until its EXPIRED
+// or RELEASED has been transmitted. From then the peer may store it as
+// free and give it to another client, ack or no ack (ISC's rewind rule
+// applies from transmission too), so only reusable decides. A pending
+// change loaded from disk counts as transmitted (see load).
+func returnable(b *lease.Binding) bool {
+	return (b.State == lease.Expired || b.State == lease.Released) && !b.Transmitted
 }
 
 // renewOnly is true while a server restarted without reaching its peer
@@ -668,6 +685,8 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 		return nil, true
 	}
 	old, had := s.table.Get(ip)
+	// Only a binding on disk may answer for a failed write below.
+	durable := s.writing[ip] == 0
 	b := lease.Binding{
 		IP:         ip,
 		State:      lease.Active,
@@ -683,6 +702,10 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 		g, potential := grant(int64(lt/time.Second), now, old.PeerExpiry, v.MCLT)
 		lt = time.Duration(g) * time.Second
 		b.End = now + g
+		// Never below what the peer may already hold: a shorter
+		// potential expiry can be lost, and the peer then renews up to
+		// the longer one (partnerDownReuse waits for SentExpiry).
+		potential = max(potential, old.SentExpiry)
 		b.SentExpiry = potential
 		if potential < b.PeerExpiry {
 			b.PeerExpiry = potential
@@ -692,10 +715,17 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 	s.table.ClearHold(ip)
 	s.table.Put(b)
 	batch := s.commit.Submit(b)
+	s.writing[ip]++
 	s.mu.Unlock()
-	if err := s.wrote(batch.Wait(), "lease"); err != nil {
-		s.undo(b, old, had)
-		if had && old.State == lease.Active && old.Key() == c.key && old.End-now >= minStoredRenewal {
+	err := s.wrote(batch.Wait(), "lease")
+	s.mu.Lock()
+	if err != nil {
+		s.undoLocked(b, old, had)
+	}
+	s.doneWriting(ip)
+	s.mu.Unlock()
+	if err != nil {
+		if durable && had && old.State == lease.Active && old.Key() == c.key && old.End-now >= minStoredRenewal {
 			// A renewal: the stored lease runs until old.End. Answer
 			// with what remains of it; nothing new to remember.
 			lt = time.Duration(old.End-now) * time.Second
@@ -711,6 +741,13 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 	log.Debugf("ACK %s to %s for %v", ip, req.ClientHWAddr, lt)
 	s.fill(req, resp, ip, lt)
 	return resp, false
+}
+
+// wrote1 ends one write of ip counted in writing. Call with s.mu held.
+func (s *Server) doneWriting(ip lease.IP) {
+	if s.writing[ip]--; s.writing[ip] <= 0 {
+		delete(s.writing, ip)
+	}
 }
 
 // undo puts back the binding a failed write replaced, unless it has

@@ -907,6 +907,9 @@ func (s *Session) flushHeld(now time.Time) error {
 		}
 		u := &wire.BindingUpdate{}
 		u.Binding = bindingToWire(&b)
+		// Before the write: a write that fails may still have
+		// reached the peer.
+		s.db.Sent(b)
 		if err := s.send(u, now); err != nil {
 			s.enqueue(ip)
 			return err

@@ -11,6 +11,7 @@ package lease
 import (
 	"encoding/hex"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"strings"
@@ -115,6 +116,20 @@ type Binding struct {
 	// Pending is true while a change of this binding has not been
 	// acknowledged by the peer.
 	Pending bool
+	// Transmitted is true once the pending change has been handed to the
+	// link to the peer: the peer may hold it, acknowledged or not. It is
+	// kept in memory only (a pending change loaded from disk may have
+	// been sent before a crash; the failover plugin assumes it was).
+	Transmitted bool
+}
+
+// Until is when b's lease ends: End, except that an ACTIVE binding with
+// End 0 never ends (ISC's infinite lease, 0 on the wire too).
+func (b *Binding) Until() int64 {
+	if b.State == Active && b.End == 0 {
+		return math.MaxInt64
+	}
+	return b.End
 }
 
 // Key returns the binding's client identity: the client identifier when the

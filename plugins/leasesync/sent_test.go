@@ -1,0 +1,40 @@
+package leasesync
+
+import (
+	"net"
+	"testing"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
+)
+
+// Issue 15, path 2, end to end: the session tells the bindings when an
+// update leaves, so that a RELEASED the peer may already hold as FREE
+// (its BNDACK not back yet) is not given back to its old client.
+func TestAReleasedAddressIsNotReturnedOnceItsUpdateLeft(t *testing.T) {
+	tg, p := normalTarget(t)
+	const ip = "192.0.2.150" // bound to client 10
+	rel, err := dhcpv4.New(dhcpv4.WithHwAddr(clientMAC(10)), dhcpv4.WithMessageType(dhcpv4.MessageTypeRelease),
+		dhcpv4.WithClientIP(net.ParseIP(ip)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.dhcp(rel)
+	for {
+		u := expect[*wire.BindingUpdate](p)
+		if u.Binding.Addr.String() == ip && u.Binding.Status == wire.BindingStatus(lease.Released) {
+			break
+		}
+	}
+	// The peer holds it as FREE and keeps its BNDACK.
+	req, err := dhcpv4.New(dhcpv4.WithHwAddr(clientMAC(10)), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP(ip))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := tg.dhcp(req); resp != nil {
+		t.Fatalf("The old client's REQUEST got %s %s while the peer may have given the address away", resp.MessageType(), resp.YourIPAddr)
+	}
+}
