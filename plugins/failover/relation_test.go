@@ -423,3 +423,103 @@ func TestSecondaryExpiresActiveLeasesOnlyWhenItMayServeAlone(t *testing.T) {
 		})
 	}
 }
+
+// allocatable counts the addresses the server offers to new clients, one
+// client each, until it offers none (clients from 1000 up).
+func (h *harness) allocatable() int {
+	h.t.Helper()
+	n := 0
+	for ; ; n++ {
+		resp, _ := h.do(packet(h.t, 1000+n, dhcpv4.MessageTypeDiscover))
+		if resp == nil {
+			return n
+		}
+		if n > 1000 {
+			h.t.Fatal("the pool never runs out")
+		}
+	}
+}
+
+// Issue 15, path 5: a primary restarted in PARTNER-DOWN that has not
+// reached its peer may not allocate its never-used addresses until MCLT
+// after the operator's declaration. A DISCOVER (or a pool-balancing
+// transfer) refused in that window must not use up the never-used
+// addresses: once the policy allows them, the whole pool is allocatable.
+func TestRefusedNeverUsedAddressesAreNotLost(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// free stores the pool as FREE bindings (used before) rather
+		// than never-used addresses.
+		free bool
+		// refuse runs while the policy refuses never-used addresses;
+		// open then makes them allowed.
+		refuse, open func(h *harness, rel *relation.Relationship)
+	}{
+		{"discover-until-mclt", false, func(h *harness, rel *relation.Relationship) {
+			v := *rel.View()
+			v.OperatorPartnerDown, v.OperatorPartnerDownAt = true, h.clock.Now().Unix()
+			rel.SetView(&v)
+			h.s.Sweep()
+			h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
+		}, func(h *harness, rel *relation.Relationship) {
+			h.clock.Advance(30 * time.Second)
+			h.s.Sweep()
+		}},
+		{"discover-until-contact", false, func(h *harness, rel *relation.Relationship) {
+			v := *rel.View()
+			v.OperatorPartnerDown, v.OperatorPartnerDownAt = true, h.clock.Now().Unix()
+			rel.SetView(&v)
+			h.s.Sweep()
+			h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
+		}, func(h *harness, rel *relation.Relationship) {
+			v := *rel.View()
+			v.Contacted, v.Connected = true, true
+			rel.SetView(&v)
+			h.s.Sweep()
+		}},
+		{"free-bindings-until-contact", true, func(h *harness, rel *relation.Relationship) {
+			v := *rel.View()
+			v.OperatorPartnerDown, v.OperatorPartnerDownAt = true, h.clock.Now().Unix()
+			rel.SetView(&v)
+			h.s.Sweep()
+			h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
+		}, func(h *harness, rel *relation.Relationship) {
+			// Contact, and the state leaves PARTNER-DOWN (the peer's
+			// addresses never open).
+			v := *rel.View()
+			v.Contacted, v.Connected = true, true
+			rel.SetView(&v)
+			setState(rel, fsm.CommInterrupted, h.clock.Now().Unix())
+			h.s.Sweep()
+		}},
+		{"transfer-until-contact", false, func(h *harness, rel *relation.Relationship) {
+			if moved := h.s.Transfer(4, h.clock.Now().Unix()); len(moved) != 0 {
+				t.Fatalf("Renewals only, yet %v were moved to the peer", moved)
+			}
+		}, func(h *harness, rel *relation.Relationship) {
+			v := *rel.View()
+			v.Contacted, v.Connected = true, true
+			rel.SetView(&v)
+			h.s.Sweep()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, rel := newPairHarness(t, true, 256, fsm.PartnerDown)
+			t0 := h.clock.Now().Unix()
+			if tc.free {
+				for ip := mustIP("192.0.2.100"); ip <= mustIP("192.0.2.103"); ip++ {
+					h.s.table.Put(lease.Binding{IP: ip, State: lease.Free})
+				}
+			}
+			v := *rel.View()
+			v.MyStos, v.Contacted, v.Connected = t0-3600, false, false
+			rel.SetView(&v)
+			h.s.Sweep()
+			tc.refuse(h, rel)
+			tc.open(h, rel)
+			if n := h.allocatable(); n != 4 {
+				t.Fatalf("%d of the pool's 4 addresses are allocatable once the policy allows them", n)
+			}
+		})
+	}
+}
