@@ -446,6 +446,37 @@ func (h *harness) allocatable() int {
 // transfer) refused in that window must not use up the never-used
 // addresses: once the policy allows them, the whole pool is allocatable.
 func TestRefusedNeverUsedAddressesAreNotLost(t *testing.T) {
+	// The operator declares partner-down; a DISCOVER in the MCLT that
+	// follows is refused.
+	discover := func(h *harness, rel *relation.Relationship) {
+		v := *rel.View()
+		v.OperatorPartnerDown, v.OperatorPartnerDownAt = true, h.clock.Now().Unix()
+		rel.SetView(&v)
+		h.s.Sweep()
+		h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
+	}
+	// Renewals only: pool balancing moves nothing.
+	transfer := func(h *harness, rel *relation.Relationship) {
+		if moved := h.s.Transfer(4, h.clock.Now().Unix()); len(moved) != 0 {
+			t.Fatalf("Renewals only, yet %v were moved to the peer", moved)
+		}
+	}
+	mclt := func(h *harness, rel *relation.Relationship) {
+		h.clock.Advance(30 * time.Second)
+		h.s.Sweep()
+	}
+	contact := func(h *harness, rel *relation.Relationship) {
+		v := *rel.View()
+		v.Contacted, v.Connected = true, true
+		rel.SetView(&v)
+		h.s.Sweep()
+	}
+	// Contact, and the state leaves PARTNER-DOWN (the peer's addresses
+	// never open).
+	contactAndLeave := func(h *harness, rel *relation.Relationship) {
+		setState(rel, fsm.CommInterrupted, h.clock.Now().Unix())
+		contact(h, rel)
+	}
 	for _, tc := range []struct {
 		name string
 		// free stores the pool as FREE bindings (used before) rather
@@ -455,53 +486,10 @@ func TestRefusedNeverUsedAddressesAreNotLost(t *testing.T) {
 		// open then makes them allowed.
 		refuse, open func(h *harness, rel *relation.Relationship)
 	}{
-		{"discover-until-mclt", false, func(h *harness, rel *relation.Relationship) {
-			v := *rel.View()
-			v.OperatorPartnerDown, v.OperatorPartnerDownAt = true, h.clock.Now().Unix()
-			rel.SetView(&v)
-			h.s.Sweep()
-			h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
-		}, func(h *harness, rel *relation.Relationship) {
-			h.clock.Advance(30 * time.Second)
-			h.s.Sweep()
-		}},
-		{"discover-until-contact", false, func(h *harness, rel *relation.Relationship) {
-			v := *rel.View()
-			v.OperatorPartnerDown, v.OperatorPartnerDownAt = true, h.clock.Now().Unix()
-			rel.SetView(&v)
-			h.s.Sweep()
-			h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
-		}, func(h *harness, rel *relation.Relationship) {
-			v := *rel.View()
-			v.Contacted, v.Connected = true, true
-			rel.SetView(&v)
-			h.s.Sweep()
-		}},
-		{"free-bindings-until-contact", true, func(h *harness, rel *relation.Relationship) {
-			v := *rel.View()
-			v.OperatorPartnerDown, v.OperatorPartnerDownAt = true, h.clock.Now().Unix()
-			rel.SetView(&v)
-			h.s.Sweep()
-			h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
-		}, func(h *harness, rel *relation.Relationship) {
-			// Contact, and the state leaves PARTNER-DOWN (the peer's
-			// addresses never open).
-			v := *rel.View()
-			v.Contacted, v.Connected = true, true
-			rel.SetView(&v)
-			setState(rel, fsm.CommInterrupted, h.clock.Now().Unix())
-			h.s.Sweep()
-		}},
-		{"transfer-until-contact", false, func(h *harness, rel *relation.Relationship) {
-			if moved := h.s.Transfer(4, h.clock.Now().Unix()); len(moved) != 0 {
-				t.Fatalf("Renewals only, yet %v were moved to the peer", moved)
-			}
-		}, func(h *harness, rel *relation.Relationship) {
-			v := *rel.View()
-			v.Contacted, v.Connected = true, true
-			rel.SetView(&v)
-			h.s.Sweep()
-		}},
+		{"discover-until-mclt", false, discover, mclt},
+		{"discover-until-contact", false, discover, contact},
+		{"free-bindings-until-contact", true, discover, contactAndLeave},
+		{"transfer-until-contact", false, transfer, contact},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, rel := newPairHarness(t, true, 256, fsm.PartnerDown)
@@ -522,4 +510,28 @@ func TestRefusedNeverUsedAddressesAreNotLost(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Issue 15, path 6, from the peer: a binding whose chaddr option holds only
+// the hardware type, with no client identifier, identifies no client. It
+// is stored (the address stays in use until it ends: refusing it would
+// leave us thinking the address free) but keyed to no one, so no client of
+// ours can take it as its own, before or after a restart.
+func TestPeerBindingWithoutClientIdentityBelongsToNoClient(t *testing.T) {
+	h, _ := newPairHarness(t, false, 0, fsm.Normal)
+	now := h.clock.Now().Unix()
+	ip := mustIP("192.0.2.100")
+	in := lease.Binding{IP: ip, State: lease.Active, HWAddr: []byte{1}, Start: now, End: now + 600, CLTT: now, PeerExpiry: now + 900}
+	r, msg, done := h.s.ApplyPeer(in, now)
+	if r != 0 {
+		t.Fatalf("ApplyPeer rejected a binding without client identity: %d %s", r, msg)
+	}
+	if err := done.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := h.s.Get(ip); b.Key() != "" || b.State != lease.Active {
+		t.Fatalf("Stored as %v with client key %q, want ACTIVE and no key", b, b.Key())
+	}
+	h.mustDrop(anonymous(t, 1, dhcpv4.MessageTypeRequest, requested("192.0.2.100")))
+	h.mustNak(packet(t, 1, dhcpv4.MessageTypeRequest, requested("192.0.2.100")))
 }

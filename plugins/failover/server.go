@@ -395,6 +395,13 @@ func (s *Server) Handler4(req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool) {
 		return nil, true
 	}
 	c := clientOf(req)
+	if c.key == "" {
+		// Nothing tells this client from another (Kea drops these too):
+		// every such client would share one lease.
+		s.met.drops[dropNoIdentity].Inc()
+		log.Debugf("dropping %s: no hardware address and no client identifier", req.MessageType())
+		return nil, true
+	}
 	v := s.view()
 	if v != nil && !v.MayServe {
 		s.met.drops[dropStateForbids].Inc()

@@ -347,3 +347,22 @@ func BenchmarkCounts(b *testing.B) {
 		}
 	}
 }
+
+// A hardware address of only its type identifies no client (issue 15,
+// path 6): every such client would share one key, and the database, which
+// keeps no empty hardware address, would give it another after a restart.
+func TestClientKeyNeedsAnIdentity(t *testing.T) {
+	for _, tc := range []struct {
+		id, hw []byte
+		want   string
+	}{
+		{nil, nil, ""},
+		{nil, []byte{1}, ""},
+		{nil, []byte{1, 2}, "h\x01\x02"},
+		{[]byte{7}, []byte{32}, "i\x07"},
+	} {
+		if got := ClientKey(tc.id, tc.hw); got != tc.want {
+			t.Errorf("ClientKey(%x, %x) = %q, want %q", tc.id, tc.hw, got, tc.want)
+		}
+	}
+}
