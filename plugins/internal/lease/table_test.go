@@ -180,6 +180,19 @@ func TestSecondaryDoesNotAllocateThePrimarysFreeAddresses(t *testing.T) {
 	}
 }
 
+// allocateAll binds every address Allocate gives at now and returns them.
+func allocateAll(tb *Table, now int64) map[IP]bool {
+	got := map[IP]bool{}
+	for {
+		a, ok := tb.Allocate(now, nil)
+		if !ok {
+			return got
+		}
+		got[a] = true
+		tb.Put(active(a, byte(len(got)), now+100))
+	}
+}
+
 // never is an ownsNew rule that gives no never-used address.
 func never(int64) bool { return false }
 
@@ -202,16 +215,7 @@ func TestRefusedCandidatesStayAllocatable(t *testing.T) {
 		asked[0] != want[0] || asked[1] != want[1] || asked[2] != want[2] {
 		t.Fatalf("Candidates offered to the owner: %v, want %v each time", asked, want)
 	}
-	got := map[IP]bool{}
-	for {
-		a, ok := tb.Allocate(0, nil)
-		if !ok {
-			break
-		}
-		got[a] = true
-		tb.Put(active(a, byte(len(got)), 100))
-	}
-	if len(got) != 6 {
+	if got := allocateAll(tb, 0); len(got) != 6 {
 		t.Fatalf("After refusals %d of 6 addresses were allocatable: %v", len(got), got)
 	}
 	if err := tb.Validate(); err != nil {
@@ -236,16 +240,7 @@ func TestNeverUsedRuleIsAskedAtEachAllocation(t *testing.T) {
 	}
 	tb.ExpireHolds(5)
 	owns = true
-	got := map[IP]bool{}
-	for {
-		b, ok := tb.Allocate(6, nil)
-		if !ok {
-			break
-		}
-		got[b] = true
-		tb.Put(active(b, byte(len(got)), 100))
-	}
-	if len(got) != 2 {
+	if got := allocateAll(tb, 6); len(got) != 2 {
 		t.Fatalf("Allocatable after the lapsed offer: %v, want both addresses", got)
 	}
 }
