@@ -478,7 +478,8 @@ func TestRefusedNeverUsedAddressesAreNotLost(t *testing.T) {
 		contact(h, rel)
 	}
 	for _, tc := range []struct {
-		name string
+		name      string
+		secondary bool
 		// free stores the pool as FREE bindings (used before) rather
 		// than never-used addresses.
 		free bool
@@ -486,13 +487,14 @@ func TestRefusedNeverUsedAddressesAreNotLost(t *testing.T) {
 		// open then makes them allowed.
 		refuse, open func(h *harness, rel *relation.Relationship)
 	}{
-		{"discover-until-mclt", false, discover, mclt},
-		{"discover-until-contact", false, discover, contact},
-		{"free-bindings-until-contact", true, discover, contactAndLeave},
-		{"transfer-until-contact", false, transfer, contact},
+		{"discover-until-mclt", false, false, discover, mclt},
+		{"discover-until-contact", false, false, discover, contact},
+		{"free-bindings-until-contact", false, true, discover, contactAndLeave},
+		{"transfer-until-contact", false, false, transfer, contact},
+		{"secondary-discover-until-mclt", true, false, discover, mclt},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h, rel := newPairHarness(t, true, 256, fsm.PartnerDown)
+			h, rel := newPairHarness(t, !tc.secondary, 256, fsm.PartnerDown)
 			t0 := h.clock.Now().Unix()
 			if tc.free {
 				for ip := mustIP("192.0.2.100"); ip <= mustIP("192.0.2.103"); ip++ {
@@ -534,4 +536,27 @@ func TestPeerBindingWithoutClientIdentityBelongsToNoClient(t *testing.T) {
 	}
 	h.mustDrop(anonymous(t, 1, dhcpv4.MessageTypeRequest, requested("192.0.2.100")))
 	h.mustNak(packet(t, 1, dhcpv4.MessageTypeRequest, requested("192.0.2.100")))
+}
+
+// The secondary's never-used addresses are the primary's FREE ones, open to
+// it in PARTNER-DOWN only. An offer of one that lapses after PARTNER-DOWN
+// ended must not be lost: the next PARTNER-DOWN gives the whole pool
+// again (issue 15, path 5, the secondary's side).
+func TestSecondaryKeepsALapsedOfferOfThePrimarysAddress(t *testing.T) {
+	h, rel := newPairHarness(t, false, 0, fsm.PartnerDown)
+	h.clock.Advance(30 * time.Second) // MCLT after entering PARTNER-DOWN
+	h.s.Sweep()
+	if ip := h.offer(1); ip != "192.0.2.100" {
+		t.Fatalf("In PARTNER-DOWN after MCLT the secondary offered %s", ip)
+	}
+	setState(rel, fsm.CommInterrupted, h.clock.Now().Unix())
+	h.s.Sweep()
+	h.clock.Advance(time.Minute) // the offer lapses
+	h.s.Sweep()
+	setState(rel, fsm.PartnerDown, h.clock.Now().Unix())
+	h.clock.Advance(30 * time.Second)
+	h.s.Sweep()
+	if n := h.allocatable(); n != 4 {
+		t.Fatalf("%d of the pool's 4 addresses are allocatable in the next PARTNER-DOWN", n)
+	}
 }
