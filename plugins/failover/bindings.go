@@ -321,16 +321,15 @@ func (s *Server) Transfer(n int, now int64) []lease.IP {
 		batch *lease.Batch
 	}
 	var moves []move
+	// A candidate the policy refuses stays in the table (Allocate).
+	usable := func(ip lease.IP) bool { return s.usableBy(ip, "", now) }
 	s.mu.Lock()
 	for len(moves) < n {
-		ip, ok := s.table.Allocate(now)
+		ip, ok := s.table.Allocate(now, usable)
 		if !ok {
 			break
 		}
 		b, had := s.table.Get(ip)
-		if !s.usableBy(ip, "", now) {
-			continue
-		}
 		old := b
 		b.IP, b.State, b.Start, b.SentExpiry, b.Pending, b.Transmitted = ip, to, now, now, true, false
 		s.table.Put(b)

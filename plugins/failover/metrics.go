@@ -38,11 +38,13 @@ const (
 	dropMalformed                 // a request that names no address
 	dropStoreError                // the lease could not be stored
 	dropNotClient                 // not a client message type
+	dropNoIdentity                // neither a hardware address nor a client identifier
 	numDrops
 )
 
 var dropNames = [numDrops]string{"overload", "foreign_relay", "state_forbids", "not_our_bucket", "pool_exhausted",
-	"waiting_for_peer", "other_server", "peer_address", "malformed", "store_error", "not_client_message"}
+	"waiting_for_peer", "other_server", "peer_address", "malformed", "store_error", "not_client_message",
+	"no_client_identity"}
 
 // serverMetrics counts the handler's answers and drops (counters created
 // once, so that counting a packet allocates nothing) and reports the

@@ -423,3 +423,140 @@ func TestSecondaryExpiresActiveLeasesOnlyWhenItMayServeAlone(t *testing.T) {
 		})
 	}
 }
+
+// allocatable counts the addresses the server offers to new clients, one
+// client each, until it offers none (clients from 1000 up).
+func (h *harness) allocatable() int {
+	h.t.Helper()
+	n := 0
+	for ; ; n++ {
+		resp, _ := h.do(packet(h.t, 1000+n, dhcpv4.MessageTypeDiscover))
+		if resp == nil {
+			return n
+		}
+		if n > 1000 {
+			h.t.Fatal("the pool never runs out")
+		}
+	}
+}
+
+// Issue 15, path 5: a primary restarted in PARTNER-DOWN that has not
+// reached its peer may not allocate its never-used addresses until MCLT
+// after the operator's declaration. A DISCOVER (or a pool-balancing
+// transfer) refused in that window must not use up the never-used
+// addresses: once the policy allows them, the whole pool is allocatable.
+func TestRefusedNeverUsedAddressesAreNotLost(t *testing.T) {
+	// The operator declares partner-down; a DISCOVER in the MCLT that
+	// follows is refused.
+	discover := func(h *harness, rel *relation.Relationship) {
+		v := *rel.View()
+		v.OperatorPartnerDown, v.OperatorPartnerDownAt = true, h.clock.Now().Unix()
+		rel.SetView(&v)
+		h.s.Sweep()
+		h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
+	}
+	// Renewals only: pool balancing moves nothing.
+	transfer := func(h *harness, rel *relation.Relationship) {
+		if moved := h.s.Transfer(4, h.clock.Now().Unix()); len(moved) != 0 {
+			t.Fatalf("Renewals only, yet %v were moved to the peer", moved)
+		}
+	}
+	mclt := func(h *harness, rel *relation.Relationship) {
+		h.clock.Advance(30 * time.Second)
+		h.s.Sweep()
+	}
+	contact := func(h *harness, rel *relation.Relationship) {
+		v := *rel.View()
+		v.Contacted, v.Connected = true, true
+		rel.SetView(&v)
+		h.s.Sweep()
+	}
+	// Contact, and the state leaves PARTNER-DOWN (the peer's addresses
+	// never open).
+	contactAndLeave := func(h *harness, rel *relation.Relationship) {
+		setState(rel, fsm.CommInterrupted, h.clock.Now().Unix())
+		contact(h, rel)
+	}
+	for _, tc := range []struct {
+		name      string
+		secondary bool
+		// free stores the pool as FREE bindings (used before) rather
+		// than never-used addresses.
+		free bool
+		// refuse runs while the policy refuses never-used addresses;
+		// open then makes them allowed.
+		refuse, open func(h *harness, rel *relation.Relationship)
+	}{
+		{"discover-until-mclt", false, false, discover, mclt},
+		{"discover-until-contact", false, false, discover, contact},
+		{"free-bindings-until-contact", false, true, discover, contactAndLeave},
+		{"transfer-until-contact", false, false, transfer, contact},
+		{"secondary-discover-until-mclt", true, false, discover, mclt},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, rel := newPairHarness(t, !tc.secondary, 256, fsm.PartnerDown)
+			t0 := h.clock.Now().Unix()
+			if tc.free {
+				for ip := mustIP("192.0.2.100"); ip <= mustIP("192.0.2.103"); ip++ {
+					h.s.table.Put(lease.Binding{IP: ip, State: lease.Free})
+				}
+			}
+			v := *rel.View()
+			v.MyStos, v.Contacted, v.Connected = t0-3600, false, false
+			rel.SetView(&v)
+			h.s.Sweep()
+			tc.refuse(h, rel)
+			tc.open(h, rel)
+			if n := h.allocatable(); n != 4 {
+				t.Fatalf("%d of the pool's 4 addresses are allocatable once the policy allows them", n)
+			}
+		})
+	}
+}
+
+// Issue 15, path 6, from the peer: a binding whose chaddr option holds only
+// the hardware type, with no client identifier, identifies no client. It
+// is stored (the address stays in use until it ends: refusing it would
+// leave us thinking the address free) but keyed to no one, so no client of
+// ours can take it as its own, before or after a restart.
+func TestPeerBindingWithoutClientIdentityBelongsToNoClient(t *testing.T) {
+	h, _ := newPairHarness(t, false, 0, fsm.Normal)
+	now := h.clock.Now().Unix()
+	ip := mustIP("192.0.2.100")
+	in := lease.Binding{IP: ip, State: lease.Active, HWAddr: []byte{1}, Start: now, End: now + 600, CLTT: now, PeerExpiry: now + 900}
+	r, msg, done := h.s.ApplyPeer(in, now)
+	if r != 0 {
+		t.Fatalf("ApplyPeer rejected a binding without client identity: %d %s", r, msg)
+	}
+	if err := done.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := h.s.Get(ip); b.Key() != "" || b.State != lease.Active {
+		t.Fatalf("Stored as %v with client key %q, want ACTIVE and no key", b, b.Key())
+	}
+	h.mustDrop(anonymous(t, 1, dhcpv4.MessageTypeRequest, requested("192.0.2.100")))
+	h.mustNak(packet(t, 1, dhcpv4.MessageTypeRequest, requested("192.0.2.100")))
+}
+
+// The secondary's never-used addresses are the primary's FREE ones, open to
+// it in PARTNER-DOWN only. An offer of one that lapses after PARTNER-DOWN
+// ended must not be lost: the next PARTNER-DOWN gives the whole pool
+// again (issue 15, path 5, the secondary's side).
+func TestSecondaryKeepsALapsedOfferOfThePrimarysAddress(t *testing.T) {
+	h, rel := newPairHarness(t, false, 0, fsm.PartnerDown)
+	h.clock.Advance(30 * time.Second) // MCLT after entering PARTNER-DOWN
+	h.s.Sweep()
+	if ip := h.offer(1); ip != "192.0.2.100" {
+		t.Fatalf("In PARTNER-DOWN after MCLT the secondary offered %s", ip)
+	}
+	setState(rel, fsm.CommInterrupted, h.clock.Now().Unix())
+	h.s.Sweep()
+	h.clock.Advance(time.Minute) // the offer lapses
+	h.s.Sweep()
+	setState(rel, fsm.PartnerDown, h.clock.Now().Unix())
+	h.clock.Advance(30 * time.Second)
+	h.s.Sweep()
+	if n := h.allocatable(); n != 4 {
+		t.Fatalf("%d of the pool's 4 addresses are allocatable in the next PARTNER-DOWN", n)
+	}
+}

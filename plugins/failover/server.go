@@ -53,9 +53,11 @@ type Server struct {
 	// PARTNER-DOWN; pdScan is when they were last re-examined.
 	pdOpen bool
 	pdScan int64
-	store  lease.Store
-	met    *serverMetrics
-	health storeHealth
+	// wasStale is stale(view) at the last reopen.
+	wasStale bool
+	store    lease.Store
+	met      *serverMetrics
+	health   storeHealth
 	// ackBatch is the commit the last acknowledgement from the peer went
 	// into (see Acked).
 	ackBatch *lease.Batch
@@ -156,7 +158,10 @@ func newServer(cfg Config, store lease.Store, now func() time.Time, rel *relatio
 	if rel != nil {
 		s.primary = rel.View().Primary
 	}
-	s.table = lease.NewTable(cfg.Pools, s.reusable, s.primary)
+	// Until the first sweep has seen the view, assume the reuse rule may
+	// have refused our own free addresses (stale): reopen requeues them.
+	s.wasStale = rel != nil
+	s.table = lease.NewTable(cfg.Pools, s.reusable, s.ownsNew)
 	s.superseded = make(map[lease.IP]undoRecord)
 	s.writing = make(map[lease.IP]int)
 	s.store = store
@@ -309,22 +314,27 @@ func (s *Server) Sweep() {
 	}
 }
 
-// reopen re-examines the addresses that are not ours when the state makes
-// more of them usable: in PARTNER-DOWN, from MCLT after entering it and
-// then every reuseScan as more leases pass their end plus MCLT. Call with
-// s.mu held.
+// reopen re-examines the bindings when the state makes more of them
+// usable: when the peer is first heard after a restart in PARTNER-DOWN
+// (our own free addresses, which the reuse rule refused until then, and
+// which an allocation may have taken off the free queue meanwhile), and in
+// PARTNER-DOWN, from MCLT after entering it and then every reuseScan as
+// more leases pass their end plus MCLT. Never-used addresses need nothing
+// here: the table asks ownsNew at each allocation. Call with s.mu held.
 func (s *Server) reopen(now int64) {
-	open := s.partnerDownOpen(now)
-	if !open {
-		if s.pdOpen {
-			s.pdOpen = false
-			s.table.SetOwnsNew(s.primary)
+	if v := s.view(); v != nil {
+		st := stale(v)
+		if s.wasStale && !st {
+			s.table.RequeueAll()
 		}
+		s.wasStale = st
+	}
+	if !s.partnerDownOpen(now) {
+		s.pdOpen = false
 		return
 	}
 	if !s.pdOpen || now >= s.pdScan+reuseScan {
 		s.pdOpen, s.pdScan = true, now
-		s.table.SetOwnsNew(true)
 		s.table.RequeueAll()
 	}
 }
@@ -395,6 +405,13 @@ func (s *Server) Handler4(req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool) {
 		return nil, true
 	}
 	c := clientOf(req)
+	if c.key == "" {
+		// Nothing tells this client from another (Kea drops these too):
+		// every such client would share one lease.
+		s.met.drops[dropNoIdentity].Inc()
+		log.Debugf("dropping %s: no hardware address and no client identifier", req.MessageType())
+		return nil, true
+	}
 	v := s.view()
 	if v != nil && !v.MayServe {
 		s.met.drops[dropStateForbids].Inc()
@@ -495,10 +512,7 @@ func (s *Server) usableBy(ip lease.IP, key string, now int64) bool {
 		return ok && b.State == lease.Active && b.Key() == key && b.Until() > now
 	}
 	if !ok {
-		// Never used: FREE, the primary's; the secondary's only in
-		// PARTNER-DOWN once MCLT has passed.
-		v := s.view()
-		return s.primary && (v == nil || !stale(v)) || s.partnerDownOpen(now)
+		return s.ownsNew(now)
 	}
 	if b.Key() == key && (b.State == lease.Active || returnable(&b)) {
 		return true
@@ -514,6 +528,21 @@ func (s *Server) usableBy(ip lease.IP, key string, now int64) bool {
 // change loaded from disk counts as transmitted (see load).
 func returnable(b *lease.Binding) bool {
 	return (b.State == lease.Expired || b.State == lease.Released) && !b.Transmitted
+}
+
+// ownsNew is the rule for never-used addresses, which are FREE and so the
+// primary's: the primary's unless it restarted in PARTNER-DOWN and has not
+// heard its peer since; the secondary's only in PARTNER-DOWN once MCLT has
+// passed; no one's while renewing only. The table asks it at each
+// allocation (lease.NewTable), usableBy for each address: one rule, so
+// that the table never walks its never-used addresses for a policy that
+// refuses them.
+func (s *Server) ownsNew(now int64) bool {
+	if s.renewOnly() {
+		return false
+	}
+	v := s.view()
+	return s.primary && (v == nil || !stale(v)) || s.partnerDownOpen(now)
 }
 
 // renewOnly is true while a server restarted without reaching its peer
@@ -557,16 +586,9 @@ func (s *Server) choose(c client, requested lease.IP, now int64) (lease.IP, bool
 	if s.renewOnly() {
 		return 0, false
 	}
-	for {
-		ip, ok := s.table.Allocate(now)
-		if !ok {
-			return 0, false
-		}
-		// The queues are lazy: check the candidate once more.
-		if s.usableBy(ip, c.key, now) {
-			return ip, true
-		}
-	}
+	// The queues are lazy: the policy has the last word on a candidate,
+	// and one it refuses stays in the table for later.
+	return s.table.Allocate(now, func(ip lease.IP) bool { return s.usableBy(ip, c.key, now) })
 }
 
 func (s *Server) discover(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bool) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/coredhcp/coredhcp/logger"
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
 )
@@ -676,4 +677,38 @@ func mustIP(s string) lease.IP {
 		panic(s)
 	}
 	return ip
+}
+
+// anonymous is a packet from client n with no hardware address (hlen 0).
+func anonymous(t *testing.T, n int, mt dhcpv4.MessageType, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
+	t.Helper()
+	p := packet(t, n, mt, mods...)
+	p.ClientHWAddr = nil
+	return p
+}
+
+// Issue 15, path 6: a client with no hardware address and no client
+// identifier has no identity: every such client looked like one client
+// (the second was given the first one's address), keyed by its hardware
+// type alone, which the database did not keep (its renewal after a restart
+// got a NAK). Such packets are dropped and counted, as Kea drops them. With
+// a client identifier (InfiniBand, RFC 4390: hlen 0) it is a client.
+func TestClientsWithoutIdentityAreDropped(t *testing.T) {
+	h := newHarness(t, smallPool)
+	h.mustDrop(anonymous(t, 1, dhcpv4.MessageTypeDiscover))
+	h.mustDrop(anonymous(t, 2, dhcpv4.MessageTypeDiscover))
+	h.mustDrop(anonymous(t, 2, dhcpv4.MessageTypeRequest, requested("192.0.2.100")))
+	h.mustDrop(anonymous(t, 3, dhcpv4.MessageTypeRelease, dhcpv4.WithClientIP(net.ParseIP("192.0.2.100"))))
+	h.mustDrop(anonymous(t, 3, dhcpv4.MessageTypeDecline, requested("192.0.2.101")))
+	if got := testutil.ToFloat64(h.s.met.drops[dropIndex(t, "no_client_identity")]); got != 5 {
+		t.Errorf("drops{reason=\"no_client_identity\"} = %v, want 5", got)
+	}
+	if n := h.s.table.Len(); n != 0 {
+		t.Errorf("%d bindings after requests from clients without identity", n)
+	}
+	id := dhcpv4.WithOption(dhcpv4.OptClientIdentifier([]byte{0xff, 0, 0, 0, 1}))
+	resp := h.mustAck(anonymous(t, 4, dhcpv4.MessageTypeRequest, requested("192.0.2.102"), id))
+	if got := resp.YourIPAddr.String(); got != "192.0.2.102" {
+		t.Fatalf("A client with an identifier and no hardware address was given %s", got)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -119,25 +120,76 @@ var operatorCommands = map[string]func(*Session) (string, error){
 const knownCommands = "status, maintenance-start, maintenance-stop, resync, rebalance, partner-down, paused, shutdown, recover, normal, reconnect"
 
 // listenControl opens the control socket at path, readable and writable
-// by its owner only.
+// by its owner only, and open to no one else at any moment, even in a
+// directory that others may enter. A socket is created with the mode the
+// umask leaves, so it is bound in a fresh directory of mode 0700 beside
+// path (os.MkdirTemp), made 0600 there, and only then linked at path (as
+// ssh-agent keeps its socket in a private mkdtemp directory). The link
+// fails, rather than replace it, if anything but a socket left by a
+// previous process is at path. A umask around the bind (PostgreSQL,
+// systemd) would do as much in a single-threaded process; in Go the umask
+// is the process's, and would change the files every other goroutine
+// creates meanwhile.
 func listenControl(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	fail := func(err error) (net.Listener, error) {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fail(err)
 	}
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
 		// A socket left by a previous process: nothing listens on it, or
 		// the lease database's lock would have stopped us already.
 		os.Remove(path)
 	}
-	ln, err := net.Listen("unix", path)
+	private, err := os.MkdirTemp(dir, ".c")
 	if err != nil {
-		return nil, fmt.Errorf("control socket %s: %w", path, err)
+		return fail(err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	defer os.RemoveAll(private)
+	bound := filepath.Join(private, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: bound, Net: "unix"})
+	if err != nil {
+		return fail(err)
+	}
+	// Close removes path, not the name it was bound to.
+	ln.SetUnlinkOnClose(false)
+	controlStepped()
+	if err := os.Chmod(bound, 0o600); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("control socket %s: %w", path, err)
+		return fail(err)
 	}
-	return ln, nil
+	controlStepped()
+	if err := os.Link(bound, path); err != nil {
+		ln.Close()
+		return fail(err)
+	}
+	controlStepped()
+	return &controlListener{UnixListener: ln, path: path}, nil
+}
+
+// controlStep, set by tests, is called after each step of listenControl
+// that changes the file system.
+var controlStep func()
+
+func controlStepped() {
+	if controlStep != nil {
+		controlStep()
+	}
+}
+
+// controlListener removes its socket's path when closed.
+type controlListener struct {
+	*net.UnixListener
+	path string
+	once sync.Once
+}
+
+func (l *controlListener) Close() error {
+	err := l.UnixListener.Close()
+	l.once.Do(func() { os.Remove(l.path) })
+	return err
 }
 
 func (s *Session) serveControl(ln net.Listener) {

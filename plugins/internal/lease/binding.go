@@ -137,12 +137,15 @@ func (b *Binding) Until() int64 {
 // is empty for a binding that has no client.
 func (b *Binding) Key() string { return ClientKey(b.ClientID, b.HWAddr) }
 
-// ClientKey builds the identity under which a client is indexed.
+// ClientKey builds the identity under which a client is indexed. A
+// hardware address of only its type byte (hlen 0) identifies no client: all
+// such clients would share one key, which the database (that keeps no
+// empty hardware address) would not give back after a restart.
 func ClientKey(clientID, hwaddr []byte) string {
 	switch {
 	case len(clientID) > 0:
 		return "i" + string(clientID)
-	case len(hwaddr) > 0:
+	case len(hwaddr) > 1:
 		return "h" + string(hwaddr)
 	}
 	return ""

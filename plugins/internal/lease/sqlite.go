@@ -264,11 +264,16 @@ func bindingFromRow(v []driver.Value) (Binding, error) {
 	if !ok {
 		return Binding{}, fmt.Errorf("%s has a hardware address of type %T", b.IP, v[3])
 	}
-	if hw != "" {
+	switch {
+	case hw != "":
 		var err error
 		if b.HWAddr, err = parseHW(htype, hw); err != nil {
 			return Binding{}, fmt.Errorf("%s has hardware address %d/%q", b.IP, htype, hw)
 		}
+	case htype != 0:
+		// A hardware type without an address (InfiniBand, RFC 4390):
+		// the peer needs the type in a BNDUPD's chaddr option.
+		b.HWAddr = []byte{htype}
 	}
 	if b.Hostname, ok = text(v[4]); !ok {
 		return Binding{}, fmt.Errorf("%s has a hostname of type %T", b.IP, v[4])

@@ -19,6 +19,10 @@ func storeContract(t *testing.T, open func(t *testing.T) Store) {
 			{IP: ip("192.0.2.11"), State: Abandoned, Start: 5, End: 99},
 			{IP: ip("192.0.2.12"), State: Backup},
 			{IP: ip("192.0.2.13"), State: Active, HWAddr: hw(2), Start: 7, End: 9, CLTT: 8, PeerExpiry: 6},
+			// InfiniBand (RFC 4390): a client identifier, a hardware
+			// type and no hardware address; the type is kept for the
+			// peer (a BNDUPD needs a chaddr option).
+			{IP: ip("192.0.2.14"), State: Active, ClientID: []byte{0xff, 0, 1}, HWAddr: []byte{32}, Start: 7, End: 9},
 		}
 		if err := s.Write(rows); err != nil {
 			t.Fatal(err)

@@ -32,8 +32,9 @@ type Table struct {
 	// client; the owner of the table decides (ownership, failover state).
 	reusable func(*Binding) bool
 	// ownsNew reports whether addresses with no binding at all (free,
-	// owned by the primary) are this server's to allocate.
-	ownsNew bool
+	// owned by the primary) are this server's to allocate now; the owner
+	// of the table decides, by the same rule its policy applies.
+	ownsNew func(now int64) bool
 	// inPool counts the bindings of the pools by state, so that Counts
 	// (the control socket's status, pool balancing) is O(1) rather than a
 	// walk of every binding under the owner's lock.
@@ -126,11 +127,17 @@ func DefaultReusable(b *Binding) bool {
 
 // NewTable returns an empty table over pools (which must not overlap).
 // reusable decides whether an existing binding may go to a new client
-// (nil means DefaultReusable); ownsNew says whether never-used addresses,
-// which are FREE and so the primary's, may be allocated by this server.
-func NewTable(pools []Range, reusable func(*Binding) bool, ownsNew bool) *Table {
+// (nil means DefaultReusable); ownsNew decides whether never-used
+// addresses, which are FREE and so the primary's, may be allocated by this
+// server at a given time (nil means always, as for a server without a
+// peer). Both are asked again at every allocation: the table keeps no copy
+// of the owner's rules that could fall behind them.
+func NewTable(pools []Range, reusable func(*Binding) bool, ownsNew func(now int64) bool) *Table {
 	if reusable == nil {
 		reusable = DefaultReusable
+	}
+	if ownsNew == nil {
+		ownsNew = func(int64) bool { return true }
 	}
 	t := &Table{
 		byIP:     index{other: make(map[IP]*entry)},
@@ -253,10 +260,6 @@ func (t *Table) RequeueAll() {
 	})
 }
 
-// SetOwnsNew changes whether never-used addresses may be allocated (a
-// secondary in PARTNER-DOWN takes the primary's).
-func (t *Table) SetOwnsNew(owns bool) { t.ownsNew = owns }
-
 // Hold keeps ip for the client with key until the given time, so that no
 // other client is offered it meanwhile.
 //
@@ -344,11 +347,10 @@ func (t *Table) makeAvailable(ip IP) {
 	}
 	e, ok := t.byIP.get(ip)
 	if !ok {
-		if !t.ownsNew {
-			return
-		}
 		// A never-used address whose offer lapsed: the cursor has passed
-		// it, so remember it as free.
+		// it, so remember it as free (whoever may allocate it now: a
+		// never-used address is FREE, and one left out here would never
+		// be allocated again).
 		e = &entry{Binding: Binding{IP: ip, State: Free}, hidx: -1}
 		t.byIP.add(ip, e)
 		t.inPool[Free]++
@@ -370,42 +372,63 @@ func (t *Table) ExpireHolds(now int64) {
 }
 
 // Allocate picks an address for a new client: first one that has never been
-// used, then the one that has been reusable longest. The address is not
-// held or bound: the caller does that. It returns false when the pools are
-// exhausted.
-func (t *Table) Allocate(now int64) (IP, bool) {
-	if t.ownsNew {
+// used, then the one that has been reusable longest. accept (nil accepts
+// all) is the owner's last word on a candidate; a candidate it refuses is
+// not used up: a never-used one stays its pool's next candidate (the walk
+// goes on to the next pool) and a queued one stays first in the queue, and
+// Allocate reports none. The owner's rules are meant to refuse only for
+// reasons that hold for every candidate (the failover state, the time):
+// a refusal of one address alone would keep the ones behind it waiting.
+// The address is not held or bound: the caller does that. It returns false
+// when the pools are exhausted.
+func (t *Table) Allocate(now int64, accept func(IP) bool) (IP, bool) {
+	if t.ownsNew(now) {
 		for _, p := range t.pools {
 			for !p.done {
 				ip := p.next
-				if ip == p.End {
-					p.done = true
-				} else {
-					p.next++
+				if _, used := t.byIP.get(ip); used || t.heldAt(ip, now) {
+					// A binding or a hold accounts for it.
+					p.advance()
+					continue
 				}
-				if _, used := t.byIP.get(ip); !used && !t.heldAt(ip, now) {
-					return ip, true
+				if accept != nil && !accept(ip) {
+					break
 				}
+				p.advance()
+				return ip, true
 			}
 		}
 	}
 	for t.freeQ.len() > 0 {
-		ip := t.freeQ.pop()
+		ip := t.freeQ.peek()
 		e, ok := t.byIP.get(ip)
-		if !ok {
+		if !ok || !t.reusable(&e.Binding) || !t.InPool(ip) || t.heldAt(ip, now) {
+			// Not (or no longer) reusable: its next change queues it
+			// again, as does RequeueAll when the rule changes; a held
+			// one comes back when its hold lapses.
+			t.freeQ.pop()
+			if ok {
+				e.queued = false
+			}
 			continue
 		}
+		if accept != nil && !accept(ip) {
+			return 0, false
+		}
+		t.freeQ.pop()
 		e.queued = false
-		if !t.reusable(&e.Binding) || !t.InPool(ip) {
-			continue
-		}
-		if t.heldAt(ip, now) {
-			// Its hold will put it back when it lapses.
-			continue
-		}
 		return ip, true
 	}
 	return 0, false
+}
+
+// advance moves the never-used cursor past next.
+func (p *pool) advance() {
+	if p.next == p.End {
+		p.done = true
+	} else {
+		p.next++
+	}
 }
 
 func (t *Table) heldAt(ip IP, now int64) bool {

@@ -21,10 +21,10 @@ func active(a IP, key byte, end int64) Binding {
 }
 
 func TestAllocateTakesNeverUsedAddressesInOrderThenOldestFreed(t *testing.T) {
-	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.12")}, {ip("192.0.2.20"), ip("192.0.2.20")}}, nil, true)
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.12")}, {ip("192.0.2.20"), ip("192.0.2.20")}}, nil, nil)
 	var got []IP
 	for i := 0; i < 4; i++ {
-		a, ok := tb.Allocate(0)
+		a, ok := tb.Allocate(0, nil)
 		if !ok {
 			t.Fatalf("Allocate %d failed", i)
 		}
@@ -37,7 +37,7 @@ func TestAllocateTakesNeverUsedAddressesInOrderThenOldestFreed(t *testing.T) {
 			t.Fatalf("Allocation order %v, want %v", got, want)
 		}
 	}
-	if a, ok := tb.Allocate(0); ok {
+	if a, ok := tb.Allocate(0, nil); ok {
 		t.Fatalf("Allocate on a full pool gave %s", a)
 	}
 	// Free two, the second one first: they come back in the order freed.
@@ -48,7 +48,7 @@ func TestAllocateTakesNeverUsedAddressesInOrderThenOldestFreed(t *testing.T) {
 	b.State = Expired
 	tb.Put(b)
 	for _, w := range []IP{ip("192.0.2.12"), ip("192.0.2.10")} {
-		a, ok := tb.Allocate(0)
+		a, ok := tb.Allocate(0, nil)
 		if !ok || a != w {
 			t.Fatalf("Allocate = %s, %v; want %s", a, ok, w)
 		}
@@ -60,27 +60,27 @@ func TestAllocateTakesNeverUsedAddressesInOrderThenOldestFreed(t *testing.T) {
 }
 
 func TestAllocateSkipsLoadedBindingsAndHeldAddresses(t *testing.T) {
-	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}}, nil, true)
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}}, nil, nil)
 	tb.Put(active(ip("192.0.2.10"), 1, 100))
 	tb.Put(Binding{IP: ip("192.0.2.11"), State: Abandoned, End: 50})
 	tb.Hold(ip("192.0.2.12"), "other", 10)
-	a, ok := tb.Allocate(5)
+	a, ok := tb.Allocate(5, nil)
 	if !ok || a != ip("192.0.2.13") {
 		t.Fatalf("Allocate = %s, %v; want 192.0.2.13", a, ok)
 	}
 	tb.Put(active(a, 2, 100))
-	if a, ok := tb.Allocate(5); ok {
+	if a, ok := tb.Allocate(5, nil); ok {
 		t.Fatalf("Allocate gave %s while the rest is bound or held", a)
 	}
 	// The hold lapses: the address comes back.
 	tb.ExpireHolds(10)
-	if a, ok := tb.Allocate(10); !ok || a != ip("192.0.2.12") {
+	if a, ok := tb.Allocate(10, nil); !ok || a != ip("192.0.2.12") {
 		t.Fatalf("After the hold lapsed Allocate = %s, %v; want 192.0.2.12", a, ok)
 	}
 }
 
 func TestHoldBelongsToOneClientAndMovesWithIt(t *testing.T) {
-	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}}, nil, true)
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}}, nil, nil)
 	tb.Hold(ip("192.0.2.10"), "a", 30)
 	if got, ok := tb.Held("a", 20); !ok || got != ip("192.0.2.10") {
 		t.Fatalf("Held(a) = %s, %v", got, ok)
@@ -106,7 +106,7 @@ func TestHoldBelongsToOneClientAndMovesWithIt(t *testing.T) {
 }
 
 func TestByClientFollowsTheLatestBinding(t *testing.T) {
-	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}}, nil, true)
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}}, nil, nil)
 	tb.Put(active(ip("192.0.2.10"), 1, 100))
 	k := ClientKey(nil, hw(1))
 	if b, ok := tb.ByClient(k); !ok || b.IP != ip("192.0.2.10") {
@@ -126,7 +126,7 @@ func TestByClientFollowsTheLatestBinding(t *testing.T) {
 }
 
 func TestNextEndOrdersByEndAndForgetsChangedBindings(t *testing.T) {
-	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.20")}}, nil, true)
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.20")}}, nil, nil)
 	tb.Put(active(ip("192.0.2.10"), 1, 300))
 	tb.Put(active(ip("192.0.2.11"), 2, 100))
 	tb.Put(active(ip("192.0.2.12"), 3, 200))
@@ -158,7 +158,7 @@ func TestNextEndOrdersByEndAndForgetsChangedBindings(t *testing.T) {
 }
 
 func TestCountsTreatUnusedAddressesAsFree(t *testing.T) {
-	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.19")}}, nil, true)
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.19")}}, nil, nil)
 	tb.Put(active(ip("192.0.2.10"), 1, 300))
 	tb.Put(Binding{IP: ip("192.0.2.11"), State: Abandoned, End: 5})
 	tb.Put(active(ip("198.51.100.1"), 2, 300)) // outside the pools
@@ -170,13 +170,78 @@ func TestCountsTreatUnusedAddressesAsFree(t *testing.T) {
 
 func TestSecondaryDoesNotAllocateThePrimarysFreeAddresses(t *testing.T) {
 	reuse := func(b *Binding) bool { return b.State == Backup }
-	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}}, reuse, false)
-	if a, ok := tb.Allocate(0); ok {
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}}, reuse, never)
+	if a, ok := tb.Allocate(0, nil); ok {
 		t.Fatalf("Allocate without BACKUP addresses gave %s", a)
 	}
 	tb.Put(Binding{IP: ip("192.0.2.12"), State: Backup})
-	if a, ok := tb.Allocate(0); !ok || a != ip("192.0.2.12") {
+	if a, ok := tb.Allocate(0, nil); !ok || a != ip("192.0.2.12") {
 		t.Fatalf("Allocate = %s, %v; want the BACKUP address", a, ok)
+	}
+}
+
+// allocateAll binds every address Allocate gives at now and returns them.
+func allocateAll(tb *Table, now int64) map[IP]bool {
+	got := map[IP]bool{}
+	for {
+		a, ok := tb.Allocate(now, nil)
+		if !ok {
+			return got
+		}
+		got[a] = true
+		tb.Put(active(a, byte(len(got)), now+100))
+	}
+}
+
+// never is an ownsNew rule that gives no never-used address.
+func never(int64) bool { return false }
+
+// A candidate the owner refuses is not used up: a never-used address stays
+// the pool's next, a queued one stays first, until the owner accepts them
+// (issue 15, path 5: a refused DISCOVER used to run the cursor to the end).
+func TestRefusedCandidatesStayAllocatable(t *testing.T) {
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}, {ip("192.0.2.20"), ip("192.0.2.21")}}, nil, nil)
+	tb.Put(Binding{IP: ip("192.0.2.21"), State: Free})
+	tb.Put(Binding{IP: ip("192.0.2.12"), State: Released})
+	var asked []IP
+	refuse := func(a IP) bool { asked = append(asked, a); return false }
+	for i := 0; i < 3; i++ {
+		if a, ok := tb.Allocate(0, refuse); ok {
+			t.Fatalf("Allocate gave %s, refused", a)
+		}
+	}
+	// Each pool's next never-used address, then the oldest queued one.
+	if want := []IP{ip("192.0.2.10"), ip("192.0.2.20"), ip("192.0.2.21")}; len(asked) < 3 ||
+		asked[0] != want[0] || asked[1] != want[1] || asked[2] != want[2] {
+		t.Fatalf("Candidates offered to the owner: %v, want %v each time", asked, want)
+	}
+	if got := allocateAll(tb, 0); len(got) != 6 {
+		t.Fatalf("After refusals %d of 6 addresses were allocatable: %v", len(got), got)
+	}
+	if err := tb.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The never-used rule is asked at each allocation, and an offer of a
+// never-used address that lapses while the rule says no is remembered as
+// free, for when it says yes again.
+func TestNeverUsedRuleIsAskedAtEachAllocation(t *testing.T) {
+	owns := true
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.11")}}, nil, func(int64) bool { return owns })
+	a, ok := tb.Allocate(0, nil)
+	if !ok || a != ip("192.0.2.10") {
+		t.Fatalf("Allocate = %s, %v", a, ok)
+	}
+	tb.Hold(a, "k", 5)
+	owns = false
+	if b, ok := tb.Allocate(1, nil); ok {
+		t.Fatalf("The rule says no, yet Allocate gave %s", b)
+	}
+	tb.ExpireHolds(5)
+	owns = true
+	if got := allocateAll(tb, 6); len(got) != 2 {
+		t.Fatalf("Allocatable after the lapsed offer: %v, want both addresses", got)
 	}
 }
 
@@ -184,17 +249,17 @@ func TestMillionAddressPoolAllocatesInConstantTime(t *testing.T) {
 	// A million addresses do not fit in the documentation and benchmark
 	// ranges; these are values in memory only, never sent anywhere.
 	r := Range{ip("100.64.0.0"), ip("100.64.0.0") + 999_999}
-	tb := NewTable([]Range{r}, nil, true)
+	tb := NewTable([]Range{r}, nil, nil)
 	// Every address once, then every one again after freeing: the work is
 	// linear in the allocations, never a scan of the pool per allocation.
 	for i := 0; i < 1_000_000; i++ {
-		a, ok := tb.Allocate(0)
+		a, ok := tb.Allocate(0, nil)
 		if !ok || a != r.Start+IP(i) {
 			t.Fatalf("Allocation %d = %s, %v", i, a, ok)
 		}
 		tb.Put(Binding{IP: a, State: Active, End: 10})
 	}
-	if _, ok := tb.Allocate(0); ok {
+	if _, ok := tb.Allocate(0, nil); ok {
 		t.Fatal("A full million-address pool still allocates")
 	}
 	for {
@@ -207,7 +272,7 @@ func TestMillionAddressPoolAllocatesInConstantTime(t *testing.T) {
 	}
 	n := 0
 	for {
-		if _, ok := tb.Allocate(0); !ok {
+		if _, ok := tb.Allocate(0, nil); !ok {
 			break
 		}
 		n++
@@ -219,13 +284,13 @@ func TestMillionAddressPoolAllocatesInConstantTime(t *testing.T) {
 
 func BenchmarkAllocate(b *testing.B) {
 	r := Range{ip("100.64.0.0"), ip("100.64.0.0") + 1<<20} // values only
-	tb := NewTable([]Range{r}, nil, true)
+	tb := NewTable([]Range{r}, nil, nil)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		a, ok := tb.Allocate(0)
+		a, ok := tb.Allocate(0, nil)
 		if !ok {
 			b.StopTimer()
-			tb = NewTable([]Range{r}, nil, true)
+			tb = NewTable([]Range{r}, nil, nil)
 			b.StartTimer()
 			continue
 		}
@@ -235,7 +300,7 @@ func BenchmarkAllocate(b *testing.B) {
 
 func BenchmarkByClient(b *testing.B) {
 	r := Range{ip("198.18.0.0"), ip("198.18.0.0") + 65535}
-	tb := NewTable([]Range{r}, nil, true)
+	tb := NewTable([]Range{r}, nil, nil)
 	keys := make([]string, 65536)
 	for i := range keys {
 		h := []byte{1, 2, 0, 0, 0, byte(i >> 8), byte(i)}
@@ -262,7 +327,7 @@ func TestEntryFitsA128ByteSizeClass(t *testing.T) {
 // balance ask of a table of 65,536 bindings, under the owner's lock.
 func BenchmarkCounts(b *testing.B) {
 	r := Range{ip("198.18.0.0"), ip("198.18.0.0") + 65535}
-	tb := NewTable([]Range{r}, nil, true)
+	tb := NewTable([]Range{r}, nil, nil)
 	for i := 0; i < 65536; i++ {
 		st := Active
 		if i%2 == 0 {
@@ -274,6 +339,25 @@ func BenchmarkCounts(b *testing.B) {
 	for b.Loop() {
 		if c := tb.Counts(); c[Backup] != 32768 {
 			b.Fatalf("Counts %v", c)
+		}
+	}
+}
+
+// A hardware address of only its type identifies no client (issue 15,
+// path 6): every such client would share one key, and the database, which
+// keeps no empty hardware address, would give it another after a restart.
+func TestClientKeyNeedsAnIdentity(t *testing.T) {
+	for _, tc := range []struct {
+		id, hw []byte
+		want   string
+	}{
+		{nil, nil, ""},
+		{nil, []byte{1}, ""},
+		{nil, []byte{1, 2}, "h\x01\x02"},
+		{[]byte{7}, []byte{32}, "i\x07"},
+	} {
+		if got := ClientKey(tc.id, tc.hw); got != tc.want {
+			t.Errorf("ClientKey(%x, %x) = %q, want %q", tc.id, tc.hw, got, tc.want)
 		}
 	}
 }
