@@ -765,7 +765,7 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 	return resp, false
 }
 
-// wrote1 ends one write of ip counted in writing. Call with s.mu held.
+// doneWriting ends one write of ip counted in writing. Call with s.mu held.
 func (s *Server) doneWriting(ip lease.IP) {
 	if s.writing[ip]--; s.writing[ip] <= 0 {
 		delete(s.writing, ip)
