@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -62,8 +63,17 @@ type SQLiteStore struct {
 	path string
 }
 
-// OpenSQLite opens (creating if needed) the database at path.
+// OpenSQLite opens (creating if needed) the database at path. A missing
+// directory is created, readable only by this process's user (0700): the
+// database holds every client's identity, and a fresh host has no
+// /var/lib/coredhcp-failover until the systemd unit or the operator
+// creates one.
 func OpenSQLite(path string) (*SQLiteStore, error) {
+	if path != ":memory:" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("lease database %s: creating its directory: %w", path, err)
+		}
+	}
 	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lease database %s: %w", path, err)

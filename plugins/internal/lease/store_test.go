@@ -3,6 +3,7 @@ package lease
 import (
 	"database/sql"
 	"errors"
+	"os"
 	"path/filepath"
 	"reflect"
 	"sync"
@@ -84,6 +85,25 @@ func TestSQLiteStoreContract(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	})
+}
+
+// A fresh host has no /var/lib/coredhcp-failover: the server creates the
+// database's directory, private to its user, rather than failing on the
+// lock file.
+func TestSQLiteCreatesAMissingDirectoryPrivately(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "var", "lib", "coredhcp-failover")
+	s, err := OpenSQLite(filepath.Join(dir, "leases.db"))
+	if err != nil {
+		t.Fatalf("OpenSQLite in a missing directory: %v", err)
+	}
+	defer s.Close()
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o700 {
+		t.Errorf("the created directory has mode %o, want 700", perm)
+	}
 }
 
 func TestSQLiteSurvivesReopenAndShowsTheLeasesView(t *testing.T) {
