@@ -27,11 +27,14 @@ BINDIR ?= $(PREFIX)/bin
 SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DOCDIR ?= $(PREFIX)/share/doc/coredhcp-failover
+# The configuration the server reads without -c, the unit's -c and where
+# install puts the example.
+CONFIG := $(SYSCONFDIR)/coredhcp-failover/coredhcp-failover.yaml
 
 all: build
 
 build:
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/coredhcp-failover
+	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.defaultConfig=$(CONFIG)" -o $(BIN) ./cmd/coredhcp-failover
 	$(GO) build -o bin/failoverctl ./cmd/failoverctl
 
 generate:
@@ -124,7 +127,7 @@ install: build
 	install -D -m 0755 $(BIN) "$(DESTDIR)$(BINDIR)/coredhcp-failover"
 	install -D -m 0755 bin/failoverctl "$(DESTDIR)$(BINDIR)/failoverctl"
 	install -d -m 0755 "$(DESTDIR)$(UNITDIR)"
-	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' dist/systemd/coredhcp-failover.service \
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@CONFIG@|$(CONFIG)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' dist/systemd/coredhcp-failover.service \
 		> "$(DESTDIR)$(UNITDIR)/coredhcp-failover.service"
 	chmod 0644 "$(DESTDIR)$(UNITDIR)/coredhcp-failover.service"
 	install -D -m 0644 coredhcp-failover.yaml "$(DESTDIR)$(DOCDIR)/coredhcp-failover.yaml.example"
@@ -133,8 +136,7 @@ install: build
 	install -m 0644 plugins/leasesync/README.md "$(DESTDIR)$(DOCDIR)/leasesync.md"
 	for f in docs/*.md; do [ -e "$$f" ] && install -m 0644 "$$f" "$(DESTDIR)$(DOCDIR)/" || true; done
 	install -d -m 0755 "$(DESTDIR)$(SYSCONFDIR)/coredhcp-failover"
-	[ -e "$(DESTDIR)$(SYSCONFDIR)/coredhcp-failover/coredhcp-failover.yaml" ] || \
-		install -m 0644 coredhcp-failover.yaml "$(DESTDIR)$(SYSCONFDIR)/coredhcp-failover/coredhcp-failover.yaml"
+	[ -e "$(DESTDIR)$(CONFIG)" ] || install -m 0644 coredhcp-failover.yaml "$(DESTDIR)$(CONFIG)"
 
 # The server with a clock the chaos tests can step (plugins/internal/wallclock).
 bin/coredhcp-failover-fakeclock: FORCE

@@ -53,7 +53,8 @@ func TestMakeInstallIntoDestdir(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(unit), "ExecStart=/usr/local/bin/coredhcp-failover -c /etc/coredhcp-failover/coredhcp-failover.yaml") ||
-		strings.Contains(string(unit), "@BINDIR@") || strings.Contains(string(unit), "@SYSCONFDIR@") {
+		regexp.MustCompile(`@[A-Z]+@`).Match(unit) ||
+		!strings.Contains(string(unit), "Documentation=file:/usr/local/share/doc/coredhcp-failover/README.md") {
 		t.Errorf("The installed unit's paths are not substituted:\n%s", unit)
 	}
 	out, err := exec.Command(filepath.Join(root, "usr/local/bin/failoverctl"), "--help").CombinedOutput()
@@ -115,5 +116,47 @@ func TestSystemdUnitVerifies(t *testing.T) {
 		if !strings.Contains(string(unit), want) {
 			t.Errorf("The unit lacks %s", want)
 		}
+	}
+}
+
+// The paths an operator meets agree: the configuration the server reads
+// without -c is the one make install writes and the unit names; the
+// example's database is in the unit's state directory; failoverctl looks
+// for control sockets in the unit's runtime directory, where the example
+// puts them.
+func TestDefaultsAgree(t *testing.T) {
+	root := install(t, "SYSCONFDIR=/opt/etc")
+	conf := "/opt/etc/coredhcp-failover/coredhcp-failover.yaml"
+	if _, err := os.Stat(filepath.Join(root, conf)); err != nil {
+		t.Errorf("make install SYSCONFDIR=/opt/etc wrote no %s: %v", conf, err)
+	}
+	unit, err := os.ReadFile(filepath.Join(root, "usr/local/lib/systemd/system/coredhcp-failover.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(unit), "ExecStart=/usr/local/bin/coredhcp-failover -c "+conf+"\n") {
+		t.Errorf("The unit does not read %s:\n%s", conf, unit)
+	}
+	help, _ := exec.Command(filepath.Join(root, "usr/local/bin/coredhcp-failover"), "--help").CombinedOutput()
+	if !strings.Contains(string(help), `(default "`+conf+`")`) {
+		t.Errorf("Without -c the server does not read %s:\n%s", conf, help)
+	}
+	dir := func(key string) string {
+		m := regexp.MustCompile(`(?m)^` + key + `=(\S+)$`).FindSubmatch(unit)
+		if m == nil {
+			t.Fatalf("The unit has no %s=", key)
+		}
+		return string(m[1])
+	}
+	example, err := os.ReadFile(filepath.Join(root, conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db := "db=/var/lib/" + dir("StateDirectory") + "/"; !strings.Contains(string(example), db) {
+		t.Errorf("The example's database is not in the unit's state directory (%s...)", db)
+	}
+	out, _ := exec.Command(filepath.Join(root, "usr/local/bin/failoverctl"), "--help").CombinedOutput()
+	if run := "/run/" + dir("RuntimeDirectory"); !strings.Contains(string(out), run+"/*.sock") {
+		t.Errorf("failoverctl does not look for sockets in the unit's runtime directory %s:\n%s", run, out)
 	}
 }

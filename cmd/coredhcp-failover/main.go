@@ -41,11 +41,16 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
+// defaultConfig is the configuration read without -c: where `make install`
+// puts it and the systemd unit reads it. The Makefile sets it from
+// SYSCONFDIR with -ldflags "-X main.defaultConfig=...".
+var defaultConfig = "/etc/coredhcp-failover/coredhcp-failover.yaml"
+
 var (
 	flagLogFile     = flag.StringP("logfile", "l", "", "Name of the log file to append to. Default: stdout/stderr only")
 	flagLogNoStdout = flag.BoolP("nostdout", "N", false, "Disable logging to stdout/stderr")
 	flagLogLevel    = flag.StringP("loglevel", "L", "info", fmt.Sprintf("Log level. One of %v", getLogLevels()))
-	flagConfig      = flag.StringP("conf", "c", "", "Use this configuration file instead of the default location")
+	flagConfig      = flag.StringP("conf", "c", defaultConfig, "the configuration file")
 	flagPlugins     = flag.BoolP("plugins", "P", false, "list plugins")
 	flagVersion     = flag.BoolP("version", "v", false, "print the version and exit")
 )
