@@ -254,10 +254,12 @@ func (s *Session) listen(ln net.Listener) {
 		}
 		from, _ := netip.ParseAddrPort(conn.RemoteAddr().String())
 		if from.Addr().Unmap() != s.cfg.Peer.Addr() {
-			conn.Close()
+			// Counted before the close, so that a stranger who sees the
+			// connection closed has been counted.
 			s.refusedLog.Do(s.clk.Now(), func(n int) {
 				log.WithField("from", from.String()).Warnf("refused a failover connection: only %s may connect (%d refused)", s.cfg.Peer.Addr(), n)
 			})
+			conn.Close()
 			continue
 		}
 		s.startHandshake(conn, false)
