@@ -8,18 +8,16 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN := bin/coredhcp-failover
 
-# What the tests, the demo and the benchmark run: Debian packages, and the
-# commands that tell whether they are installed. The ISC interop tests and
-# the benchmark run ISC dhcpd (and the benchmark Kea) inside namespaces; their packages' own services must not
-# start on the host (see deps).
-APT_PACKAGES := isc-dhcp-client udhcpc kea-admin iproute2 tshark sqlite3 gcc libc6-dev systemd \
-	isc-dhcp-server kea-dhcp4-server
-APT_COMMANDS := dhclient udhcpc perfdhcp ip tshark sqlite3 gcc systemd-analyze dhcpd kea-dhcp4
-# Services of those packages that deps keeps stopped and disabled.
-APT_SERVICES := isc-dhcp-server kea-dhcp4-server
+# The Debian packages each target needs, as PACKAGE:CHECK (a command, or a
+# path that must exist); tools/deps.sh installs the missing ones. The ISC
+# interop tests and the benchmark run ISC dhcpd (and the benchmark Kea)
+# inside namespaces; tools/deps.sh keeps their services off the host.
+DEPS_DEMO := iproute2:ip isc-dhcp-client:dhclient udhcpc:udhcpc sqlite3:sqlite3 gcc:gcc libc6-dev:/usr/include/stdio.h
+DEPS_TEST := $(DEPS_DEMO) kea-admin:perfdhcp tshark:tshark systemd:systemd-analyze isc-dhcp-server:dhcpd
+DEPS_BENCH := $(DEPS_TEST) kea-dhcp4-server:kea-dhcp4
 
 .PHONY: all build generate check-generate test unit integration lint tidy-check \
-	bench chaos demo deps fuzz clean install
+	bench chaos demo deps deps-demo deps-test deps-bench fuzz clean install
 
 # make install: PREFIX, DESTDIR (staging root) and the directories below.
 PREFIX ?= /usr/local
@@ -51,31 +49,33 @@ check-generate:
 
 # Installs what the tests need (Debian packages, Go modules), then runs the
 # checks, the unit tests and the integration tests.
-test: deps check-generate lint unit integration
+test: deps-test check-generate lint unit integration
 
-# A package's postinst would start its service (a dhcpd or Kea answering on
-# the host's interfaces): a policy-rc.d that refuses every start is put in
-# place for the install when there is none, and on a systemd host the
-# services are then stopped and disabled.
-deps:
-	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages (missing:$$missing)"; \
-		policy=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
-			policy=/usr/sbin/policy-rc.d; printf '#!/bin/sh\nexit 101\n' > $$policy; chmod 755 $$policy; \
-			trap 'rm -f /usr/sbin/policy-rc.d' EXIT; fi; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES) || exit 1; \
-		if [ -d /run/systemd/system ]; then systemctl disable --now $(APT_SERVICES) 2>/dev/null || true; fi; \
-	fi
-	$(GO) mod download
+# What each target needs: Debian packages (quietly, only the missing ones)
+# and the Go modules.
+deps-demo:
+	@tools/deps.sh $(DEPS_DEMO)
+	@$(GO) mod download
+deps-test:
+	@tools/deps.sh $(DEPS_TEST)
+	@$(GO) mod download
+deps-bench:
+	@tools/deps.sh $(DEPS_BENCH)
+	@$(GO) mod download
+deps: deps-bench
+
+# The tests run through gotestsum (a go.mod tool): a line per package
+# (unit) or per test (integration) as each ends, failures in full, and the
+# counts at the end.
+GOTESTSUM := $(GO) tool gotestsum --hide-summary=skipped --format-hide-empty-pkg
 
 unit:
-	$(GO) test -race -count=1 ./...
-	$(GO) test -race -count=1 -tags fakeclock ./plugins/internal/wallclock/
+	$(GOTESTSUM) --format pkgname -- -race -count=1 ./...
+	$(GOTESTSUM) --format pkgname -- -race -count=1 -tags fakeclock ./plugins/internal/wallclock/
 
 # Network-namespace tests with real clients; needs root.
 integration: build bin/coredhcp-failover-fakeclock
-	$(GO) test -race -count=1 -tags integration -timeout 40m ./integration/... ./plugins/internal/wire/...
+	$(GOTESTSUM) --format testname -- -race -count=1 -tags integration -timeout 40m ./integration/... ./plugins/internal/wire/...
 
 lint: tidy-check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt wants to change: $$out" >&2; exit 1; fi
@@ -94,7 +94,7 @@ N ?= 200
 P ?= 2
 SEED ?= 0
 CHAOS_LAB ?= cx
-chaos: deps build bin/coredhcp-failover-fakeclock
+chaos: deps-test build bin/coredhcp-failover-fakeclock
 	@echo "chaos: $(N) schedules, $(P) at once; the full log goes to chaos.log"
 	@set -o pipefail; $(GO) test -count=1 -timeout 0 -tags integration -run '^TestChaos$$' -v ./integration/ \
 		-args -chaos.n=$(N) -chaos.parallel=$(P) -chaos.seed=$(SEED) -chaos.lab=$(CHAOS_LAB) 2>&1 | tee chaos.log | \
@@ -109,7 +109,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzHandler4$$' -fuzztime $(FUZZTIME) -timeout 0 -parallel 1 ./plugins/failover/
 
 # The main job: real clients served in network namespaces; needs root.
-demo: deps build
+demo: deps-demo build
 	bash integration/demo.sh
 
 # Five DHCPv4 servers side by side (bench/main.go): stock CoreDHCP range,
@@ -117,7 +117,7 @@ demo: deps build
 # renewal storm, start-up on the largest pool and the Go benchmarks. About
 # 30 minutes; BENCH_QUICK=1 is a smoke run of a few minutes, BENCH_RUNS=N
 # sets the rounds. Writes bench/results/latest.md (smoke runs: smoke.md).
-bench: deps build
+bench: deps-bench build
 	$(GO) run ./bench
 
 # Installs both binaries, the systemd unit (with this PREFIX's paths), the
