@@ -29,7 +29,11 @@ IP="" LEASE=0 SID=""                     # set by wait_bound
 declare -A PID=()                            # client name -> pid of its running process
 declare -A SRV=()                            # server (p, s) -> pid
 
-say()  { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Bold headings on a terminal only: no raw escapes in a log or a pipe.
+if [ -t 1 ]; then BOLD=$'\033[1m' UNDER=$'\033[4m' PLAIN=$'\033[0m'; else BOLD="" UNDER="" PLAIN=""; fi
+say()  { printf '\n%s== %s%s\n' "$BOLD" "$*" "$PLAIN"; }
+now()  { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 note() { printf '   %s\n' "$*"; }
 die()  { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
@@ -158,10 +162,10 @@ show_both() {
   local n
   for n in p s; do
     if [ -n "${SRV[$n]:-}" ]; then
-      printf '   \033[4m%s: bin/failoverctl -s %s status\033[0m\n' "$([ $n = p ] && echo primary || echo secondary)" "$WORK/$n.sock"
+      printf '   %s%s: bin/failoverctl -s %s status%s\n' "$UNDER" "$([ $n = p ] && echo primary || echo secondary)" "$WORK/$n.sock" "$PLAIN"
       show_status "$n"
     else
-      printf '   \033[4m%s\033[0m: not running\n' "$([ $n = p ] && echo primary || echo secondary)"
+      printf '   %s%s%s: not running\n' "$UNDER" "$([ $n = p ] && echo primary || echo secondary)" "$PLAIN"
     fi
   done
 }
@@ -296,13 +300,16 @@ note "both lease databases hold the same eight active leases:"
 show_db s
 
 say "kill -9 the primary (pid ${SRV[p]})"
+KILLED=$(now)
 kill -KILL "${SRV[p]}"; wait "${SRV[p]}" 2>/dev/null || true; unset 'SRV[p]'
 wait_states - communications-interrupted 10
+NOTICED=$(now)
 note "the secondary noticed at once (the kernel closed the connection; a silent cut is noticed after max-response-delay):"
 show_both
 
 say "The primary's dhclient clients come back (INIT-REBOOT) and a new client arrives"
 printf '   %-6s %-14s %-14s %s\n' CLIENT BEFORE AFTER "SERVED BY"
+KEPT=0 MOVED=0
 for c in "${CLIENTS[@]}"; do
   [[ $c == dh* && ${BY[$c]} == primary ]] || continue
   since=$(nevents "$c")
@@ -311,9 +318,11 @@ for c in "${CLIENTS[@]}"; do
   wait_bound "$c" "$since"
   printf '   %-6s %-14s %-14s %s\n' "$c" "${ADDR[$c]}" "$IP" "$(server_name "$SID")"
   [ "$IP" = "${ADDR[$c]}" ] || die "$c changed address"
+  KEPT=$((KEPT + 1))
 done
 start_client late
 wait_bound late 0
+SERVED_LATE=$(now)
 note "new client 'late' got $IP from the $(server_name "$SID") for ${LEASE}s: one of the secondary's own addresses, held to MCLT"
 
 say "The operator declares the primary down: failoverctl partner-down"
@@ -323,6 +332,7 @@ note "PARTNER-DOWN: after MCLT ($MCLT s) the secondary may also give the primary
 show_metrics s
 
 say "The primary comes back with its database"
+RESTARTED=$(now)
 start_server p
 note "it hears that its peer is in PARTNER-DOWN: RECOVER, it asks for every binding (UPDREQALL), waits MCLT, then NORMAL"
 for _ in $(seq 50); do [ -S "$WORK/p.sock" ] && [ "$(state_of p)" != "" ] && break; sleep 0.1; done
@@ -330,6 +340,7 @@ sleep 1
 note "one second later:"
 show_both
 wait_states normal normal 60
+RECOVERED=$(now)
 note "both in NORMAL again:"
 show_both
 for _ in $(seq 50); do [ "$(active_of p)" = "$(active_of s)" ] && break; sleep 0.1; done
@@ -352,4 +363,12 @@ for n in p s; do
   kill -TERM "${SRV[$n]}"; rc=0; wait "${SRV[$n]}" || rc=$?; unset "SRV[$n]"
   note "$([ $n = p ] && echo primary || echo secondary) exited with status $rc"
 done
-say "Done; the lab is removed on exit"
+NP=0 NS=0
+for c in "${CLIENTS[@]}"; do if [ "${BY[$c]}" = primary ]; then NP=$((NP + 1)); else NS=$((NS + 1)); fi; done
+say "What was shown"
+note "eight clients (four dhclient, four udhcpc) in NORMAL: $NP served by the primary, $NS by the secondary, eight distinct addresses"
+note "primary killed with SIGKILL: the secondary noticed in $(secs "$KILLED" "$NOTICED") s and served a new client $(secs "$KILLED" "$SERVED_LATE") s after the kill"
+note "leases kept across the kill: each of the primary's $KEPT dhclient clients, restarted, got its own address back from the secondary"
+note "recovery: the restarted primary and the secondary were both NORMAL $(secs "$RESTARTED" "$RECOVERED") s after the restart (MCLT ${MCLT} s), both databases the same $(active_of p | wc -l) active leases"
+note "planned maintenance of the secondary: the primary took over at once and the pair returned to NORMAL"
+note "the lab (namespaces $P-*, the work directory) is removed on exit"
