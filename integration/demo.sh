@@ -296,7 +296,7 @@ note "eight distinct addresses; each client was answered by the server whose RFC
 note "first leases are $MCLT s (the MCLT): the peer has not acknowledged anything longer yet"
 for _ in $(seq 50); do [ "$(active_of p)" = "$(active_of s)" ] && break; sleep 0.1; done
 [ "$(active_of p)" = "$(active_of s)" ] || die "the two databases differ"
-note "both lease databases hold the same eight active leases:"
+note "both lease databases hold the same eight active leases (a host name stays with the server that served the client: failover does not carry it):"
 show_db s
 
 say "kill -9 the primary (pid ${SRV[p]})"
@@ -345,7 +345,7 @@ note "both in NORMAL again:"
 show_both
 for _ in $(seq 50); do [ "$(active_of p)" = "$(active_of s)" ] && break; sleep 0.1; done
 [ "$(active_of p)" = "$(active_of s)" ] || die "the two databases differ after the recovery"
-note "both databases hold the same $(active_of p | wc -l) active leases, the one granted while the primary was down included:"
+note "both databases hold the same $(active_of p | wc -l) active leases (addresses and clients), the one granted while the primary was down included:"
 show_db p
 
 say "Planned maintenance of the secondary: failoverctl maintenance start"
