@@ -269,6 +269,9 @@ func printStatus(w io.Writer, s *leasesync.Status, now time.Time) {
 		serving = "NOT serving clients"
 	}
 	fmt.Fprintf(w, "  my state     %s since %s, %s\n", strings.ToUpper(s.State), ago(s.Since, now), serving)
+	if s.Stos != 0 {
+		fmt.Fprintf(w, "  counted from %s (the protocol's start of state: MCLT waits count from it)\n", ago(s.Stos, now))
+	}
 	fmt.Fprintf(w, "  why          %s\n", s.Reason)
 	link := "connected"
 	if !s.Connected {

@@ -95,6 +95,27 @@ func TestStatusShowsTheCountdownAndThePools(t *testing.T) {
 	}
 }
 
+// After a restart straight into RECOVER, status says when the state was
+// entered and, apart, the start its MCLT wait counts from (issue 16, 8).
+func TestStatusSaysWhereTheMCLTWaitCountsFrom(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	st := &leasesync.Status{Name: "lan1", Role: "primary", State: "recover-wait", Since: now.Unix() - 6, Stos: now.Unix() - 12,
+		PeerState: "partner-down", MCLT: 15}
+	var b bytes.Buffer
+	printStatus(&b, st, now)
+	for _, want := range []string{"RECOVER-WAIT since", "(6s ago)", "counted from", "(12s ago) (the protocol's start of state"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("Status lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	st.Stos = 0
+	printStatus(&b, st, now)
+	if strings.Contains(b.String(), "counted from") {
+		t.Errorf("Status shows a start of state where it is the state's entry:\n%s", b.String())
+	}
+}
+
 func TestHandoverNeedsThePeerInPartnerDownAndNothingQueued(t *testing.T) {
 	st := leasesync.Status{State: "shutdown", PeerState: "partner-down", Connected: true}
 	if !handedOver(&st) {

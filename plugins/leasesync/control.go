@@ -45,10 +45,14 @@ type ControlReply struct {
 // Status is what `failoverctl status` shows of a relationship. Times are
 // Unix seconds of this server's clock; 0 means never or none.
 type Status struct {
-	Name        string `json:"name"`
-	Role        string `json:"role"`
-	State       string `json:"state"`
-	Since       int64  `json:"since"`
+	Name  string `json:"name"`
+	Role  string `json:"role"`
+	State string `json:"state"`
+	Since int64  `json:"since"` // when the state was entered
+	// Stos, when it differs from Since, is the start the protocol counts
+	// the state from (kept across a restart, as ISC): RECOVER-WAIT ends
+	// MCLT after it.
+	Stos        int64  `json:"stos,omitempty"`
 	Reason      string `json:"reason"`
 	PeerState   string `json:"peer_state"`
 	PeerSince   int64  `json:"peer_since,omitempty"`
@@ -298,12 +302,15 @@ func (s *Session) status() Status {
 	st := s.m.Status()
 	out := Status{
 		Name: s.cfg.Name, Role: s.cfg.Role.String(),
-		State: st.State.String(), Since: st.Stos, Reason: st.Reason,
+		State: st.State.String(), Since: st.Entered, Reason: st.Reason,
 		PeerState: st.PeerState.String(), PeerSince: st.PeerStos, PeerAddress: s.cfg.Peer.String(),
 		Connected: s.link != nil, Contacted: s.contacted, MayServe: s.m.MayServe(),
 		MCLT: st.MCLT, NextTimer: st.NextTimer, NextTimerWhat: st.NextTimerWhat,
 		ResyncSince: s.resyncSince,
 		Unacked:     len(s.inflight), Queued: len(s.queued),
+	}
+	if st.Stos != st.Entered {
+		out.Stos = st.Stos
 	}
 	if !s.lastRecv.IsZero() {
 		out.LastContact = s.lastRecv.Unix()
@@ -328,7 +335,7 @@ func (s *Session) next(st fsm.Status, takeoverAt int64) []Next {
 	case "startup-timeout":
 		add(st.NextTimer, "leave startup without the peer (saved state %s)", st.SavedState)
 	case "recover-wait":
-		add(st.NextTimer, "recover-done (MCLT after entering recover)")
+		add(st.NextTimer, "recover-done (MCLT after the start of recover, or of the state saved before a restart that went straight to recover)")
 	case "auto-partner-down":
 		add(st.NextTimer, "partner-down by auto-partner-down")
 	}

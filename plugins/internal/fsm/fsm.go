@@ -64,7 +64,14 @@ type Status struct {
 	State State // Startup while starting up
 	// SavedState is the state STARTUP will return to (meaningful in
 	// STARTUP; equals State otherwise).
-	SavedState  State
+	SavedState State
+	// Entered is when State was entered; for the state a restart
+	// returned to, when it was entered before the restart.
+	Entered int64
+	// Stos is the state's start time as the protocol counts it: Entered,
+	// except that a state reached straight from STARTUP keeps the start
+	// of the state saved before the restart, and RECOVER-WAIT keeps
+	// RECOVER's (as ISC). RECOVER-WAIT ends MCLT after it.
 	Stos        int64
 	PeerState   State
 	PeerStartup bool // the peer's last STATE had the STARTUP flag
@@ -101,6 +108,7 @@ type Machine struct {
 	state       State
 	saved       State // state STARTUP returns to
 	stos        int64
+	entered     int64 // Status.Entered
 	peer        State
 	peerStartup bool
 	peerStos    int64
@@ -145,6 +153,7 @@ func New(cfg Config, p Persistent, now int64) *Machine {
 		m.mclt = p.MCLT
 	}
 	m.state = Startup
+	m.entered = now
 	m.reason = why
 	m.startupDeadline = now + m.startupTimeout()
 	m.out.Transitions = append(m.out.Transitions, Transition{From: saved, To: Startup, At: now, Stos: stos, Reason: why})
@@ -188,7 +197,7 @@ func (m *Machine) MayServe() bool {
 func (m *Machine) Status() Status {
 	next, what := m.nextTimer()
 	return Status{
-		Role: m.cfg.Role, State: m.state, SavedState: m.effective(), Stos: m.stos,
+		Role: m.cfg.Role, State: m.state, SavedState: m.effective(), Entered: m.entered, Stos: m.stos,
 		PeerState: m.peer, PeerStartup: m.peerStartup, PeerStos: m.peerStos,
 		Connected: m.connected, MCLT: m.mclt, NextTimer: next, NextTimerWhat: what,
 		Reason: m.reason, MayServe: m.MayServe(),
@@ -277,6 +286,10 @@ func (m *Machine) setState(to State, now int64, reason string) {
 	if to == Recover && from == Shutdown && m.peer == PartnerDown && !m.updatesPending {
 		m.stos = now - m.mclt
 		reason += fmt.Sprintf("; peer is partner-down and nothing is queued: stos set to now - mclt (%ds ago)", m.mclt)
+	}
+	m.entered = now
+	if from == Startup && to == m.saved {
+		m.entered = m.stos
 	}
 	m.state = to
 	m.reason = reason

@@ -102,3 +102,40 @@ func TestStartupReactsToARepeatedPeerState(t *testing.T) {
 		}
 	}
 }
+
+// Issue 16, item 8: after a restart, Status tells when the current state
+// was entered apart from the start the protocol counts it from. A server
+// NORMAL since 9,000 restarts at 10,000 and finds its peer in
+// PARTNER-DOWN: it entered RECOVER at 10,000, but (as ISC) the state's
+// start is kept from the saved NORMAL, so no MCLT wait follows UPDDONE.
+// Restarted into the state it saved, it has been in it since before.
+func TestStatusTellsEnteredFromTheProtocolsStart(t *testing.T) {
+	const savedAt, now, mclt = 9_000, 10_000, 30
+	saved := Persistent{MyState: Normal, MyStos: savedAt, PeerState: Normal, PeerStos: savedAt}
+
+	m := New(Config{Role: Primary, MCLT: mclt}, saved, now)
+	m.Connected(now)
+	m.PeerState(PartnerDown, false, now)
+	m.Ready()
+	st := m.Status()
+	if st.State != Recover || st.Entered != now || st.Stos != savedAt {
+		t.Fatalf("Saved normal, peer partner-down: %s entered %d, stos %d; want recover entered %d (the restart), stos %d (kept, as ISC)",
+			st.State, st.Entered, st.Stos, now, savedAt)
+	}
+	m.UpdateDone(now + 1)
+	m.Ready()
+	if st := m.Status(); st.State != RecoverDone || st.Entered != now+1 {
+		t.Fatalf("After UPDDONE: %s entered %d; want recover-done at once (stos + mclt passed), entered %d", st.State, st.Entered, now+1)
+	}
+
+	m = New(Config{Role: Primary, MCLT: mclt}, saved, now)
+	if st := m.Status(); st.State != Startup || st.Entered != now {
+		t.Fatalf("At start: %s entered %d, want startup entered %d", st.State, st.Entered, now)
+	}
+	m.Connected(now)
+	m.PeerState(Normal, false, now)
+	m.Ready()
+	if st := m.Status(); st.State != Normal || st.Entered != savedAt || st.Stos != savedAt {
+		t.Fatalf("Saved normal, peer normal: %s entered %d, stos %d; want normal since %d, before the restart", st.State, st.Entered, st.Stos, savedAt)
+	}
+}
