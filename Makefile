@@ -86,7 +86,7 @@ tidy-check:
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'" >&2; exit 1; }
 
 # Random fault schedules against a pair with real and simulated clients,
-# checked for the design's invariants (integration/chaos_test.go); needs
+# checked for the invariants of docs/invariants.md (integration/chaos_test.go); needs
 # root. N schedules, P at once; SEED replays (default: from the clock);
 # CHAOS_LAB is the namespace prefix (to run beside make test, whose chaos
 # schedules use cx).

@@ -138,7 +138,7 @@ func (b *bench) report() string {
 			backlog, ovs, ovm)
 	}
 	p("")
-	p("perfdhcp CPU near 100 %% means the generator, not the server, set the figure (one core runs perfdhcp; ../shared/perf measured its ceiling near 7,000–9,000 DORA/s).")
+	p("perfdhcp CPU near 100 %% means the generator, not the server, set the figure (one core runs perfdhcp, whose own ceiling on this machine was measured near 7,000–9,000 DORA/s).")
 	p("")
 	p("Peer backlog (ours): the most binding updates queued or unacknowledged on both servers at once (sampled each second from the control sockets), and the seconds after the run until none is left. ISC shows no backlog: the harness compares the active leases of the two lease files after the run. Goroutines: before the run → most seen during it (pprof).")
 	p("")

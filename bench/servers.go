@@ -13,8 +13,8 @@ import (
 	"time"
 )
 
-// The pool: 65,521 addresses of the RFC 2544 benchmarking range, as in
-// ../shared/perf, for every server.
+// The pool: 65,521 addresses of the RFC 2544 benchmarking range, the
+// same for every server.
 const (
 	poolStart = "198.18.0.10"
 	poolEnd   = "198.18.255.250"
@@ -263,7 +263,7 @@ func controlStatus(path string) (ctlStatus, error) {
 	return *reply.Status, nil
 }
 
-// ISC dhcpd: a failover pair as in ../shared/perf (split 128, mclt 3600,
+// ISC dhcpd: a failover pair (split 128, mclt 3600,
 // max-unacked-updates 10), over the peer link.
 func iscConfig(role, pEnd string) string {
 	var fo string

@@ -180,7 +180,7 @@ const (
 // and collects every failover message's type, every malformed frame and
 // every expert info of severity warning or above, except tshark's
 // "Trailing stray characters" on client identifiers (its dissector reads
-// option 4 as a NUL-terminated string; shared/protocol NOTES.md §F).
+// option 4 as a NUL-terminated string; docs/protocol.md §24).
 func DecodeFailoverPcap(path string) (FailoverDecode, error) {
 	d := FailoverDecode{Types: map[string]int{}}
 	run := func(args ...string) (string, error) {

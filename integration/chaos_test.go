@@ -52,7 +52,7 @@ type chaosTotals struct {
 
 // TestChaos runs -chaos.n random schedules of faults against a pair
 // serving real and simulated clients throughout, and after each proves
-// the design's invariants 1–5 with the checker. Every schedule prints its
+// invariants 1–5 of docs/invariants.md with the checker. Every schedule prints its
 // seed; -chaos.seed=S -chaos.n=1 replays one.
 func TestChaos(t *testing.T) {
 	RequireTools(t, "udhcpc", "dhclient", "sqlite3", "tc")

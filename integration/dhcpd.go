@@ -220,7 +220,7 @@ func (d *Dhcpd) MovesSince(n int) []StateMove {
 // iscComplaints are the lines dhcpd logs when it dislikes what its failover
 // peer sent (or did not send): malformed messages, refused handshakes,
 // rejected updates, protocol errors, invalid states, silence. Taken from
-// ISC's server/failover.c and the probes of shared/protocol (NOTES.md §E).
+// ISC's server/failover.c and the lab's probes (docs/protocol.md §23).
 var iscComplaints = []*regexp.Regexp{
 	regexp.MustCompile(`FAILOVER: `),                          // option size, duplicate option, overflow, invalid message type
 	regexp.MustCompile(`protocol error`),                      // message length wait: protocol error
@@ -252,7 +252,7 @@ var iscNotComplaints = []*regexp.Regexp{
 
 // DuelingUpdates matches the line dhcpd logs when its peer refused one of
 // its binding updates because both had changed the binding at once and the
-// peer's copy won (reject reason 16; PROTOCOL.md §13.4, failover.c
+// peer's copy won (reject reason 16; docs/protocol.md §13.4, failover.c
 // failover_lease_is_better). Two ISC servers do this on every fresh start
 // and on a broadcast DHCPDECLINE; it is the protocol resolving a race, not
 // a complaint about a message. Scenarios where both sides change one

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// The invariant checker proves invariants 1–5 of the design brief on what
+// The invariant checker proves invariants 1–5 (docs/invariants.md) on what
 // real processes did: the records of every client (what each was told, and
 // when) and the servers' databases, read at the moments that matter (right
 // after a kill -9, when the peers were separated, at the end). It never

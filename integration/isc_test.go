@@ -383,7 +383,7 @@ type lbProbe struct {
 	from map[string]bool
 }
 
-// lbVectors are RFC 3074 keys whose buckets shared/protocol PROTOCOL.md §17
+// lbVectors are RFC 3074 keys whose buckets (docs/protocol.md §17) were
 // computed and confirmed against ISC: with split 128, buckets 0-127 are the
 // primary's.
 var lbVectors = []struct {

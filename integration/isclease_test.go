@@ -113,7 +113,7 @@ func TestBoundTwice(t *testing.T) {
 }
 
 // The complaint patterns catch what dhcpd logs about a bad peer (lines
-// verbatim from shared/protocol NOTES.md §E) and not its normal course.
+// as listed in docs/protocol.md §23) and not its normal course.
 func TestISCComplaints(t *testing.T) {
 	bad := []string{
 		"FAILOVER: option size (2:4), option max-unacked-bndupd",

@@ -9,7 +9,7 @@ import (
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
 )
 
-// Reject reasons of the failover protocol used here (PROTOCOL.md §9).
+// Reject reasons of the failover protocol used here (docs/protocol.md §9).
 const (
 	rejectIllegalAddress = 1  // not part of any address pool
 	rejectConflict       = 2  // address in use by another client / invalid transition
@@ -58,7 +58,7 @@ func (s *Server) All(fn func(lease.IP)) {
 }
 
 // ApplyPeer implements relation.Bindings: ISC's checks on a received
-// BNDUPD (PROTOCOL.md §13.3), then the binding is stored. The returned
+// BNDUPD (docs/protocol.md §13.3), then the binding is stored. The returned
 // batch settles when it is durable; the BNDACK waits for it.
 func (s *Server) ApplyPeer(in lease.Binding, now int64) (uint8, string, *lease.Batch) {
 	if !s.table.InPool(in.IP) {
@@ -98,7 +98,7 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64) (uint8, string, *lease.B
 			// a pending one is a duel, decided above):
 			// binding the address to a second client is a peer bug
 			// or an attack, and would give one address to two
-			// clients (design invariant 1). ISC only logs "Lease
+			// clients (docs/invariants.md, invariant 1). ISC only logs "Lease
 			// conflict"; we refuse. Outside NORMAL the peer may have
 			// lost contact and resolves conflicts by its own rules.
 			s.mu.Unlock()
@@ -180,7 +180,7 @@ func (s *Server) settlePeer(pc *peerCommit) {
 
 // peerWinsDuel decides between our change of a binding, not yet
 // acknowledged by the peer, and the peer's change of the same binding
-// (ISC's dueling updates, PROTOCOL.md §13.4): both ACTIVE, the later client
+// (ISC's dueling updates, docs/protocol.md §13.4): both ACTIVE, the later client
 // transaction wins, the primary's copy on a tie -- but for one client the
 // later end wins, stricter than ISC: the client may hold either ACK; an incoming ACTIVE beats a
 // binding that is not; otherwise the primary's copy wins. One rule is
@@ -210,7 +210,7 @@ func (s *Server) peerWinsDuel(cur, in *lease.Binding, now int64) bool {
 }
 
 // transition is ISC's check of a binding change the peer announces
-// (PROTOCOL.md §13.3): 0 if it is allowed, else the reject reason.
+// (docs/protocol.md §13.3): 0 if it is allowed, else the reject reason.
 func (s *Server) transition(cur, in *lease.Binding, normal bool, now int64) (uint8, string) {
 	refuse := func() (uint8, string) {
 		return rejectConflict, fmt.Sprintf("%s: invalid state transition: %s to %s", in.IP, cur.State, in.State)
@@ -266,7 +266,7 @@ func (s *Server) transition(cur, in *lease.Binding, normal bool, now int64) (uin
 	return 0, ""
 }
 
-// Acked implements relation.Bindings (PROTOCOL.md §13.5): the peer now
+// Acked implements relation.Bindings (docs/protocol.md §13.5): the peer now
 // knows sent; it returns false if the binding changed since it was sent.
 func (s *Server) Acked(sent lease.Binding, now int64) bool {
 	s.mu.Lock()

@@ -223,7 +223,7 @@ func checkInvariants(t *testing.T, h *harness, req, resp *dhcpv4.DHCPv4, acks ma
 // FuzzHandler4 feeds arbitrary DHCP packets (a sequence per input, seeded
 // from real clients) to the handler of a single server and of servers in
 // a relationship, checking after each that nothing panicked and no
-// binding was corrupted: design invariants 1 and 2 for what the handler
+// binding was corrupted: docs/invariants.md, invariants 1 and 2, for what the handler
 // decides alone.
 func FuzzHandler4(f *testing.F) {
 	seeds := fuzzSeeds(f)

@@ -44,7 +44,7 @@ func leaseOf(t *testing.T, resp *dhcpv4.DHCPv4) time.Duration {
 	return resp.IPAddressLeaseTime(0)
 }
 
-// The brief's walk-through (PROTOCOL.md §16, as ISC does it with MCLT 30 and
+// The MCLT walk-through of docs/protocol.md §16 (as ISC does it with MCLT 30 and
 // a 600 s lease): the first lease is MCLT; the update tells the peer
 // now+600+15; once the peer acknowledged it, the renewal at half the short
 // lease gets the full 600 s and announces now+900.
@@ -223,7 +223,7 @@ func TestPeerUpdatesAreCheckedAsISCChecksThem(t *testing.T) {
 	}
 }
 
-// Dueling updates (PROTOCOL.md §13.4): both servers changed a binding and
+// Dueling updates (docs/protocol.md §13.4): both servers changed a binding and
 // neither has the other's acknowledgement.
 func TestDuelingUpdates(t *testing.T) {
 	hw := []byte{1, 2, 0, 0, 0, 0, 9}
@@ -288,7 +288,7 @@ func setState(rel *relation.Relationship, state fsm.State, stos int64) {
 	rel.SetView(&v)
 }
 
-// Design invariant 5: in PARTNER-DOWN the peer's free addresses are used
+// docs/invariants.md, invariant 5: in PARTNER-DOWN the peer's free addresses are used
 // only after MCLT has passed since entering it, and the peer's expired
 // leases only after their end (and what the peer was promised) plus MCLT.
 func TestPartnerDownTakesThePeersAddressesOnlyAfterMCLT(t *testing.T) {
@@ -336,7 +336,7 @@ func TestPartnerDownTakesThePeersAddressesOnlyAfterMCLT(t *testing.T) {
 	h.mustDrop(packet(t, 5, dhcpv4.MessageTypeDiscover))
 }
 
-// Design invariant 4: in COMMUNICATIONS-INTERRUPTED a server allocates only
+// docs/invariants.md, invariant 4: in COMMUNICATIONS-INTERRUPTED a server allocates only
 // its own addresses, however long it waits.
 func TestCommunicationsInterruptedAllocatesOnlyOwnAddresses(t *testing.T) {
 	h, _ := newPairHarness(t, true, 256, fsm.CommInterrupted)

@@ -77,7 +77,7 @@ type Server struct {
 // client. A single server owns every free, expired or released address;
 // in a relationship the primary allocates FREE addresses and the secondary
 // BACKUP ones, and an expired or released address becomes free only when
-// the peer has acknowledged it (PROTOCOL.md §18).
+// the peer has acknowledged it (docs/protocol.md §18).
 func (s *Server) reusable(b *lease.Binding) bool {
 	if s.rel == nil {
 		return lease.DefaultReusable(b)
@@ -101,7 +101,7 @@ func (s *Server) reusable(b *lease.Binding) bool {
 }
 
 // partnerDownReuse is when, in PARTNER-DOWN, an address that is not ours
-// may be given to a new client (PROTOCOL.md §18, design invariant 5): MCLT
+// may be given to a new client (docs/protocol.md §18; docs/invariants.md, invariant 5): MCLT
 // after PARTNER-DOWN began, after the binding's end, and after every
 // expiry the peer may hold -- the peer, if it is in fact alive, cannot have
 // granted past that bound plus MCLT. The peer holds what it acknowledged
@@ -456,7 +456,7 @@ func (s *Server) Handler4(req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool) {
 	return nil, true
 }
 
-// mine is RFC 3074 load balancing as ISC applies it (PROTOCOL.md §17): in
+// mine is RFC 3074 load balancing as ISC applies it (docs/protocol.md §17): in
 // NORMAL a DISCOVER is answered only by the server whose hash buckets hold
 // the client, unless its secs field exceeds load-balance-max-seconds (0
 // turns balancing off). Other requests and other states are not balanced.
@@ -471,7 +471,7 @@ func (s *Server) mine(req *dhcpv4.DHCPv4, v *relation.View) bool {
 	return v.HBA.Serves(lbhash.Bucket(key), v.Primary)
 }
 
-// grant applies the MCLT rule to a desired lease time L (PROTOCOL.md §16,
+// grant applies the MCLT rule to a desired lease time L (docs/protocol.md §16,
 // as ISC): a lease may run at most MCLT past the expiry the peer has
 // acknowledged (peerExpiry). It returns the lease to give and the potential
 // expiry to announce to the peer, which lets the next renewal have L.
@@ -502,7 +502,7 @@ func (s *Server) leaseTime(req *dhcpv4.DHCPv4) time.Duration {
 // usableBy reports whether the client with key may be given ip now: it is
 // in a pool, no other client holds an offer of it, and it is either the
 // client's own (bound, expired or released, so that a returning client
-// keeps its address) or a free address this server owns (PROTOCOL.md §18).
+// keeps its address) or a free address this server owns (docs/protocol.md §18).
 func (s *Server) usableBy(ip lease.IP, key string, now int64) bool {
 	if !s.table.InPool(ip) || s.table.HeldByOther(ip, key, now) {
 		return false

@@ -9,7 +9,7 @@ import (
 )
 
 // When the lease database cannot be written (disk full, read-only,
-// locked), this server must not hand out what it cannot remember (design
+// locked), this server must not hand out what it cannot remember (docs/invariants.md,
 // invariant 2): a REQUEST whose lease cannot be stored gets no ACK -- not
 // a NAK, which would make the client drop an address it may still hold;
 // it retransmits, and is answered once a write succeeds. What it can

@@ -9,7 +9,7 @@ import (
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
 )
 
-// bindingToWire is the BNDUPD body ISC sends for a binding (PROTOCOL.md
+// bindingToWire is the BNDUPD body ISC sends for a binding (docs/protocol.md
 // §6.7): expiry and potential expiry always (0 for never), the lease start
 // as start-time-of-state, cltt when known.
 func bindingToWire(b *lease.Binding) wire.Binding {

@@ -516,7 +516,7 @@ func TestSilentPartitionIsNoticedWithinMaxResponseDelay(t *testing.T) {
 	waitFor(t, "every lease granted during the partition on both servers", agree(leases, p, s), p, s)
 }
 
-// Pool balancing (PROTOCOL.md §15): clients that hash to the secondary
+// Pool balancing (docs/protocol.md §15): clients that hash to the secondary
 // drain its BACKUP addresses; its balance timer finds it starved and sends
 // POOLREQ; the primary answers with POOLRESP and the transfers. The
 // primary's own timer is an hour, so only the request can explain them.

@@ -1053,7 +1053,7 @@ const (
 )
 
 // balance moves free addresses between the servers as ISC's pool
-// balancing does (PROTOCOL.md §15): each side should own half of the free
+// balancing does (docs/protocol.md §15): each side should own half of the free
 // addresses. lts, the leases to send, is half the difference between what
 // we own and what the peer owns. The primary gives when lts is positive
 // (on the timer: beyond max-lease-misbalance percent of the free

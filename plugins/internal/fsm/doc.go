@@ -8,7 +8,7 @@
 // The machine follows ISC dhcpd 4.4.3 (server/failover.c:
 // dhcp_failover_set_state, dhcp_failover_peer_state_changed,
 // dhcp_failover_state_transition, dhcp_failover_process_update_done), as
-// described in PROTOCOL.md §12, because a mixed pair must agree on every
+// described in docs/protocol.md §12, because a mixed pair must agree on every
 // transition. Where ISC differs from draft-ietf-dhc-failover-12 we follow
 // ISC, for example:
 //

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// DefaultStartupTimeout is ISC's STARTUP timer (seconds, §11).
+// DefaultStartupTimeout is ISC's STARTUP timer (seconds, docs/protocol.md §11).
 const DefaultStartupTimeout = 15
 
 // Config is the static configuration of one failover endpoint.
@@ -16,7 +16,7 @@ type Config struct {
 	MCLT int64
 	// AutoPartnerDown is the number of seconds spent in
 	// COMMUNICATIONS-INTERRUPTED after which the server moves itself to
-	// PARTNER-DOWN; 0 disables it (ISC's default, §19).
+	// PARTNER-DOWN; 0 disables it (ISC's default, docs/protocol.md §19).
 	AutoPartnerDown int64
 	// StartupTimeout in seconds; 0 means ISC's 15.
 	StartupTimeout int64
@@ -130,7 +130,7 @@ type Machine struct {
 // dhcp_failover_startup). A zero Persistent (no stored state) — and any
 // stored state that is not a valid non-startup state — means RECOVER with
 // stos = now and partner state unknown, as ISC starts without a failover
-// record (§12.1). The first Ready carries the transition to STARTUP and,
+// record (docs/protocol.md §12.1). The first Ready carries the transition to STARTUP and,
 // when the record was normalised, a Persist.
 func New(cfg Config, p Persistent, now int64) *Machine {
 	m := &Machine{cfg: cfg, lastPersisted: p}
@@ -246,7 +246,7 @@ func (m *Machine) SetMCLT(mclt int64) {
 
 // SetUpdatesPending tells the machine whether BNDUPDs are queued or waiting
 // for a BNDACK. It only matters for ISC's SHUTDOWN → RECOVER shortcut
-// (§12.5): with nothing pending and the peer in PARTNER-DOWN, RECOVER is
+// (docs/protocol.md §12.5): with nothing pending and the peer in PARTNER-DOWN, RECOVER is
 // entered with stos = now − MCLT so that no MCLT wait follows.
 func (m *Machine) SetUpdatesPending(pending bool) { m.updatesPending = pending }
 
@@ -266,7 +266,7 @@ func (m *Machine) sendState() {
 
 func (m *Machine) act(a Action) { m.out.Actions = append(m.out.Actions, a) }
 
-// setState is ISC's dhcp_failover_set_state (PROTOCOL.md §12.5).
+// setState is ISC's dhcp_failover_set_state (docs/protocol.md §12.5).
 func (m *Machine) setState(to State, now int64, reason string) {
 	from := m.state
 	if from == to {
@@ -332,7 +332,7 @@ func (m *Machine) setState(to State, now int64, reason string) {
 	}
 }
 
-// disconnectTarget is the link-loss table (§12.2) applied to s.
+// disconnectTarget is the link-loss table (docs/protocol.md §12.2) applied to s.
 func disconnectTarget(s State) State {
 	switch s {
 	case Normal:
@@ -343,7 +343,7 @@ func disconnectTarget(s State) State {
 	return s
 }
 
-// leaveStartupByDisconnectRule ends STARTUP by the §12.2 rule applied to the
+// leaveStartupByDisconnectRule ends STARTUP by the docs/protocol.md §12.2 rule applied to the
 // saved state (ISC dhcp_failover_state_transition "disconnect").
 func (m *Machine) leaveStartupByDisconnectRule(now int64, why string) {
 	to := disconnectTarget(m.saved)
@@ -370,7 +370,7 @@ func (m *Machine) Connected(now int64) {
 }
 
 // Disconnected reports that the link was lost (TCP closed or reset, receive
-// timer expired). The link-loss table (§12.2) is applied; in STARTUP it is
+// timer expired). The link-loss table (docs/protocol.md §12.2) is applied; in STARTUP it is
 // applied to the saved state and ends STARTUP at once, as ISC does. In
 // CONFLICT-DONE the state stays but un-acked updates are re-queued. A call
 // while not connected is ignored.
@@ -408,7 +408,7 @@ func (m *Machine) Tick(now int64) {
 	}
 }
 
-// reaction is the outcome of one cell of the §12.3 table.
+// reaction is the outcome of one cell of the docs/protocol.md §12.3 table.
 type reaction struct {
 	to     State   // target; Unknown = stay
 	send   MsgType // 0, MsgUpdReq or MsgUpdReqAll
@@ -427,8 +427,8 @@ func recoverWaitReason(peer State) string {
 	return fmt.Sprintf("waiting in recover for every binding of the peer (UPDREQALL answered by UPDDONE); peer is %s", peer)
 }
 
-// peerReaction is ISC 4.4.3 dhcp_failover_peer_state_changed (PROTOCOL.md
-// §12.3): what a server whose (effective) state is local does when the peer
+// peerReaction is ISC 4.4.3 dhcp_failover_peer_state_changed (docs/protocol.md
+// docs/protocol.md §12.3): what a server whose (effective) state is local does when the peer
 // reports peer. prev is the peer state known before; inStartup says the
 // local server is really in STARTUP; peerStartup is the peer's STARTUP flag.
 func peerReaction(local, peer, prev State, inStartup, peerStartup bool) reaction {
@@ -625,7 +625,7 @@ func (m *Machine) PeerState(s State, startup bool, now int64) {
 	}
 }
 
-// UpdateDone processes an UPDDONE from the peer (§12.4).
+// UpdateDone processes an UPDDONE from the peer (docs/protocol.md §12.4).
 func (m *Machine) UpdateDone(now int64) {
 	m.note("peer update completed")
 	switch m.state {

@@ -15,7 +15,7 @@ import (
 //
 //	go test ./plugins/internal/fsm/ -run TestInteraction -rewrite
 //
-// and commit only output you have checked against PROTOCOL.md §12 and the
+// and commit only output you have checked against docs/protocol.md §12 and the
 // captures.
 //
 // Commands (every command takes an optional t=N (absolute) or t=+Ns that

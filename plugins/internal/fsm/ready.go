@@ -72,7 +72,7 @@ func (m Message) String() string {
 // Actions are emitted in the order in which ISC performs them.
 type Action uint8
 
-// Actions (PROTOCOL.md §12.3, §12.5).
+// Actions (docs/protocol.md §12.3, §12.5).
 const (
 	// ActRequeueUnacked: put every BNDUPD that is still waiting for its
 	// BNDACK back on the front of the update queue, so that it is sent
@@ -81,7 +81,7 @@ const (
 	// CONFLICT-DONE (ISC dhcp_failover_rescind_updates).
 	ActRequeueUnacked Action = iota + 1
 	// ActPoolBalance: on entering NORMAL, rebalance FREE/BACKUP between
-	// the servers (§15) without sending a POOLREQ, and restart the
+	// the servers (docs/protocol.md §15) without sending a POOLREQ, and restart the
 	// rebalance timer (ISC dhcp_failover_pool_balance).
 	ActPoolBalance
 	// ActSendPending: on entering NORMAL, queue every binding whose last
@@ -95,9 +95,9 @@ const (
 	ActPoolCheck
 	// ActPartnerDownEntered: PARTNER-DOWN was entered; every EXPIRED,
 	// RELEASED or RESET binding gets tsfp := Transition.Stos + MCLT, i.e.
-	// it becomes reusable MCLT after entering PARTNER-DOWN (§12.5, §16).
+	// it becomes reusable MCLT after entering PARTNER-DOWN (docs/protocol.md §12.5, §16).
 	// The peer's FREE/BACKUP addresses become usable at stos + MCLT too
-	// (§18); the binding layer reads stos from the transition or Status.
+	// (docs/protocol.md §18); the binding layer reads stos from the transition or Status.
 	ActPartnerDownEntered
 )
 

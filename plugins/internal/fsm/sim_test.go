@@ -16,7 +16,7 @@ var (
 )
 
 // The invariants checked by the simulation. They follow draft-12's safety
-// argument: a server cannot tell a dead peer from a cut link (§9.4), so
+// argument: a server cannot tell a dead peer from a cut link (draft-12 §9.4), so
 // while the servers cannot talk each may serve only from what it owns
 // (COMMUNICATIONS-INTERRUPTED, CONFLICT-DONE; NORMAL until it notices), and
 // the only state that takes the partner's addresses, PARTNER-DOWN, must be

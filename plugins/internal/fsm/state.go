@@ -7,11 +7,11 @@ import (
 )
 
 // State is a failover server state, numbered as on the wire (server-state
-// option, PROTOCOL.md §7). RecoverWait is 254, as ISC sends it; draft-12 gives
+// option, docs/protocol.md §7). RecoverWait is 254, as ISC sends it; draft-12 gives
 // it no number.
 type State uint8
 
-// Failover states (PROTOCOL.md §7).
+// Failover states (docs/protocol.md §7).
 const (
 	Unknown               State = 0
 	Startup               State = 1
@@ -64,7 +64,7 @@ func (s State) String() string {
 }
 
 // Valid reports whether s is one of the 13 states ISC accepts (0..11, 254).
-// A peer that reports anything else is answered with SHUTDOWN (§6.3).
+// A peer that reports anything else is answered with SHUTDOWN (docs/protocol.md §6.3).
 func (s State) Valid() bool {
 	_, ok := stateNames[s]
 	return ok
@@ -97,7 +97,7 @@ func ParseState(name string) (State, error) {
 }
 
 // ServesClients reports whether a server in state s answers DHCP clients
-// (PROTOCOL.md §7: NORMAL, COMMUNICATIONS-INTERRUPTED, PARTNER-DOWN). It does
+// (docs/protocol.md §7: NORMAL, COMMUNICATIONS-INTERRUPTED, PARTNER-DOWN). It does
 // not consider the peer's state; see MayServe.
 //
 // Draft-12 also lets RESOLUTION-INTERRUPTED and CONFLICT-DONE respond; ISC
@@ -114,7 +114,7 @@ func (s State) ServesClients() bool {
 // to answer clients even in a serving state: PARTNER-DOWN ("peer demands:
 // recovering"), POTENTIAL-CONFLICT, CONFLICT-DONE and RESOLUTION-INTERRUPTED
 // ("peer demands: resolving conflicts"); ISC dhcp_failover_set_service_state,
-// PROTOCOL.md §7. The last known peer state counts, connected or not.
+// docs/protocol.md §7. The last known peer state counts, connected or not.
 func PeerForbidsService(peer State) bool {
 	switch peer {
 	case PartnerDown, PotentialConflict, ConflictDone, ResolutionInterrupted:

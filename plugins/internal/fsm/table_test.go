@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// isc123 is PROTOCOL.md §12.3 ("Reaction to the peer's state"), transcribed
+// isc123 is docs/protocol.md §12.3 ("Reaction to the peer's state"), transcribed
 // rule by rule; the rule field quotes the reference. A (local, peer) pair
 // that no rule names means "nothing".
 var isc123 = []struct {
@@ -71,7 +71,7 @@ var isc123 = []struct {
 	// RECOVER-WAIT: nothing, ever. SHUTDOWN, PAUSED, unknown: nothing.
 }
 
-// expectedEntry computes the §12.5 outputs of a transition from → to: the
+// expectedEntry computes the docs/protocol.md §12.5 outputs of a transition from → to: the
 // messages (STATE first) and the actions.
 func expectedEntry(role Role, from, to, peer State, stos int64) ([]Message, []Action) {
 	var acts []Action
@@ -106,7 +106,7 @@ func forcedMachine(role Role, local, peer State, now int64) *Machine {
 
 // TestISC12_3_ReactionToPeerState enumerates every (local state, previous
 // peer state, new peer state, role) with a changed peer state and checks the
-// reaction against isc123, including the §12.5 entry outputs of each
+// reaction against isc123, including the docs/protocol.md §12.5 entry outputs of each
 // transition.
 func TestISC12_3_ReactionToPeerState(t *testing.T) {
 	const now = 5000
@@ -308,7 +308,7 @@ func TestISC12_1_StartupEvaluatesSavedState(t *testing.T) {
 	}
 }
 
-// TestISC12_2_LinkLoss checks the §12.2 table, applied to the current state
+// TestISC12_2_LinkLoss checks the docs/protocol.md §12.2 table, applied to the current state
 // and, in STARTUP, to the saved state (which ends STARTUP).
 func TestISC12_2_LinkLoss(t *testing.T) {
 	for _, local := range AllStates {

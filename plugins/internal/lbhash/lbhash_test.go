@@ -57,7 +57,7 @@ func TestMixTable(t *testing.T) {
 	}
 }
 
-// TestBucketKnownValues uses the vectors of PROTOCOL.md §17, confirmed
+// TestBucketKnownValues uses the vectors of docs/protocol.md §17, confirmed
 // against ISC.
 func TestBucketKnownValues(t *testing.T) {
 	split128, _ := FromSplit(128)

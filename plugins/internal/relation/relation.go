@@ -77,7 +77,7 @@ type Bindings interface {
 	// All calls fn for every binding that has a record.
 	All(fn func(lease.IP))
 	// ApplyPeer stores a binding the peer announced, durably, if the rules
-	// (ISC's, PROTOCOL.md §13.3) allow it; else it returns a reject reason
+	// (ISC's, docs/protocol.md §13.3) allow it; else it returns a reject reason
 	// (the wire's code) and a message.
 	// When accepted, the binding is durable once done settles.
 	ApplyPeer(b lease.Binding, now int64) (reason uint8, msg string, done *lease.Batch)

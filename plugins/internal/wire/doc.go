@@ -1,6 +1,6 @@
 // Package wire encodes and decodes DHCPv4 failover messages exactly as ISC
 // dhcpd 4.4 puts them on the wire (draft-ietf-dhc-failover-12 as implemented
-// by ISC; the project's protocol reference is shared/protocol/PROTOCOL.md).
+// by ISC; the project's protocol reference is docs/protocol.md).
 //
 // The package is a codec only: it holds no state, does no I/O beyond the
 // io.Reader/io.Writer handed to ReadFrame and WriteFrame, never reads a clock

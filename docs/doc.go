@@ -1,0 +1,3 @@
+// Package docs is the project's documentation. Its test checks that
+// every document, section and invariant cited in the repository exists.
+package docs
