@@ -133,8 +133,13 @@ type Session struct {
 	queue    []lease.IP
 	queued   map[lease.IP]bool
 	inflight map[lease.IP]inflight
+	// deferred holds the queued addresses the bindings hid while they
+	// were written (relation.Bindings.Get): each comes back through
+	// notify, and UPDDONE waits for them.
+	deferred map[lease.IP]bool
 	// peerReq is the peer's UPDREQ/UPDREQALL being answered: UPDDONE
-	// (with its xid) goes when the queue and the in-flight list are empty.
+	// (with its xid) goes when the queue, the in-flight list and
+	// deferred are empty.
 	peerReq     *uint32
 	wake        interface{ Stop() bool }
 	wakeAt      time.Time
@@ -191,6 +196,7 @@ func NewSession(cfg Config, rel *relation.Relationship, clk Clock) *Session {
 		handshakeTimeout: defaultHandshakeTimeout,
 		queued:           map[lease.IP]bool{},
 		inflight:         map[lease.IP]inflight{},
+		deferred:         map[lease.IP]bool{},
 	}
 	s.met = newSessionMetrics(s)
 	s.handshakeLog.Period = time.Minute
@@ -566,11 +572,15 @@ func (s *Session) linkDown(why string, now time.Time) {
 	s.linked.Store(false)
 	s.acks = nil
 	s.peerReq = nil
-	// Updates in flight were not acknowledged: they go again.
+	// Updates in flight were not acknowledged: they go again, and so
+	// do the deferred ones.
 	for ip := range s.inflight {
 		s.enqueue(ip)
 	}
 	clear(s.inflight)
+	for ip := range s.deferred {
+		s.enqueue(ip)
+	}
 	s.m.Disconnected(now.Unix())
 	s.nextDial = now.Add(s.reconnect)
 }
@@ -644,6 +654,7 @@ func (s *Session) measureSkew(msgTime uint32, now time.Time) {
 // so that it stays within twice the addresses of the pools however the
 // peer interleaves updates and update requests.
 func (s *Session) enqueue(ip lease.IP) {
+	delete(s.deferred, ip)
 	if s.queued[ip] {
 		return
 	}
@@ -903,6 +914,10 @@ func (s *Session) flushHeld(now time.Time) error {
 		delete(s.queued, ip)
 		b, ok := s.db.Get(ip)
 		if !ok {
+			// Being written: the failover plugin announces it
+			// when the write settles. An update request is not
+			// done until then.
+			s.deferred[ip] = true
 			continue
 		}
 		u := &wire.BindingUpdate{}
@@ -920,7 +935,7 @@ func (s *Session) flushHeld(now time.Time) error {
 	if len(s.queue) == 0 {
 		s.queue = nil // let the backing array go
 	}
-	if s.peerReq != nil && len(s.queue) == 0 && len(s.inflight) == 0 {
+	if s.peerReq != nil && len(s.queue) == 0 && len(s.inflight) == 0 && len(s.deferred) == 0 {
 		if err := s.send(&wire.UpdateDone{Header: wire.Header{XID: *s.peerReq}}, now); err != nil {
 			return err
 		}

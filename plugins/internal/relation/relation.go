@@ -67,7 +67,9 @@ func (v *View) OwnFree() lease.State {
 // Bindings is the binding database of a relationship, implemented by the
 // failover plugin. The session calls it from its own goroutine.
 type Bindings interface {
-	// Get returns the binding of ip.
+	// Get returns the binding of ip. It reports none while a change of
+	// ip is being written, which may yet be undone: the address is
+	// announced through Changed once the write has settled.
 	Get(ip lease.IP) (lease.Binding, bool)
 	// InPool reports whether ip is in one of the relationship's pools.
 	InPool(ip lease.IP) bool

@@ -1,0 +1,85 @@
+package leasesync
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/relation"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
+)
+
+// racingDB is the failover plugin's bindings as the session sees them
+// when a DHCP handler changes an address at the worst moment: Get hides
+// an address once, as while its write runs. Only the session goroutine
+// uses it.
+type racingDB struct {
+	relation.Bindings
+	hide map[lease.IP]bool
+}
+
+func (r *racingDB) Get(ip lease.IP) (lease.Binding, bool) {
+	b, ok := r.Bindings.Get(ip)
+	if r.hide[ip] {
+		delete(r.hide, ip)
+		return lease.Binding{}, false
+	}
+	return b, ok
+}
+
+// race installs a racingDB in tg's session.
+func race(tg *target, hide lease.IP) {
+	tg.s.inspect(func() {
+		tg.s.db = &racingDB{Bindings: tg.s.db, hide: map[lease.IP]bool{hide: true}}
+	})
+}
+
+// An address whose write is under way when an UPDREQALL is answered is
+// sent once the write settles, and UPDDONE waits for it: the peer leaves
+// RECOVER only with every binding. Before the fix the hidden address was
+// dropped and UPDDONE went without it.
+func TestUpdateDoneWaitsForABindingBeingWritten(t *testing.T) {
+	tg, p := normalTarget(t)
+	written := mustIP("192.0.2.150")
+	race(tg, written)
+	p.send(&wire.UpdateRequestAll{})
+	// The marker's BNDACK comes after the target has handled our acks
+	// of everything it sent, and with UPDDONE if it thinks it is done.
+	marker := netip.MustParseAddr("198.51.100.1")
+	sentMarker, announced, sawWritten := false, false, false
+	others := map[netip.Addr]bool{}
+	for {
+		b, err := p.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := b.(type) {
+		case *wire.BindingUpdate:
+			if m.Addr == written.Addr() {
+				sawWritten = true
+			} else {
+				others[m.Addr] = true
+			}
+			ack := &wire.BindingAck{Header: wire.Header{XID: m.XID}}
+			ack.Addr = m.Addr
+			p.send(ack)
+			if len(others) == 10 && !sentMarker {
+				u := &wire.BindingUpdate{}
+				u.Addr, u.Status = marker, wire.BindingStatus(lease.Free)
+				p.send(u)
+				sentMarker = true
+			}
+		case *wire.BindingAck:
+			if m.Addr == marker && !announced {
+				// The write settles: the failover plugin announces.
+				tg.s.Relationship().Changed(written)
+				announced = true
+			}
+		case *wire.UpdateDone:
+			if !sawWritten {
+				t.Fatalf("UPDDONE before the binding that was being written (%d others sent)", len(others))
+			}
+			return
+		}
+	}
+}
