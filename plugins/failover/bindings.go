@@ -308,22 +308,26 @@ func (s *Server) Acked(sent lease.Binding, now int64) bool {
 	return true
 }
 
-// Sent implements relation.Bindings: sent is about to be written to the
-// link. If it is still the binding of its address, the peer may hold it
-// from now on (returnable).
-func (s *Server) Sent(sent lease.Binding) {
+// Sent implements relation.Bindings: sent, read by Get, is about to be
+// written to the link, and the peer may hold it from now on (returnable).
+// It returns false, and records nothing, if the binding has changed since
+// it was read or is being written: the update is stale and must not go.
+func (s *Server) Sent(sent lease.Binding) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.table.Get(sent.IP)
-	if !ok || !cur.Pending || cur.Transmitted || !sameBinding(&cur, &sent) {
-		return
+	if !ok || s.writing[sent.IP] > 0 || !sameUpdate(&cur, &sent) {
+		return false
 	}
-	cur.Transmitted = true
-	s.table.Put(cur)
+	if cur.Pending && !cur.Transmitted {
+		cur.Transmitted = true
+		s.table.Put(cur)
+	}
+	return true
 }
 
 // sameUpdate reports whether a and b would make the same BNDUPD: every
-// field the peer is told of.
+// field the peer is told of. Acked and Sent compare with it.
 func sameUpdate(a, b *lease.Binding) bool {
 	return a.State == b.State && a.Start == b.Start && a.End == b.End && a.CLTT == b.CLTT &&
 		a.SentExpiry == b.SentExpiry && bytes.Equal(a.ClientID, b.ClientID) && bytes.Equal(a.HWAddr, b.HWAddr)

@@ -96,12 +96,16 @@ func TestTheSessionNeverSeesABindingWhileItIsWritten(t *testing.T) {
 				h.clock.Advance(time.Minute)
 			}
 			ch.drain()
+			before, _ := h.s.Get(mustIP(ip))
 			done := make(chan struct{})
 			go func() { h.do(tc.pkt(t, ip)); close(done) }()
 			<-gs.entered // the change is in memory, its write under way
 			// Errorf, not Fatalf: the write must be let go.
 			if b, ok := h.s.Get(mustIP(ip)); ok {
 				t.Errorf("During the write the session sees %s", b.String())
+			}
+			if tc.bound && h.s.Sent(before) {
+				t.Error("During the write the binding it replaces was recorded as sent")
 			}
 			select {
 			case got := <-ch:
@@ -177,5 +181,36 @@ func TestAFailedWriteAnnouncesWhatTheDiskHolds(t *testing.T) {
 				t.Fatalf("Memory kept the failed change: %s", b.String())
 			}
 		})
+	}
+}
+
+// relation.Bindings.Sent refuses an update read before the binding
+// changed: the session sends the newer one instead, and the stale one is
+// not recorded as transmitted.
+func TestSentRefusesABindingThatChangedSinceItWasRead(t *testing.T) {
+	const ip = "192.0.2.100"
+	h, _ := newStorePair(t, func(m *lease.MemoryStore) lease.Store { return m })
+	h.mustAck(packet(t, 1, dhcpv4.MessageTypeRequest, requested(ip)))
+	old, _ := h.s.Get(mustIP(ip))
+	h.clock.Advance(time.Minute)
+	h.mustAck(packet(t, 1, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(net.ParseIP(ip))))
+	if h.s.Sent(old) {
+		t.Fatal("Sent accepted the binding read before the renewal")
+	}
+	if b, _ := h.s.Get(mustIP(ip)); b.Transmitted {
+		t.Fatal("The renewal was recorded as transmitted when the update before it went")
+	}
+	cur, _ := h.s.Get(mustIP(ip))
+	if !h.s.Sent(cur) {
+		t.Fatal("Sent refused the current binding")
+	}
+	if b, _ := h.s.Get(mustIP(ip)); !b.Transmitted {
+		t.Fatal("The current binding was not recorded as transmitted")
+	}
+	// Changes that sameBinding does not see go on the wire too.
+	changed := cur
+	changed.SentExpiry++
+	if h.s.Sent(changed) {
+		t.Fatal("Sent accepted a binding with another potential expiry")
 	}
 }

@@ -11,26 +11,30 @@ import (
 
 // racingDB is the failover plugin's bindings as the session sees them
 // when a DHCP handler changes an address at the worst moment: Get hides
-// an address once, as while its write runs. Only the session goroutine
-// uses it.
+// an address once, as while its write runs, or returns a copy read just
+// before a change. Only the session goroutine uses it.
 type racingDB struct {
 	relation.Bindings
-	hide map[lease.IP]bool
+	hide, stale map[lease.IP]bool
 }
 
 func (r *racingDB) Get(ip lease.IP) (lease.Binding, bool) {
 	b, ok := r.Bindings.Get(ip)
-	if r.hide[ip] {
+	switch {
+	case r.hide[ip]:
 		delete(r.hide, ip)
 		return lease.Binding{}, false
+	case r.stale[ip] && ok:
+		delete(r.stale, ip)
+		b.End-- // what the binding was before the change
 	}
 	return b, ok
 }
 
 // race installs a racingDB in tg's session.
-func race(tg *target, hide lease.IP) {
+func race(tg *target, hide, stale lease.IP) {
 	tg.s.inspect(func() {
-		tg.s.db = &racingDB{Bindings: tg.s.db, hide: map[lease.IP]bool{hide: true}}
+		tg.s.db = &racingDB{Bindings: tg.s.db, hide: map[lease.IP]bool{hide: true}, stale: map[lease.IP]bool{stale: true}}
 	})
 }
 
@@ -41,7 +45,7 @@ func race(tg *target, hide lease.IP) {
 func TestUpdateDoneWaitsForABindingBeingWritten(t *testing.T) {
 	tg, p := normalTarget(t)
 	written := mustIP("192.0.2.150")
-	race(tg, written)
+	race(tg, written, 0)
 	p.send(&wire.UpdateRequestAll{})
 	// The marker's BNDACK comes after the target has handled our acks
 	// of everything it sent, and with UPDDONE if it thinks it is done.
@@ -81,5 +85,26 @@ func TestUpdateDoneWaitsForABindingBeingWritten(t *testing.T) {
 			}
 			return
 		}
+	}
+}
+
+// An update read just before its binding changed is not sent: Sent
+// refuses it and the newer binding goes instead. Before the fix the stale
+// copy went, and was recorded as transmitted.
+func TestAnUpdateReadBeforeAChangeIsNotSent(t *testing.T) {
+	tg, p := normalTarget(t)
+	ip := mustIP("192.0.2.150")
+	cur, _ := tg.srv.Get(ip)
+	race(tg, 0, ip)
+	tg.s.Relationship().Changed(ip)
+	for {
+		u := expect[*wire.BindingUpdate](p)
+		if u.Addr != ip.Addr() {
+			continue
+		}
+		if u.LeaseExpiry != uint32(cur.End) {
+			t.Fatalf("BNDUPD with lease expiry %d, the binding ends at %d", u.LeaseExpiry, cur.End)
+		}
+		return
 	}
 }

@@ -924,7 +924,11 @@ func (s *Session) flushHeld(now time.Time) error {
 		u.Binding = bindingToWire(&b)
 		// Before the write: a write that fails may still have
 		// reached the peer.
-		s.db.Sent(b)
+		if !s.db.Sent(b) {
+			// Changed since Get read it: the newer binding goes.
+			s.enqueue(ip)
+			continue
+		}
 		if err := s.send(u, now); err != nil {
 			s.enqueue(ip)
 			return err

@@ -84,8 +84,10 @@ type Bindings interface {
 	// When accepted, the binding is durable once done settles.
 	ApplyPeer(b lease.Binding, now int64) (reason uint8, msg string, done *lease.Batch)
 	// Sent records that the update of sent is being written to the link:
-	// the peer may hold it from now on, acknowledged or not.
-	Sent(sent lease.Binding)
+	// the peer may hold it from now on, acknowledged or not. It returns
+	// false, recording nothing, when the binding has changed since Get
+	// read it: that update must not be sent (the newer one is due).
+	Sent(sent lease.Binding) bool
 	// Acked records that the peer acknowledged sent; it returns false when
 	// the binding has changed since (a newer update is due).
 	Acked(sent lease.Binding, now int64) bool
