@@ -3,7 +3,9 @@ package leasesync
 import (
 	"net/netip"
 	"testing"
+	"time"
 
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/relation"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
@@ -106,5 +108,43 @@ func TestAnUpdateReadBeforeAChangeIsNotSent(t *testing.T) {
 			t.Fatalf("BNDUPD with lease expiry %d, the binding ends at %d", u.LeaseExpiry, cur.End)
 		}
 		return
+	}
+}
+
+// An UPDDONE that does not echo our latest update request answers an
+// earlier one (or none): in RECOVER it must not end the wait for every
+// binding. The peer echoes the xid of the latest request it received.
+func TestAStaleUpdateDoneDoesNotEndRecover(t *testing.T) {
+	clk := &fakeClock{now: time.Now()}
+	tg := startTarget(t, targetOpts{clk: clk}) // no stored state: RECOVER
+	p := dialFrom(t, tg, peerIP)
+	p.connect()
+	p.send(&wire.State{ServerState: wire.StateNormal, StartTimeOfState: uint32(clk.Now().Unix() - 100)})
+	waitTarget(t, tg, "the peer's state to be processed", func() bool {
+		return tg.s.Relationship().View().PeerState == fsm.Normal
+	})
+	var xid uint32
+	var out bool
+	tg.s.inspect(func() { xid, out = tg.s.updReqXID, tg.s.updReqOut })
+	if !out || tg.s.Relationship().View().MyState != fsm.Recover {
+		t.Fatalf("In %s, update request outstanding %t", tg.s.Relationship().View().MyState, out)
+	}
+	// handled sends a message the target answers: once answered, what
+	// was sent before has been handled.
+	handled := func() {
+		u := &wire.BindingUpdate{}
+		u.Addr, u.Status = netip.MustParseAddr("198.51.100.1"), wire.BindingStatus(lease.Free)
+		p.send(u)
+		expect[*wire.BindingAck](p)
+	}
+	p.send(&wire.UpdateDone{Header: wire.Header{XID: xid - 1}})
+	handled()
+	if st := tg.s.Relationship().View().MyState; st != fsm.Recover {
+		t.Fatalf("A stale UPDDONE moved the target from recover to %s", st)
+	}
+	p.send(&wire.UpdateDone{Header: wire.Header{XID: xid}})
+	handled()
+	if st := tg.s.Relationship().View().MyState; st == fsm.Recover {
+		t.Fatal("The UPDDONE answering our UPDREQALL left the target in recover")
 	}
 }

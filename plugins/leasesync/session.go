@@ -140,7 +140,12 @@ type Session struct {
 	// peerReq is the peer's UPDREQ/UPDREQALL being answered: UPDDONE
 	// (with its xid) goes when the queue, the in-flight list and
 	// deferred are empty.
-	peerReq     *uint32
+	peerReq *uint32
+	// updReqXID is the xid of our latest UPDREQ/UPDREQALL on this link,
+	// while updReqOut: only the UPDDONE that echoes it answers us (the
+	// peer echoes the latest request it received).
+	updReqXID   uint32
+	updReqOut   bool
 	wake        interface{ Stop() bool }
 	wakeAt      time.Time
 	fsmTimer    int64
@@ -572,6 +577,7 @@ func (s *Session) linkDown(why string, now time.Time) {
 	s.linked.Store(false)
 	s.acks = nil
 	s.peerReq = nil
+	s.updReqOut = false
 	// Updates in flight were not acknowledged: they go again, and so
 	// do the deferred ones.
 	for ip := range s.inflight {
@@ -609,6 +615,15 @@ func (s *Session) receive(b wire.Body, now time.Time) error {
 	case *wire.UpdateRequestAll:
 		s.answerRequest(msg.XID, true)
 	case *wire.UpdateDone:
+		if !s.updReqOut || msg.XID != s.updReqXID {
+			// An answer to an earlier request (an UPDREQ, when an
+			// UPDREQALL followed it), or to none: it does not say
+			// that the peer sent what we asked for last.
+			log.WithField("relationship", s.cfg.Name).Infof("ignoring an UPDDONE with xid %d: our latest update request has xid %d (outstanding: %t)",
+				msg.XID, s.updReqXID, s.updReqOut)
+			return nil
+		}
+		s.updReqOut = false
 		if s.resyncSince != 0 {
 			log.WithField("relationship", s.cfg.Name).Infof("resynchronisation requested by the operator complete after %.1fs",
 				now.Sub(time.Unix(s.resyncSince, 0)).Seconds())
@@ -867,6 +882,9 @@ func (s *Session) send(b wire.Body, now time.Time) error {
 		// Answers carry the request's xid.
 	case *wire.BindingUpdate:
 		h.XID = s.link.nextXID(true)
+	case *wire.UpdateRequest, *wire.UpdateRequestAll:
+		h.XID = s.link.nextXID(false)
+		s.updReqXID, s.updReqOut = h.XID, true
 	default:
 		h.XID = s.link.nextXID(false)
 	}
