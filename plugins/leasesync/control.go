@@ -328,7 +328,7 @@ func (s *Session) next(st fsm.Status, takeoverAt int64) []Next {
 	case "startup-timeout":
 		add(st.NextTimer, "leave startup without the peer (saved state %s)", st.SavedState)
 	case "recover-wait":
-		add(st.NextTimer, "recover-done (MCLT after entering recover)")
+		add(st.NextTimer, "recover-done (MCLT after entering recover, or after hearing a recovering peer)")
 	case "auto-partner-down":
 		add(st.NextTimer, "partner-down by auto-partner-down")
 	}
