@@ -186,10 +186,10 @@ func (s *Server) settlePeer(pc *peerCommit) {
 		s.peerCommit = nil
 	}
 	s.mu.Unlock()
-	pc.done.Finish(err)
 	// The session asked for these while they were written (an update
-	// request being answered): it gets them now.
+	// request being answered): it gets them now, before the BNDACKs go.
 	s.announce(asked...)
+	pc.done.Finish(err)
 }
 
 // peerWinsDuel decides between our change of a binding, not yet

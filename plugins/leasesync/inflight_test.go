@@ -1,9 +1,13 @@
 package leasesync
 
 import (
+	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
@@ -66,15 +70,7 @@ func TestUpdateDoneWaitsForABindingBeingWritten(t *testing.T) {
 			} else {
 				others[m.Addr] = true
 			}
-			ack := &wire.BindingAck{Header: wire.Header{XID: m.XID}}
-			ack.Addr = m.Addr
-			p.send(ack)
-			if len(others) == 10 && !sentMarker {
-				u := &wire.BindingUpdate{}
-				u.Addr, u.Status = marker, wire.BindingStatus(lease.Free)
-				p.send(u)
-				sentMarker = true
-			}
+			sentMarker = ackThenMark(p, m, len(others) == 10 && !sentMarker, marker) || sentMarker
 		case *wire.BindingAck:
 			if m.Addr == marker && !announced {
 				// The write settles: the failover plugin announces.
@@ -147,4 +143,107 @@ func TestAStaleUpdateDoneDoesNotEndRecover(t *testing.T) {
 	if st := tg.s.Relationship().View().MyState; st == fsm.Recover {
 		t.Fatal("The UPDDONE answering our UPDREQALL left the target in recover")
 	}
+}
+
+// heldStore holds every write from the first until release is closed.
+type heldStore struct {
+	lease.Store
+	release chan struct{}
+	entered chan struct{}
+	once    sync.Once
+}
+
+func (h *heldStore) Write(rows []lease.Binding) error {
+	h.once.Do(func() { close(h.entered) })
+	<-h.release
+	return h.Store.Write(rows)
+}
+
+// End to end, with the failover plugin: a renewal whose write is under
+// way when the peer asks for every binding is not sent until it is on
+// disk, and UPDDONE follows it.
+func TestARenewalBeingWrittenReachesThePeerOnlyOnceStored(t *testing.T) {
+	hs := &heldStore{release: make(chan struct{}), entered: make(chan struct{})}
+	tg, p := normalTargetWith(t, targetOpts{wrap: func(st lease.Store) lease.Store { hs.Store = st; return hs }})
+	const ip = "192.0.2.150" // bound to client 10
+	before, _ := tg.srv.Get(mustIP(ip))
+	req, err := dhcpv4.New(dhcpv4.WithHwAddr(clientMAC(10)), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithClientIP(net.ParseIP(ip)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed := make(chan *dhcpv4.DHCPv4, 1)
+	go func() { renewed <- tg.dhcp(req) }()
+	<-hs.entered
+	p.send(&wire.UpdateRequestAll{})
+	marker := netip.MustParseAddr("198.51.100.1")
+	released, sentMarker := false, false
+	others := map[netip.Addr]bool{}
+	for {
+		b, err := p.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := b.(type) {
+		case *wire.BindingUpdate:
+			if m.Addr.String() == ip {
+				if !released {
+					close(hs.release)
+					t.Fatalf("BNDUPD of %s (lease expiry %d, stored %d) while its write was under way", ip, m.LeaseExpiry, before.End)
+				}
+				stored, ok := storedIn(hs.Store, mustIP(ip))
+				if !ok || uint32(stored.End) != m.LeaseExpiry {
+					t.Fatalf("BNDUPD with lease expiry %d; on disk %v %s", m.LeaseExpiry, ok, stored)
+				}
+			} else {
+				others[m.Addr] = true
+			}
+			sentMarker = ackThenMark(p, m, len(others) == 10 && !sentMarker, marker) || sentMarker
+		case *wire.BindingAck:
+			if m.Addr == marker && !released {
+				close(hs.release) // the write completes
+				released = true
+				if resp := <-renewed; resp == nil || resp.MessageType() != dhcpv4.MessageTypeAck {
+					t.Fatalf("The renewal got %v", resp)
+				}
+			}
+		case *wire.UpdateDone:
+			if !released {
+				close(hs.release)
+				t.Fatal("UPDDONE while a binding was being written")
+			}
+			if b, _ := tg.srv.Get(mustIP(ip)); b.End == before.End {
+				t.Fatal("The renewal did not change the lease")
+			}
+			return
+		}
+	}
+}
+
+// storedIn reads ip's row from st.
+func storedIn(st lease.Store, ip lease.IP) (lease.Binding, bool) {
+	var found lease.Binding
+	ok := false
+	st.Load(func(b lease.Binding) error {
+		if b.IP == ip {
+			found, ok = b, true
+		}
+		return nil
+	})
+	return found, ok
+}
+
+// ackThenMark acknowledges m and, if mark, sends an update of marker (an
+// address outside the pools): its BNDACK comes once the target has
+// handled everything sent before it. It returns mark.
+func ackThenMark(p *rawPeer, m *wire.BindingUpdate, mark bool, marker netip.Addr) bool {
+	ack := &wire.BindingAck{Header: wire.Header{XID: m.XID}}
+	ack.Addr = m.Addr
+	p.send(ack)
+	if mark {
+		u := &wire.BindingUpdate{}
+		u.Addr, u.Status = marker, wire.BindingStatus(lease.Free)
+		p.send(u)
+	}
+	return mark
 }

@@ -923,6 +923,7 @@ func (s *Session) flushHeld(now time.Time) error {
 		}
 	}
 	s.acks = s.acks[:0]
+	var stale []lease.IP
 	for len(s.queue) > 0 && len(s.inflight) < s.link.params.maxUnacked {
 		ip := s.queue[0]
 		s.queue = s.queue[1:]
@@ -943,8 +944,10 @@ func (s *Session) flushHeld(now time.Time) error {
 		// Before the write: a write that fails may still have
 		// reached the peer.
 		if !s.db.Sent(b) {
-			// Changed since Get read it: the newer binding goes.
-			s.enqueue(ip)
+			// Changed since Get read it: the newer binding goes,
+			// at the next flush (not in this loop, which would
+			// spin while the change is written).
+			stale = append(stale, ip)
 			continue
 		}
 		if err := s.send(u, now); err != nil {
@@ -953,6 +956,17 @@ func (s *Session) flushHeld(now time.Time) error {
 		}
 		s.inflight[ip] = inflight{xid: u.XID, sent: b, at: now}
 		s.met.updatesSent.Inc()
+	}
+	for _, ip := range stale {
+		s.enqueue(ip)
+	}
+	if len(stale) > 0 {
+		// Flush again soon. A full queue of events means a flush
+		// follows anyway.
+		select {
+		case s.events <- event{kind: evTick}:
+		default:
+		}
 	}
 	if len(s.queue) == 0 {
 		s.queue = nil // let the backing array go
