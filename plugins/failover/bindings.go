@@ -20,10 +20,18 @@ const (
 
 // The methods below implement relation.Bindings for the leasesync session.
 
-// Get implements relation.Bindings.
+// Get implements relation.Bindings. While a write of ip runs, the binding
+// in memory may never reach the disk (a failed write is undone): the
+// session must not tell the peer of it, nor have it acknowledged. Get then
+// reports no binding, and the address is announced once the write has
+// settled (writeClient, settlePeer).
 func (s *Server) Get(ip lease.IP) (lease.Binding, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.writing[ip] > 0 {
+		s.hidden[ip] = true
+		return lease.Binding{}, false
+	}
 	return s.table.Get(ip)
 }
 
@@ -168,13 +176,19 @@ func (s *Server) settlePeer(pc *peerCommit) {
 			s.undoLocked(u.b, u.old, u.had)
 		}
 	}
+	var asked []lease.IP
 	for _, u := range pc.undo {
-		s.doneWriting(u.b.IP)
+		if s.doneWriting(u.b.IP) {
+			asked = append(asked, u.b.IP)
+		}
 	}
 	if s.peerCommit == pc {
 		s.peerCommit = nil
 	}
 	s.mu.Unlock()
+	// The session asked for these while they were written (an update
+	// request being answered): it gets them now, before the BNDACKs go.
+	s.announce(asked...)
 	pc.done.Finish(err)
 }
 
@@ -271,8 +285,7 @@ func (s *Server) transition(cur, in *lease.Binding, normal bool, now int64) (uin
 func (s *Server) Acked(sent lease.Binding, now int64) bool {
 	s.mu.Lock()
 	cur, ok := s.table.Get(sent.IP)
-	if !ok || cur.State != sent.State || cur.End != sent.End || cur.SentExpiry != sent.SentExpiry ||
-		cur.Key() != sent.Key() || !bytes.Equal(cur.HWAddr, sent.HWAddr) {
+	if !ok || !sameUpdate(&cur, &sent) {
 		s.mu.Unlock()
 		return false
 	}
@@ -295,18 +308,29 @@ func (s *Server) Acked(sent lease.Binding, now int64) bool {
 	return true
 }
 
-// Sent implements relation.Bindings: sent is about to be written to the
-// link. If it is still the binding of its address, the peer may hold it
-// from now on (returnable).
-func (s *Server) Sent(sent lease.Binding) {
+// Sent implements relation.Bindings: sent, read by Get, is about to be
+// written to the link, and the peer may hold it from now on (returnable).
+// It returns false, and records nothing, if the binding has changed since
+// it was read or is being written: the update is stale and must not go.
+func (s *Server) Sent(sent lease.Binding) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.table.Get(sent.IP)
-	if !ok || !cur.Pending || cur.Transmitted || !sameBinding(&cur, &sent) {
-		return
+	if !ok || s.writing[sent.IP] > 0 || !sameUpdate(&cur, &sent) {
+		return false
 	}
-	cur.Transmitted = true
-	s.table.Put(cur)
+	if cur.Pending && !cur.Transmitted {
+		cur.Transmitted = true
+		s.table.Put(cur)
+	}
+	return true
+}
+
+// sameUpdate reports whether a and b would make the same BNDUPD: every
+// field the peer is told of. Acked and Sent compare with it.
+func sameUpdate(a, b *lease.Binding) bool {
+	return a.State == b.State && a.Start == b.Start && a.End == b.End && a.CLTT == b.CLTT &&
+		a.SentExpiry == b.SentExpiry && bytes.Equal(a.ClientID, b.ClientID) && bytes.Equal(a.HWAddr, b.HWAddr)
 }
 
 // Transfer implements relation.Bindings: pool balancing moves up to n of

@@ -18,6 +18,13 @@ import (
 // sets (no session: the test plays the peer through the Bindings methods).
 func newPairHarness(t *testing.T, primary bool, split int, state fsm.State) (*harness, *relation.Relationship) {
 	t.Helper()
+	return newPairHarnessOver(t, primary, split, state, func(m *lease.MemoryStore) lease.Store { return m })
+}
+
+// newPairHarnessOver is newPairHarness over the store wrap makes of
+// h.store.
+func newPairHarnessOver(t *testing.T, primary bool, split int, state fsm.State, wrap func(*lease.MemoryStore) lease.Store) (*harness, *relation.Relationship) {
+	t.Helper()
 	hba, err := lbhash.FromSplit(split)
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +37,7 @@ func newPairHarness(t *testing.T, primary bool, split int, state fsm.State) (*ha
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewServer(cfg, h.store, h.clock.Now, rel)
+	s, err := NewServer(cfg, wrap(h.store), h.clock.Now, rel)
 	if err != nil {
 		t.Fatal(err)
 	}

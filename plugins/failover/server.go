@@ -71,6 +71,9 @@ type Server struct {
 	// write (and undo, if it failed) has not finished: while there is
 	// one, the binding in memory may not be on disk. Guarded by mu.
 	writing map[lease.IP]int
+	// hidden holds the addresses Get refused while they were written:
+	// they are announced when the last write settles. Guarded by mu.
+	hidden map[lease.IP]bool
 }
 
 // reusable is the ownership rule: which existing bindings may go to a new
@@ -164,6 +167,7 @@ func newServer(cfg Config, store lease.Store, now func() time.Time, rel *relatio
 	s.table = lease.NewTable(cfg.Pools, s.reusable, s.ownsNew)
 	s.superseded = make(map[lease.IP]undoRecord)
 	s.writing = make(map[lease.IP]int)
+	s.hidden = make(map[lease.IP]bool)
 	s.store = store
 	if err := s.load(store); err != nil {
 		return nil, err
@@ -735,17 +739,7 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 		b.Pending = true
 	}
 	s.table.ClearHold(ip)
-	s.table.Put(b)
-	batch := s.commit.Submit(b)
-	s.writing[ip]++
-	s.mu.Unlock()
-	err := s.wrote(batch.Wait(), "lease")
-	s.mu.Lock()
-	if err != nil {
-		s.undoLocked(b, old, had)
-	}
-	s.doneWriting(ip)
-	s.mu.Unlock()
+	err := s.writeClient(b, old, had, "lease")
 	if err != nil {
 		if durable && had && old.State == lease.Active && old.Key() == c.key && old.End-now >= minStoredRenewal {
 			// A renewal: the stored lease runs until old.End. Answer
@@ -759,28 +753,51 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 		log.Debugf("no ACK of %s to %s: the lease cannot be stored", ip, req.ClientHWAddr)
 		return nil, true
 	}
-	s.announce(ip)
 	log.Debugf("ACK %s to %s for %v", ip, req.ClientHWAddr, lt)
 	s.fill(req, resp, ip, lt)
 	return resp, false
 }
 
-// doneWriting ends one write of ip counted in writing. Call with s.mu held.
-func (s *Server) doneWriting(ip lease.IP) {
+// writeClient stores b, a client's change of its address (a lease, a
+// release, a decline) that replaces old (had: old existed). Call with s.mu
+// held; it returns with s.mu released, once the write has settled.
+//
+// While the write runs, b is in memory but maybe never on disk: the
+// address counts in writing, so that the session does not see it (Get)
+// and a failed write is not answered from it (request). A failed write
+// puts old back. Either way the session is then told of the address, and
+// reads what the disk holds: the peer hears of b only once it is durable,
+// and of old again if b failed, so that its view matches our disk.
+func (s *Server) writeClient(b, old lease.Binding, had bool, what string) error {
+	s.table.Put(b)
+	batch := s.commit.Submit(b)
+	s.writing[b.IP]++
+	s.mu.Unlock()
+	err := s.wrote(batch.Wait(), what)
+	s.mu.Lock()
+	if err != nil {
+		s.undoLocked(b, old, had)
+	}
+	s.doneWriting(b.IP)
+	s.mu.Unlock()
+	s.announce(b.IP)
+	return err
+}
+
+// doneWriting ends one write of ip counted in writing. It reports whether
+// the session asked for ip while it was hidden (Get): the address must be
+// announced. Call with s.mu held.
+func (s *Server) doneWriting(ip lease.IP) (asked bool) {
 	if s.writing[ip]--; s.writing[ip] <= 0 {
 		delete(s.writing, ip)
+		asked = s.hidden[ip]
+		delete(s.hidden, ip)
 	}
+	return asked
 }
 
-// undo puts back the binding a failed write replaced, unless it has
-// changed again since.
-func (s *Server) undo(b, old lease.Binding, had bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.undoLocked(b, old, had)
-}
-
-// undoLocked is undo with s.mu held.
+// undoLocked puts back the binding a failed write replaced, unless it has
+// changed again since. Call with s.mu held.
 func (s *Server) undoLocked(b, old lease.Binding, had bool) {
 	if !had {
 		old = lease.Binding{IP: b.IP, State: lease.Free}
@@ -831,15 +848,8 @@ func (s *Server) settle(ip lease.IP, c client, what string, change func(*lease.B
 	orig := b
 	change(&b)
 	s.mark(&b)
-	s.table.Put(b)
-	batch := s.commit.Submit(b)
-	s.mu.Unlock()
-	if err := s.wrote(batch.Wait(), what); err != nil {
-		// Memory never runs ahead of the disk on what a client holds.
-		s.undo(b, orig, true)
-		return
-	}
-	s.announce(ip)
+	// Memory never runs ahead of the disk on what a client holds.
+	s.writeClient(b, orig, true, what)
 }
 
 func (s *Server) release(req *dhcpv4.DHCPv4, c client) {
@@ -880,14 +890,7 @@ func (s *Server) declineUnbound(ip lease.IP, c client) {
 	s.abandon(&b)
 	s.mark(&b)
 	s.table.ClearHold(ip)
-	s.table.Put(b)
-	batch := s.commit.Submit(b)
-	s.mu.Unlock()
-	if err := s.wrote(batch.Wait(), "decline"); err != nil {
-		s.undo(b, orig, had)
-		return
-	}
-	s.announce(ip)
+	s.writeClient(b, orig, had, "decline")
 }
 
 // abandon marks b as in use by an unknown host until decline-hold passes.

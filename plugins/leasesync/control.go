@@ -335,7 +335,7 @@ func (s *Session) next(st fsm.Status, takeoverAt int64) []Next {
 	case "startup-timeout":
 		add(st.NextTimer, "leave startup without the peer (saved state %s)", st.SavedState)
 	case "recover-wait":
-		add(st.NextTimer, "recover-done (MCLT after the start of recover, or of the state saved before a restart that went straight to recover)")
+		add(st.NextTimer, "recover-done (MCLT after the start of recover, or of the state saved before a restart that went straight to recover, or after hearing a recovering peer)")
 	case "auto-partner-down":
 		add(st.NextTimer, "partner-down by auto-partner-down")
 	}

@@ -48,6 +48,8 @@ type targetOpts struct {
 	// rows are bindings stored before the start.
 	rows  []lease.Binding
 	tweak func(*Session)
+	// wrap, if set, is the store the failover plugin writes through.
+	wrap func(lease.Store) lease.Store
 }
 
 func startTarget(t *testing.T, o targetOpts) *target {
@@ -78,7 +80,11 @@ func startTarget(t *testing.T, o targetOpts) *target {
 	if o.clk != nil {
 		now = o.clk.Now
 	}
-	srv, err := failover.New(strings.Fields("name=lan1 db=/unused "+pool), store, now, s.Relationship())
+	var db lease.Store = store
+	if o.wrap != nil {
+		db = o.wrap(store)
+	}
+	srv, err := failover.New(strings.Fields("name=lan1 db=/unused "+pool), db, now, s.Relationship())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -133,9 +133,19 @@ type Session struct {
 	queue    []lease.IP
 	queued   map[lease.IP]bool
 	inflight map[lease.IP]inflight
+	// deferred holds the queued addresses the bindings hid while they
+	// were written (relation.Bindings.Get): each comes back through
+	// notify, and UPDDONE waits for them.
+	deferred map[lease.IP]bool
 	// peerReq is the peer's UPDREQ/UPDREQALL being answered: UPDDONE
-	// (with its xid) goes when the queue and the in-flight list are empty.
-	peerReq     *uint32
+	// (with its xid) goes when the queue, the in-flight list and
+	// deferred are empty.
+	peerReq *uint32
+	// updReqXID is the xid of our latest UPDREQ/UPDREQALL on this link,
+	// while updReqOut: only the UPDDONE that echoes it answers us (the
+	// peer echoes the latest request it received).
+	updReqXID   uint32
+	updReqOut   bool
 	wake        interface{ Stop() bool }
 	wakeAt      time.Time
 	fsmTimer    int64
@@ -191,6 +201,7 @@ func NewSession(cfg Config, rel *relation.Relationship, clk Clock) *Session {
 		handshakeTimeout: defaultHandshakeTimeout,
 		queued:           map[lease.IP]bool{},
 		inflight:         map[lease.IP]inflight{},
+		deferred:         map[lease.IP]bool{},
 	}
 	s.met = newSessionMetrics(s)
 	s.handshakeLog.Period = time.Minute
@@ -566,11 +577,16 @@ func (s *Session) linkDown(why string, now time.Time) {
 	s.linked.Store(false)
 	s.acks = nil
 	s.peerReq = nil
-	// Updates in flight were not acknowledged: they go again.
+	s.updReqOut = false
+	// Updates in flight were not acknowledged: they go again, and so
+	// do the deferred ones.
 	for ip := range s.inflight {
 		s.enqueue(ip)
 	}
 	clear(s.inflight)
+	for ip := range s.deferred {
+		s.enqueue(ip)
+	}
 	s.m.Disconnected(now.Unix())
 	s.nextDial = now.Add(s.reconnect)
 }
@@ -599,6 +615,15 @@ func (s *Session) receive(b wire.Body, now time.Time) error {
 	case *wire.UpdateRequestAll:
 		s.answerRequest(msg.XID, true)
 	case *wire.UpdateDone:
+		if !s.updReqOut || msg.XID != s.updReqXID {
+			// An answer to an earlier request (an UPDREQ, when an
+			// UPDREQALL followed it), or to none: it does not say
+			// that the peer sent what we asked for last.
+			log.WithField("relationship", s.cfg.Name).Infof("ignoring an UPDDONE with xid %d: our latest update request has xid %d (outstanding: %t)",
+				msg.XID, s.updReqXID, s.updReqOut)
+			return nil
+		}
+		s.updReqOut = false
 		if s.resyncSince != 0 {
 			log.WithField("relationship", s.cfg.Name).Infof("resynchronisation requested by the operator complete after %.1fs",
 				now.Sub(time.Unix(s.resyncSince, 0)).Seconds())
@@ -644,6 +669,7 @@ func (s *Session) measureSkew(msgTime uint32, now time.Time) {
 // so that it stays within twice the addresses of the pools however the
 // peer interleaves updates and update requests.
 func (s *Session) enqueue(ip lease.IP) {
+	delete(s.deferred, ip)
 	if s.queued[ip] {
 		return
 	}
@@ -856,6 +882,9 @@ func (s *Session) send(b wire.Body, now time.Time) error {
 		// Answers carry the request's xid.
 	case *wire.BindingUpdate:
 		h.XID = s.link.nextXID(true)
+	case *wire.UpdateRequest, *wire.UpdateRequestAll:
+		h.XID = s.link.nextXID(false)
+		s.updReqXID, s.updReqOut = h.XID, true
 	default:
 		h.XID = s.link.nextXID(false)
 	}
@@ -894,6 +923,7 @@ func (s *Session) flushHeld(now time.Time) error {
 		}
 	}
 	s.acks = s.acks[:0]
+	var stale []lease.IP
 	for len(s.queue) > 0 && len(s.inflight) < s.link.params.maxUnacked {
 		ip := s.queue[0]
 		s.queue = s.queue[1:]
@@ -903,13 +933,23 @@ func (s *Session) flushHeld(now time.Time) error {
 		delete(s.queued, ip)
 		b, ok := s.db.Get(ip)
 		if !ok {
+			// Being written: the failover plugin announces it
+			// when the write settles. An update request is not
+			// done until then.
+			s.deferred[ip] = true
 			continue
 		}
 		u := &wire.BindingUpdate{}
 		u.Binding = bindingToWire(&b)
 		// Before the write: a write that fails may still have
 		// reached the peer.
-		s.db.Sent(b)
+		if !s.db.Sent(b) {
+			// Changed since Get read it: the newer binding goes,
+			// at the next flush (not in this loop, which would
+			// spin while the change is written).
+			stale = append(stale, ip)
+			continue
+		}
 		if err := s.send(u, now); err != nil {
 			s.enqueue(ip)
 			return err
@@ -917,10 +957,21 @@ func (s *Session) flushHeld(now time.Time) error {
 		s.inflight[ip] = inflight{xid: u.XID, sent: b, at: now}
 		s.met.updatesSent.Inc()
 	}
+	for _, ip := range stale {
+		s.enqueue(ip)
+	}
+	if len(stale) > 0 {
+		// Flush again soon. A full queue of events means a flush
+		// follows anyway.
+		select {
+		case s.events <- event{kind: evTick}:
+		default:
+		}
+	}
 	if len(s.queue) == 0 {
 		s.queue = nil // let the backing array go
 	}
-	if s.peerReq != nil && len(s.queue) == 0 && len(s.inflight) == 0 {
+	if s.peerReq != nil && len(s.queue) == 0 && len(s.inflight) == 0 && len(s.deferred) == 0 {
 		if err := s.send(&wire.UpdateDone{Header: wire.Header{XID: *s.peerReq}}, now); err != nil {
 			return err
 		}

@@ -118,6 +118,9 @@ type Machine struct {
 	reason      string
 
 	updatesPending bool
+	// hadState is set when the machine started from a stored state: the
+	// database was not lost (see UpdateDone).
+	hadState bool
 
 	startupDeadline int64
 	autoPDDeadline  int64 // 0 = not armed
@@ -143,6 +146,8 @@ func New(cfg Config, p Persistent, now int64) *Machine {
 			why = "process start without stored state: recovering"
 		}
 		saved, stos = Recover, now
+	} else {
+		m.hadState = true
 	}
 	m.saved, m.stos = saved, stos
 	if p.PeerState.Valid() && p.PeerState != Startup {
@@ -630,12 +635,29 @@ func (m *Machine) UpdateDone(now int64) {
 	m.note("peer update completed")
 	switch m.state {
 	case Recover:
-		if m.stos+m.mclt > now && m.peer != Recover && m.peer != RecoverDone {
-			m.setState(RecoverWait, now, fmt.Sprintf("update-done received; waiting until stos + mclt (%ds from now)", m.stos+m.mclt-now))
+		peerRecovering := m.peer == Recover || m.peer == RecoverDone
+		if peerRecovering && m.hadState && m.peerStos > m.stos {
+			// ISC skips the MCLT wait when the peer recovers too:
+			// a new pair, where no one has served. A server that
+			// kept its database cannot tell a new peer from one
+			// that lost its own, whose clients may hold leases no
+			// database knows of, granted until it stopped (at the
+			// latest when we heard it recover) and running at most
+			// MCLT beyond: it waits MCLT from then (kept across a
+			// restart as RECOVER-WAIT's stos). The pair reaches
+			// NORMAL only through both RECOVER-DONEs.
+			m.stos = m.peerStos
+		}
+		if m.stos+m.mclt > now && (!peerRecovering || m.hadState) {
+			why := fmt.Sprintf("update-done received; waiting until stos + mclt (%ds from now)", m.stos+m.mclt-now)
+			if peerRecovering {
+				why = fmt.Sprintf("update-done received; peer is %s and may have lost its database: waiting until mclt after we heard it (%ds from now)", m.peer, m.stos+m.mclt-now)
+			}
+			m.setState(RecoverWait, now, why)
 			return
 		}
 		why := "update-done received and mclt passed"
-		if m.peer == Recover || m.peer == RecoverDone {
+		if peerRecovering && !m.hadState {
 			why = fmt.Sprintf("update-done received; peer is %s too, no mclt wait", m.peer)
 		}
 		m.setState(RecoverDone, now, why)

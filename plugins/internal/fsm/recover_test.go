@@ -139,3 +139,56 @@ func TestStatusTellsEnteredFromTheProtocolsStart(t *testing.T) {
 		t.Fatalf("Saved normal, peer normal: %s entered %d, stos %d; want normal since %d, before the restart", st.State, st.Entered, st.Stos, savedAt)
 	}
 }
+
+// TestAServerWithItsDatabaseWaitsForARecoveringPeer: ISC skips the MCLT
+// wait when the peer recovers too, its rule for a new pair. A server that
+// kept its database cannot tell a new peer from one that lost its own --
+// the secondary in PARTNER-DOWN loses its disk while the primary is in
+// maintenance; the primary's maintenance stop then meets it in RECOVER --
+// and that peer's clients hold leases no database knows of, granted until
+// it stopped and running at most MCLT beyond. So it waits MCLT from when
+// it heard the peer recover (before the fix: RECOVER-DONE at once, and
+// NORMAL with the peer, handing out those clients' addresses). The wait
+// survives a restart. A server started without a database keeps ISC's
+// shortcut: the pair reaches NORMAL only when both are RECOVER-DONE.
+func TestAServerWithItsDatabaseWaitsForARecoveringPeer(t *testing.T) {
+	const now, mclt = 10_000, 30
+	m := New(Config{Role: Primary, MCLT: mclt}, Persistent{MyState: Shutdown, MyStos: now - 1000, PeerState: PartnerDown, PeerStos: now - 1000, MCLT: mclt}, now)
+	m.Connected(now)
+	m.PeerState(PartnerDown, false, now)
+	if err := m.CommandReason(Recover, now+1, "maintenance over"); err != nil {
+		t.Fatal(err)
+	}
+	heard := int64(now + 100) // the peer lost its disk, restarted, recovers
+	m.PeerState(Recover, false, heard)
+	m.UpdateDone(heard + 1)
+	if m.State() != RecoverWait {
+		t.Fatalf("UPDDONE from a recovering peer: %s, want recover-wait (%s)", m.State(), m.Status().Reason)
+	}
+	if r := m.Status().Reason; !strings.Contains(r, "may have lost its database") {
+		t.Errorf("Reason %q does not say why it waits", r)
+	}
+	// A restart keeps the wait.
+	m.Ready()
+	m2 := New(Config{Role: Primary, MCLT: mclt}, m.Persistent(), heard+2)
+	m2.Connected(heard + 2)
+	m2.PeerState(Recover, false, heard+2)
+	for _, mm := range []*Machine{m, m2} {
+		mm.Tick(heard + mclt - 1)
+		if mm.State() != RecoverWait {
+			t.Fatalf("Before MCLT after hearing the peer recover: %s, want recover-wait", mm.State())
+		}
+		mm.Tick(heard + mclt)
+		if mm.State() != RecoverDone {
+			t.Fatalf("MCLT after hearing the peer recover: %s, want recover-done", mm.State())
+		}
+	}
+
+	fresh := New(Config{Role: Secondary, MCLT: mclt}, Persistent{}, now)
+	fresh.Connected(now)
+	fresh.PeerState(Recover, false, now)
+	fresh.UpdateDone(now + 1)
+	if fresh.State() != RecoverDone {
+		t.Fatalf("Without a database, peer recovering too: %s, want recover-done at once (ISC's new pair)", fresh.State())
+	}
+}

@@ -67,7 +67,9 @@ func (v *View) OwnFree() lease.State {
 // Bindings is the binding database of a relationship, implemented by the
 // failover plugin. The session calls it from its own goroutine.
 type Bindings interface {
-	// Get returns the binding of ip.
+	// Get returns the binding of ip. It reports none while a change of
+	// ip is being written, which may yet be undone: the address is
+	// announced through Changed once the write has settled.
 	Get(ip lease.IP) (lease.Binding, bool)
 	// InPool reports whether ip is in one of the relationship's pools.
 	InPool(ip lease.IP) bool
@@ -82,8 +84,10 @@ type Bindings interface {
 	// When accepted, the binding is durable once done settles.
 	ApplyPeer(b lease.Binding, now int64) (reason uint8, msg string, done *lease.Batch)
 	// Sent records that the update of sent is being written to the link:
-	// the peer may hold it from now on, acknowledged or not.
-	Sent(sent lease.Binding)
+	// the peer may hold it from now on, acknowledged or not. It returns
+	// false, recording nothing, when the binding has changed since Get
+	// read it: that update must not be sent (the newer one is due).
+	Sent(sent lease.Binding) bool
 	// Acked records that the peer acknowledged sent; it returns false when
 	// the binding has changed since (a newer update is due).
 	Acked(sent lease.Binding, now int64) bool
