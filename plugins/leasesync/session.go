@@ -1053,14 +1053,8 @@ const (
 )
 
 // balance moves free addresses between the servers as ISC's pool
-// balancing does (PROTOCOL.md §15): each side should own half of the free
-// addresses. lts, the leases to send, is half the difference between what
-// we own and what the peer owns. The primary gives when lts is positive
-// (on the timer: beyond max-lease-misbalance percent of the free
-// addresses); the secondary gives back only what it holds beyond
-// max-lease-ownership percent. On the timer, a server that owns far fewer
-// than its share (lts below twice the misbalance, negated) asks with
-// POOLREQ. It returns how many addresses this server gave.
+// balancing does (balanceGive decides how many). It returns how many
+// addresses this server gave.
 func (s *Session) balance(now time.Time, mode balanceMode) int {
 	if s.m.State() != fsm.Normal {
 		// Ownership moves only while both serve in NORMAL (ISC
@@ -1068,31 +1062,15 @@ func (s *Session) balance(now time.Time, mode balanceMode) int {
 		return 0
 	}
 	own, peer := s.db.FreeCounts()
-	total := own + peer
-	lts := (own - peer) / 2
-	thresh := total * s.cfg.MaxLeaseMisbalance / 100
-	hold := total * s.cfg.MaxLeaseOwnership / 100
-	give := lts
-	switch {
-	case s.cfg.Role == Secondary:
-		give = lts - hold
-	case mode == balanceTimer && lts <= thresh:
-		give = 0
-	}
-	if (mode == balanceTimer || mode == balanceOperator) && s.link != nil {
-		panicAt := -2 * thresh
-		if panicAt == 0 || mode == balanceOperator {
-			panicAt = -1
+	give, ask := balanceGive(s.cfg.Role, mode, own, peer, s.cfg.MaxLeaseMisbalance, s.cfg.MaxLeaseOwnership)
+	if ask && s.link != nil {
+		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "own": own, "peer": peer}).
+			Info("owning far fewer free addresses than the peer: requesting a pool rebalance")
+		if err := s.send(&wire.PoolRequest{}, now); err != nil {
+			s.linkDown(err.Error(), now)
+			return 0
 		}
-		if lts < panicAt {
-			log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "own": own, "peer": peer}).
-				Info("owning far fewer free addresses than the peer: requesting a pool rebalance")
-			if err := s.send(&wire.PoolRequest{}, now); err != nil {
-				s.linkDown(err.Error(), now)
-				return 0
-			}
-			s.asked = true
-		}
+		s.asked = true
 	}
 	if give <= 0 {
 		return 0
