@@ -108,7 +108,7 @@ func TestAStaleBindingAckIsIgnored(t *testing.T) {
 		a.Addr = ip.Addr()
 		return a
 	}
-	s.acked(ack(4), time.Unix(101, 0))
+	s.acked(ack(4), time.Unix(101, 0), time.Unix(101, 0))
 	if len(db.acked) != 0 {
 		t.Fatalf("A BNDACK with xid 4 settled the update in flight with xid 5: %v", db.acked)
 	}
@@ -116,7 +116,7 @@ func TestAStaleBindingAckIsIgnored(t *testing.T) {
 		t.Fatal("A stale BNDACK removed the update in flight")
 	}
 
-	s.acked(ack(5), time.Unix(101, 0))
+	s.acked(ack(5), time.Unix(101, 0), time.Unix(101, 0))
 	if len(db.acked) != 1 || db.acked[0].SentExpiry != 1500 {
 		t.Fatalf("The matching BNDACK settled %v, want the update sent", db.acked)
 	}
