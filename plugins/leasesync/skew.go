@@ -30,11 +30,14 @@ import (
 //     never shorten it (an early end frees an address that a client of the
 //     peer still holds).
 //
-// Both hold while neither clock steps. A step is noticed when a sample no
-// longer fits the window: an answer whose interval lies below the highest
-// lower bound, or skewFallRun samples in a row whose lower bounds fall more
-// than minCorrection below it (one delayed message is not a step, three
-// are); the window then starts again from that sample.
+// A clock that steps makes old samples wrong. The latest message's own
+// lower bound is valid whatever happened before it (a binding update is
+// sampled before it is applied): when it falls more than a second (the
+// stamps' resolution) below the window's, the expiries are corrected by it
+// instead, at once. The window itself starts again from a sample that no
+// longer fits it: an answer whose interval lies below the highest lower
+// bound, or skewFallRun samples in a row whose lower bounds fall more than
+// minCorrection below it (one delayed message is not a step, three are).
 
 const (
 	// skewWindow is how long a sample counts.
@@ -60,7 +63,8 @@ func (s skewSample) roundTrip() bool { return !math.IsInf(s.hi, 1) }
 // given to it.
 type skewEstimator struct {
 	samples []skewSample
-	falls   int // samples in a row below the window's lower bound
+	falls   int     // samples in a row below the window's lower bound
+	lastLo  float64 // the latest sample's lower bound
 }
 
 // oneWay records a message the peer stamped peerTime that arrived at
@@ -115,6 +119,7 @@ func (e *skewEstimator) add(s skewSample) {
 		e.samples = e.samples[:maxSkewSamples-1]
 	}
 	e.samples = append(e.samples, s)
+	e.lastLo = s.lo
 }
 
 // lowerBound is the highest lower bound in the window: the peer's clock
@@ -185,6 +190,9 @@ func (e *skewEstimator) correction() timeCorrection {
 		c.order = deadBand(int64(math.RoundToEven(skew)))
 	}
 	if lo, ok := e.lowerBound(); ok {
+		if e.lastLo < lo-1 {
+			lo = e.lastLo // a delayed message, or a step: the safe bound
+		}
 		c.expiry = deadBand(int64(math.Floor(lo)))
 	}
 	return c
