@@ -56,6 +56,12 @@ func TestParse(t *testing.T) {
 		{name: "Pool without dash", line: "db=/x.db pool=192.0.2.100", wantErr: `argument "pool=192.0.2.100": want START-END`},
 		{name: "Pool not IPv4", line: "db=/x.db pool=2001:db8::1-2001:db8::9", wantErr: "START and END must be IPv4 addresses"},
 		{name: "Pool backwards", line: "db=/x.db pool=192.0.2.199-192.0.2.100", wantErr: "START is after END"},
+		{name: "A /31 has no network nor broadcast address (RFC 3021)", line: "db=/x.db pool=192.0.2.0-192.0.2.1 subnet=192.0.2.0/31",
+			check: func(t *testing.T, c Config) {
+				if c.Subnet.Bits() != 31 {
+					t.Errorf("subnet %v", c.Subnet)
+				}
+			}},
 		{name: "Overlapping pools given backwards", line: "db=/x.db pool=192.0.2.150-192.0.2.199 pool=192.0.2.100-192.0.2.150", wantErr: "pools 192.0.2.100-192.0.2.150 and 192.0.2.150-192.0.2.199 overlap"},
 		{name: "Disjoint pools given backwards", line: "db=/x.db pool=192.0.2.200-192.0.2.209 pool=192.0.2.150-192.0.2.199 pool=192.0.2.100-192.0.2.149",
 			check: func(t *testing.T, c Config) {

@@ -560,3 +560,17 @@ func TestSecondaryKeepsALapsedOfferOfThePrimarysAddress(t *testing.T) {
 		t.Fatalf("%d of the pool's 4 addresses are allocatable in the next PARTNER-DOWN", n)
 	}
 }
+
+// TestTheOfferOfANewClientIsMCLT: in a relationship a new client's first
+// lease is at most MCLT (the peer knows nothing of it yet), and the OFFER
+// says so, as the ACK does.
+func TestTheOfferOfANewClientIsMCLT(t *testing.T) {
+	h, _ := newPairHarness(t, true, 256, fsm.Normal)
+	resp, _ := h.do(packet(t, 1, dhcpv4.MessageTypeDiscover))
+	if resp == nil || resp.MessageType() != dhcpv4.MessageTypeOffer {
+		t.Fatalf("DISCOVER answered %v", resp)
+	}
+	if lt := resp.IPAddressLeaseTime(0); lt != 30*time.Second {
+		t.Fatalf("OFFER of %v to a new client, want the MCLT (30s)", lt)
+	}
+}
