@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -84,4 +85,32 @@ func TestOwnFreeAddressesRefusedBeforeTheFirstSweepAreNotLost(t *testing.T) {
 	if n := h.allocatable(); n != 4 {
 		t.Fatalf("%d of the pool's 4 addresses are allocatable once the peer is heard", n)
 	}
+}
+
+// TestALateReleaseDoesNotUndoATransmittedExpiry: once the EXPIRED of an
+// address has been transmitted, the peer may give it to another client.
+// A RELEASE from the old client arriving after that is not about a lease
+// it holds: it is ignored, and in particular does not make the change
+// "not yet sent" again, which would let the old client have the address
+// back (issue 15, path 2).
+func TestALateReleaseDoesNotUndoATransmittedExpiry(t *testing.T) {
+	const ip = "192.0.2.102"
+	h, _ := newPairHarness(t, false, 0, fsm.Normal) // the secondary, serving every bucket
+	backupFromPeer(t, h, ip)
+	if got := h.dora(1); got != ip {
+		t.Fatalf("The secondary gave %s", got)
+	}
+	setState(h.s.rel, fsm.CommInterrupted, h.clock.Now().Unix())
+	h.clock.Advance(time.Minute)
+	h.s.Sweep()
+	b, _ := h.s.Get(mustIP(ip))
+	if b.State != lease.Expired {
+		t.Fatalf("After the sweep: %s", b)
+	}
+	h.s.Sent(b) // no BNDACK yet
+	h.mustDrop(packet(t, 1, dhcpv4.MessageTypeRelease, dhcpv4.WithClientIP(net.ParseIP(ip))))
+	if b, _ := h.s.Get(mustIP(ip)); b.State != lease.Expired || !b.Transmitted {
+		t.Fatalf("After a late RELEASE: %s (transmitted %v), want the transmitted expiry kept", b, b.Transmitted)
+	}
+	h.mustDrop(packet(t, 1, dhcpv4.MessageTypeRequest, requested(ip)))
 }
