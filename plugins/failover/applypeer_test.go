@@ -2,9 +2,7 @@ package failover
 
 import (
 	"errors"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lbhash"
@@ -99,24 +97,13 @@ func TestTheSecondaryTakesThePrimarysExpiryWithin65s(t *testing.T) {
 // being written its address counts as being written (so no client is
 // answered from it).
 func TestAPeerUpdateIsAcknowledgedOnlyWhenItsOwnCommitIsDurable(t *testing.T) {
-	mem := lease.NewMemoryStore()
-	gs := &gatedStore{Store: mem, entered: make(chan struct{}), release: make(chan error)}
 	hba, err := lbhash.FromSplit(128)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rel := relation.New("lan1", &relation.View{MyState: fsm.Normal, PeerState: fsm.Normal,
 		Connected: true, Contacted: true, MCLT: 30, HBA: hba, LBMaxSecs: 3, MayServe: true})
-	h := &harness{t: t, store: mem, clock: &clock{now: time.Unix(1_800_000_000, 0)},
-		line: "name=lan1 db=/unused pool=192.0.2.100-192.0.2.103 lease-time=600"}
-	cfg, err := parse(strings.Fields(h.line), lanAddrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h.s, err = NewServer(cfg, gs, h.clock.Now, rel); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.s.commit.Close() })
+	h, gs := newGatedHarness(t, "name=lan1 db=/unused pool=192.0.2.100-192.0.2.103 lease-time=600", rel)
 	now := h.clock.Now().Unix()
 	u1 := lease.Binding{IP: mustIP("192.0.2.100"), State: lease.Active, HWAddr: []byte{1, 2, 0, 0, 0, 0, 1}, End: now + 600}
 	u2 := lease.Binding{IP: mustIP("192.0.2.101"), State: lease.Active, HWAddr: []byte{1, 2, 0, 0, 0, 0, 2}, End: now + 600}
