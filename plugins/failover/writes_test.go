@@ -116,3 +116,55 @@ func (h *harness) waitInMemory(ip lease.IP, end int64) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestFailedWritesOfTwoAddressesBothGoBackToTheDisk: on two addresses at
+// once, a REQUEST's write fails while its retransmission's is queued, and
+// then that one fails too. Memory must go back to what the disk holds for
+// both (nothing), not to the first copy's binding, which never reached it:
+// the record of what a superseded write replaced is kept per address, and
+// the records of two addresses live side by side.
+func TestFailedWritesOfTwoAddressesBothGoBackToTheDisk(t *testing.T) {
+	h, gs := newGatedHarness(t, smallPool, nil)
+	answers := make(chan *dhcpv4.DHCPv4, 5)
+	send := func(req *dhcpv4.DHCPv4) {
+		go func() {
+			resp, _ := h.do(req)
+			answers <- resp
+		}()
+	}
+	request := func(n int, ip string) *dhcpv4.DHCPv4 {
+		return packet(t, n, dhcpv4.MessageTypeRequest, serverIdent("192.0.2.1"), requested(ip))
+	}
+	ipC, ipA, ipB := h.offer(3), h.offer(1), h.offer(2)
+	// A third client's write holds the committer, so that both first
+	// copies share the next commit and both retransmissions the one after.
+	send(request(3, ipC))
+	<-gs.entered
+	end := h.clock.Now().Unix() + 3600
+	send(request(1, ipA))
+	send(request(2, ipB))
+	h.waitInMemory(mustIP(ipA), end)
+	h.waitInMemory(mustIP(ipB), end)
+	gs.release <- nil
+	<-answers
+	<-gs.entered // the first copies
+	h.clock.Advance(4 * time.Second)
+	send(request(1, ipA))
+	send(request(2, ipB))
+	h.waitInMemory(mustIP(ipA), end+4)
+	h.waitInMemory(mustIP(ipB), end+4)
+	busy := errors.New("database is locked")
+	gs.release <- busy
+	<-gs.entered // the retransmissions
+	gs.release <- busy
+	for range 4 {
+		if resp := <-answers; resp != nil {
+			t.Errorf("A copy whose write failed got %s", resp.MessageType())
+		}
+	}
+	for _, ip := range []string{ipA, ipB} {
+		if b, ok := h.s.Get(mustIP(ip)); ok && b.State == lease.Active {
+			t.Errorf("After both writes failed, memory holds %s, which never reached the disk", b)
+		}
+	}
+}
