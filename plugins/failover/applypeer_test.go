@@ -136,3 +136,48 @@ func TestAPeerUpdateIsAcknowledgedOnlyWhenItsOwnCommitIsDurable(t *testing.T) {
 		t.Fatalf("The failed update stays in memory: %s", b)
 	}
 }
+
+// TestThePeersStateTransitions: ISC's check of the binding changes the
+// peer announces (PROTOCOL.md §13.3), case by case. Outside NORMAL the
+// peer may have served alone: any change of a binding that is not ACTIVE
+// is taken; of an ACTIVE one, not FREE or BACKUP, and EXPIRED only within
+// 65 s of its end. In NORMAL the secondary takes FREE or BACKUP for an
+// ACTIVE lease only once the peer's potential expiry has passed, and
+// never FREE or BACKUP for an EXPIRED or RESET address the peer may still
+// hold.
+func TestThePeersStateTransitions(t *testing.T) {
+	const now = 1_800_000_000
+	hw := []byte{1, 2, 0, 0, 0, 0, 1}
+	active := func(until int64) lease.Binding {
+		return lease.Binding{State: lease.Active, HWAddr: hw, End: until}
+	}
+	to := func(st lease.State, peerExpiry int64) lease.Binding {
+		return lease.Binding{State: st, HWAddr: hw, PeerExpiry: peerExpiry}
+	}
+	for _, c := range []struct {
+		name    string
+		primary bool
+		normal  bool
+		cur, in lease.Binding
+		refused bool
+	}{
+		{"apart: a free address becomes anything", false, false, lease.Binding{State: lease.Free}, to(lease.Active, 0), false},
+		{"apart: an active lease is not freed", false, false, active(now + 600), to(lease.Free, 0), true},
+		{"apart: an active lease is not given back", true, false, active(now + 600), to(lease.Backup, 0), true},
+		{"apart: expired 66 s early", false, false, active(now + 66), to(lease.Expired, 0), true},
+		{"apart: expired 65 s early", false, false, active(now + 65), to(lease.Expired, 0), false},
+		{"apart: released", false, false, active(now + 600), to(lease.Released, 0), false},
+		{"normal: the secondary frees an active lease the peer no longer promises", false, true, active(now + 600), to(lease.Free, now), false},
+		{"normal: the secondary keeps an active lease the peer still promises", false, true, active(now + 600), to(lease.Free, now+1), true},
+		{"normal: the primary keeps its active lease", true, true, active(now + 600), to(lease.Free, now), true},
+		{"normal: expired, freed once the peer's promise passed", false, true, lease.Binding{State: lease.Expired}, to(lease.Free, now), false},
+		{"normal: expired, not freed while the peer may hold it", true, true, lease.Binding{State: lease.Expired}, to(lease.Backup, now+1), true},
+		{"normal: reset, not freed while the peer may hold it", false, true, lease.Binding{State: lease.Reset}, to(lease.Free, now+1), true},
+	} {
+		h, _ := newPairHarness(t, c.primary, 128, fsm.Normal)
+		r, why := h.s.transition(&c.cur, &c.in, c.normal, now)
+		if refused := r != 0; refused != c.refused {
+			t.Errorf("%s: reason %d (%s), want refused %v", c.name, r, why, c.refused)
+		}
+	}
+}

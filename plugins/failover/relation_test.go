@@ -257,6 +257,18 @@ func TestDuelingUpdates(t *testing.T) {
 		{name: "Both free: the primary's copy wins on the secondary",
 			local: lease.Binding{State: lease.Backup, Pending: true},
 			in:    lease.Binding{State: lease.Free}},
+		{name: "One client transaction time: the primary's copy wins on the primary", primary: true,
+			local: lease.Binding{State: lease.Active, HWAddr: other, End: now + 30, CLTT: now, Pending: true},
+			in:    lease.Binding{State: lease.Active, HWAddr: hw, End: now + 30, CLTT: now}, want: 16},
+		{name: "One client transaction time: the primary's copy wins on the secondary",
+			local: lease.Binding{State: lease.Active, HWAddr: other, End: now + 30, CLTT: now, Pending: true},
+			in:    lease.Binding{State: lease.Active, HWAddr: hw, End: now + 30, CLTT: now}},
+		{name: "Our lease ending now loses to the peer's expiry",
+			local: lease.Binding{State: lease.Active, HWAddr: hw, End: now, Pending: true},
+			in:    lease.Binding{State: lease.Expired, HWAddr: hw}},
+		{name: "Our ended lease beats the peer's release on the primary", primary: true,
+			local: lease.Binding{State: lease.Active, HWAddr: hw, End: now - 1, Pending: true},
+			in:    lease.Binding{State: lease.Released, HWAddr: hw}, want: 16},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, _ := newPairHarness(t, tc.primary, 128, fsm.Normal)
@@ -271,7 +283,11 @@ func TestDuelingUpdates(t *testing.T) {
 				if err := done.Wait(); err != nil {
 					t.Fatal(err)
 				}
-				if b, _ := h.s.Get(ip); b.State != tc.in.State || b.Pending {
+				want := tc.in.State
+				if want == lease.Expired || want == lease.Released {
+					want = lease.Free // both servers agree it is free
+				}
+				if b, _ := h.s.Get(ip); b.State != want || b.Pending {
 					t.Fatalf("After accepting the peer's copy: %+v", b)
 				}
 			} else if b, _ := h.s.Get(ip); b.State != tc.local.State || !b.Pending {
