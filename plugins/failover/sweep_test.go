@@ -114,3 +114,25 @@ func TestALateReleaseDoesNotUndoATransmittedExpiry(t *testing.T) {
 	}
 	h.mustDrop(packet(t, 1, dhcpv4.MessageTypeRequest, requested(ip)))
 }
+
+// TestALocalChangeOfAnAcknowledgedLeaseIsPendingAgain: once the peer has
+// acknowledged a lease, a change of it here (a RELEASE, an expiry) is
+// marked pending and not yet transmitted, so that it is sent again after
+// a restart until the peer acknowledges it.
+func TestALocalChangeOfAnAcknowledgedLeaseIsPendingAgain(t *testing.T) {
+	const ip = "192.0.2.102"
+	h, _ := newPairHarness(t, false, 0, fsm.Normal)
+	backupFromPeer(t, h, ip)
+	if got := h.dora(1); got != ip {
+		t.Fatalf("The secondary gave %s", got)
+	}
+	b, _ := h.s.Get(mustIP(ip))
+	h.s.Sent(b)
+	if !h.s.Acked(b, h.clock.Now().Unix()) {
+		t.Fatal("The acknowledgement of the lease was not taken")
+	}
+	h.mustDrop(packet(t, 1, dhcpv4.MessageTypeRelease, dhcpv4.WithClientIP(net.ParseIP(ip))))
+	if b, _ := h.s.Get(mustIP(ip)); b.State != lease.Released || !b.Pending || b.Transmitted {
+		t.Fatalf("After the RELEASE: %s (pending %v, transmitted %v), want released, pending, not transmitted", b, b.Pending, b.Transmitted)
+	}
+}
