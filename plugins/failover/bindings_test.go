@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
@@ -181,17 +180,7 @@ func (g *gatedStore) Write(rows []lease.Binding) error {
 // must not be answered from the first's binding, which was never stored:
 // every ACK the server sends is for a binding on disk at that moment.
 func TestAFailedWriteIsNeverAnsweredFromABindingNotOnDisk(t *testing.T) {
-	mem := lease.NewMemoryStore()
-	gs := &gatedStore{Store: mem, entered: make(chan struct{}), release: make(chan error)}
-	h := &harness{t: t, store: mem, clock: &clock{now: time.Unix(1_800_000_000, 0)}, line: smallPool}
-	cfg, err := parse(strings.Fields(smallPool), lanAddrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h.s, err = NewServer(cfg, gs, h.clock.Now, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.s.commit.Close() })
+	h, gs := newGatedHarness(t, smallPool, nil)
 	ip := h.offer(1)
 	req := packet(t, 1, dhcpv4.MessageTypeRequest, serverIdent("192.0.2.1"), requested(ip))
 	type answer struct {
@@ -210,16 +199,7 @@ func TestAFailedWriteIsNeverAnsweredFromABindingNotOnDisk(t *testing.T) {
 	h.clock.Advance(4 * time.Second)
 	send(2)
 	// The retransmission's binding is in memory, so its write is queued.
-	want := h.clock.Now().Unix() + 3600
-	for {
-		h.s.mu.Lock()
-		b, _ := h.s.table.Get(mustIP(ip))
-		h.s.mu.Unlock()
-		if b.End == want {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	h.waitInMemory(mustIP(ip), h.clock.Now().Unix()+3600)
 	busy := errors.New("database is locked")
 	gs.release <- busy
 	<-gs.entered

@@ -56,6 +56,25 @@ func TestParse(t *testing.T) {
 		{name: "Pool without dash", line: "db=/x.db pool=192.0.2.100", wantErr: `argument "pool=192.0.2.100": want START-END`},
 		{name: "Pool not IPv4", line: "db=/x.db pool=2001:db8::1-2001:db8::9", wantErr: "START and END must be IPv4 addresses"},
 		{name: "Pool backwards", line: "db=/x.db pool=192.0.2.199-192.0.2.100", wantErr: "START is after END"},
+		{name: "A /31 has no network nor broadcast address (RFC 3021)", line: "db=/x.db pool=192.0.2.0-192.0.2.1 subnet=192.0.2.0/31",
+			check: func(t *testing.T, c Config) {
+				if c.Subnet.Bits() != 31 {
+					t.Errorf("subnet %v", c.Subnet)
+				}
+			}},
+		{name: "Overlapping pools given backwards", line: "db=/x.db pool=192.0.2.150-192.0.2.199 pool=192.0.2.100-192.0.2.150", wantErr: "pools 192.0.2.100-192.0.2.150 and 192.0.2.150-192.0.2.199 overlap"},
+		{name: "Disjoint pools given backwards", line: "db=/x.db pool=192.0.2.200-192.0.2.209 pool=192.0.2.150-192.0.2.199 pool=192.0.2.100-192.0.2.149",
+			check: func(t *testing.T, c Config) {
+				if len(c.Pools) != 3 {
+					t.Errorf("pools %v", c.Pools)
+				}
+			}},
+		{name: "The longest finite lease", line: "db=/x.db pool=192.0.2.100-192.0.2.199 lease-time=4294967294s max-lease-time=4294967294s",
+			check: func(t *testing.T, c Config) {
+				if c.LeaseTime != maxLeaseSeconds*time.Second {
+					t.Errorf("lease-time %v", c.LeaseTime)
+				}
+			}},
 		{name: "Overlapping pools", line: "db=/x.db pool=192.0.2.100-192.0.2.150 pool=192.0.2.150-192.0.2.199", wantErr: "pools 192.0.2.100-192.0.2.150 and 192.0.2.150-192.0.2.199 overlap"},
 		{name: "Pool on no interface", line: "db=/x.db pool=203.0.113.10-203.0.113.20", wantErr: "pool 203.0.113.10-203.0.113.20 is in no subnet of this host's interfaces"},
 		{name: "Pool outside the given subnet", line: "db=/x.db pool=192.0.2.100-192.0.2.199 subnet=198.51.100.0/24", wantErr: "pool 192.0.2.100-192.0.2.199: not inside of subnet=198.51.100.0/24"},

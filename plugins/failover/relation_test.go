@@ -264,6 +264,18 @@ func TestDuelingUpdates(t *testing.T) {
 		{name: "Both free: the primary's copy wins on the secondary",
 			local: lease.Binding{State: lease.Backup, Pending: true},
 			in:    lease.Binding{State: lease.Free}},
+		{name: "One client transaction time: the primary's copy wins on the primary", primary: true,
+			local: lease.Binding{State: lease.Active, HWAddr: other, End: now + 30, CLTT: now, Pending: true},
+			in:    lease.Binding{State: lease.Active, HWAddr: hw, End: now + 30, CLTT: now}, want: 16},
+		{name: "One client transaction time: the primary's copy wins on the secondary",
+			local: lease.Binding{State: lease.Active, HWAddr: other, End: now + 30, CLTT: now, Pending: true},
+			in:    lease.Binding{State: lease.Active, HWAddr: hw, End: now + 30, CLTT: now}},
+		{name: "Our lease ending now loses to the peer's expiry",
+			local: lease.Binding{State: lease.Active, HWAddr: hw, End: now, Pending: true},
+			in:    lease.Binding{State: lease.Expired, HWAddr: hw}},
+		{name: "Our ended lease beats the peer's release on the primary", primary: true,
+			local: lease.Binding{State: lease.Active, HWAddr: hw, End: now - 1, Pending: true},
+			in:    lease.Binding{State: lease.Released, HWAddr: hw}, want: 16},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, _ := newPairHarness(t, tc.primary, 128, fsm.Normal)
@@ -278,7 +290,11 @@ func TestDuelingUpdates(t *testing.T) {
 				if err := done.Wait(); err != nil {
 					t.Fatal(err)
 				}
-				if b, _ := h.s.Get(ip); b.State != tc.in.State || b.Pending {
+				want := tc.in.State
+				if want == lease.Expired || want == lease.Released {
+					want = lease.Free // both servers agree it is free
+				}
+				if b, _ := h.s.Get(ip); b.State != want || b.Pending {
 					t.Fatalf("After accepting the peer's copy: %+v", b)
 				}
 			} else if b, _ := h.s.Get(ip); b.State != tc.local.State || !b.Pending {
@@ -565,5 +581,19 @@ func TestSecondaryKeepsALapsedOfferOfThePrimarysAddress(t *testing.T) {
 	h.s.Sweep()
 	if n := h.allocatable(); n != 4 {
 		t.Fatalf("%d of the pool's 4 addresses are allocatable in the next PARTNER-DOWN", n)
+	}
+}
+
+// TestTheOfferOfANewClientIsMCLT: in a relationship a new client's first
+// lease is at most MCLT (the peer knows nothing of it yet), and the OFFER
+// says so, as the ACK does.
+func TestTheOfferOfANewClientIsMCLT(t *testing.T) {
+	h, _ := newPairHarness(t, true, 256, fsm.Normal)
+	resp, _ := h.do(packet(t, 1, dhcpv4.MessageTypeDiscover))
+	if resp == nil || resp.MessageType() != dhcpv4.MessageTypeOffer {
+		t.Fatalf("DISCOVER answered %v", resp)
+	}
+	if lt := resp.IPAddressLeaseTime(0); lt != 30*time.Second {
+		t.Fatalf("OFFER of %v to a new client, want the MCLT (30s)", lt)
 	}
 }

@@ -79,16 +79,7 @@ func newFailingHarness(t *testing.T) (*harness, *failingStore) {
 		t.Fatal(err)
 	}
 	fs := &failingStore{Store: db}
-	h := &harness{t: t, clock: &clock{now: time.Unix(1_800_000_000, 0)}, line: smallPool}
-	cfg, err := parse(strings.Fields(smallPool), lanAddrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h.s, err = NewServer(cfg, fs, h.clock.Now, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.s.commit.Close() })
-	return h, fs
+	return newHarnessOver(t, smallPool, fs, nil, nil), fs
 }
 
 // storedIn returns the binding of ip on disk.

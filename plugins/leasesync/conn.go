@@ -38,6 +38,8 @@ type link struct {
 	r      *bufio.Reader
 	xid    uint32 // next xid to originate on this connection
 	params peerParams
+	// clock measures the peer's clock against ours (skew.go).
+	clock  skewEstimator
 	dialed bool
 	once   sync.Once
 	buf    []byte
@@ -142,7 +144,8 @@ func (s *Session) handshake(conn net.Conn, dialed bool) (*link, error) {
 		conn = tc
 	}
 	l := &link{conn: conn, r: bufio.NewReaderSize(conn, 4096), dialed: dialed}
-	now := s.clk.Now().Unix()
+	start := s.clk.Now()
+	now := start.Unix()
 	if s.cfg.Role == Primary {
 		// The primary sends CONNECT first on every connection, dialed or
 		// accepted (xid 0), and waits for CONNECTACK.
@@ -170,7 +173,8 @@ func (s *Session) handshake(conn net.Conn, dialed bool) (*link, error) {
 				l.send(disconnectMsg(now, l.nextXID(false), rej), time.Now().Add(time.Second))
 				return nil, rej
 			}
-			p, rej := checkConnectAck(&s.cfg, a, s.clk.Now().Unix())
+			arrived := s.clk.Now()
+			p, rej := checkConnectAck(&s.cfg, a, arrived.Unix())
 			if rej == nil && s.linked.Load() {
 				rej = dupConnection()
 			}
@@ -181,6 +185,8 @@ func (s *Session) handshake(conn net.Conn, dialed bool) (*link, error) {
 				return nil, rej
 			}
 			l.params = p
+			// CONNECTACK answers our CONNECT: the first round trip.
+			l.clock.roundTrip(a.Time, start, arrived)
 			return l, nil
 		}
 	}
@@ -202,7 +208,8 @@ func (s *Session) handshake(conn net.Conn, dialed bool) (*link, error) {
 			l.send(disconnectMsg(now, l.nextXID(false), rej), time.Now().Add(time.Second))
 			return nil, rej
 		}
-		now = s.clk.Now().Unix()
+		arrived := s.clk.Now()
+		now = arrived.Unix()
 		p, rej := checkConnect(&s.cfg, c, now)
 		if rej == nil && s.linked.Load() {
 			rej = dupConnection()
@@ -214,6 +221,7 @@ func (s *Session) handshake(conn net.Conn, dialed bool) (*link, error) {
 			return nil, rej
 		}
 		l.params = p
+		l.clock.oneWay(c.Time, arrived)
 		return l, nil
 	}
 }
@@ -343,7 +351,9 @@ func (s *Session) startHandshake(conn net.Conn, dialed bool) {
 }
 
 // read posts every frame of an established link to the session, then its
-// end.
+// end. Each frame carries the time it arrived: the session may handle it
+// much later (behind a commit, or other events), and the measure of the
+// peer's clock must not include that wait.
 func (s *Session) read(l *link) {
 	defer s.wg.Done()
 	for {
@@ -355,7 +365,7 @@ func (s *Session) read(l *link) {
 		if body == nil {
 			continue
 		}
-		if !s.post(event{kind: evFrame, link: l, body: body}) {
+		if !s.post(event{kind: evFrame, link: l, body: body, at: s.clk.Now()}) {
 			return
 		}
 	}

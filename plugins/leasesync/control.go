@@ -316,7 +316,7 @@ func (s *Session) status() Status {
 		out.LastContact = s.lastRecv.Unix()
 	}
 	if s.link != nil {
-		out.ClockSkew = s.link.params.skew
+		out.ClockSkew = s.link.clock.seconds()
 	}
 	if v := s.rel.View(); v != nil && st.State == fsm.PartnerDown {
 		out.TakeoverAt = v.PartnerDownStart() + v.MCLT

@@ -31,11 +31,12 @@ const maxHWAddr = 21
 
 // bindingFromWire reads a peer's BNDUPD. The peer's potential expiry
 // becomes our PeerExpiry (ISC: tsfp): the bound the peer has promised not
-// to exceed. Times are brought into our clock by subtracting skew (the
-// peer's clock minus ours); 0 stays "never". It copies the byte slices out
-// of the frame.
-func bindingFromWire(w *wire.Binding, skew int64) (lease.Binding, error) {
-	local := func(t uint32) int64 {
+// to exceed. Times are brought into our clock by subtracting c (the
+// peer's clock minus ours, skew.go): the expiries by c.expiry, which never
+// makes them earlier than they are, the others by c.order; 0 stays
+// "never". It copies the byte slices out of the frame.
+func bindingFromWire(w *wire.Binding, c timeCorrection) (lease.Binding, error) {
+	local := func(t uint32, skew int64) int64 {
 		if t == 0 {
 			return 0
 		}
@@ -57,10 +58,10 @@ func bindingFromWire(w *wire.Binding, skew int64) (lease.Binding, error) {
 		State:      st,
 		ClientID:   bytes.Clone(w.ClientID),
 		HWAddr:     bytes.Clone(w.HWAddr),
-		Start:      local(w.StartTimeOfState),
-		End:        local(w.LeaseExpiry),
-		PeerExpiry: local(w.PotentialExpiry),
+		Start:      local(w.StartTimeOfState, c.order),
+		End:        local(w.LeaseExpiry, c.expiry),
+		PeerExpiry: local(w.PotentialExpiry, c.expiry),
 		// The peer's cltt decides dueling updates; it is not stored.
-		CLTT: local(w.CLTT),
+		CLTT: local(w.CLTT, c.order),
 	}, nil
 }

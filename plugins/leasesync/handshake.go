@@ -21,7 +21,7 @@ type peerParams struct {
 	receiveTimer int64 // seconds of silence after which it drops the link
 	mclt         int64 // from CONNECT (secondary)
 	hba          lbhash.HBA
-	skew         int64 // peer's clock minus ours, seconds
+	skew         int64 // peer's clock minus ours at the handshake, seconds (the refusal beyond maxSkew)
 	vendor       string
 }
 
@@ -40,15 +40,6 @@ func skewOf(msgTime uint32, now int64) int64 { return int64(msgTime) - now }
 // resolution of a second and the message spent some time on the way, so a
 // measured skew of ±1 s is noise.
 const minCorrection = 2
-
-// correction is what to subtract from a time the peer sent to have it in
-// our clock (draft-12 §5.1: the receiver corrects for the delta).
-func (p *peerParams) correction() int64 {
-	if p.skew >= minCorrection || p.skew <= -minCorrection {
-		return p.skew
-	}
-	return 0
-}
 
 // checkConnect is what a secondary checks in a CONNECT, in ISC's order
 // (name present, name ours, clock, HBA, MCLT), plus what ISC does not check

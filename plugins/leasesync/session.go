@@ -58,6 +58,7 @@ type event struct {
 	kind   eventKind
 	link   *link
 	body   wire.Body
+	at     time.Time // evFrame: when the frame arrived
 	err    error
 	cmd    fsm.State
 	reply  chan error
@@ -467,7 +468,11 @@ func (s *Session) handle(e event) {
 			return
 		}
 		s.lastRecv = now
-		if err := s.receive(e.body, now); err != nil {
+		at := e.at
+		if at.IsZero() {
+			at = now
+		}
+		if err := s.receive(e.body, now, at); err != nil {
 			var rej *rejection
 			if errors.As(err, &rej) {
 				s.refuse(rej, now)
@@ -555,8 +560,8 @@ func (s *Session) linkUp(l *link, now time.Time) {
 	}
 	fields := logrus.Fields{"relationship": s.cfg.Name, "peer": l.String(), "direction": direction, "vendor": l.params.vendor,
 		"max-unacked": l.params.maxUnacked, "receive-timer": l.params.receiveTimer}
-	if l.params.skew > 5 || l.params.skew < -5 {
-		fields["clock-skew-seconds"] = l.params.skew
+	if skew := l.clock.seconds(); skew > 5 || skew < -5 {
+		fields["clock-skew-seconds"] = skew
 	}
 	log.WithFields(fields).Info("failover peer connected")
 	s.met.connects.Inc()
@@ -591,13 +596,16 @@ func (s *Session) linkDown(why string, now time.Time) {
 	s.nextDial = now.Add(s.reconnect)
 }
 
-// receive handles one message from the established link.
-func (s *Session) receive(b wire.Body, now time.Time) error {
+// receive handles one message from the established link, which arrived
+// at at.
+func (s *Session) receive(b wire.Body, now, at time.Time) error {
+	if _, ack := b.(*wire.BindingAck); !ack {
+		// Every message is stamped when sent: each bounds the peer's
+		// clock (a BNDACK, answering ours, does better: see acked).
+		s.link.clock.oneWay(b.Head().Time, at)
+		s.checkSkew(now)
+	}
 	switch msg := b.(type) {
-	case *wire.Contact:
-		// CONTACT is stamped when sent and carries nothing else: the
-		// best measure of the peer's clock after the handshake.
-		s.measureSkew(msg.Time, now)
 	case *wire.State:
 		// A server past its startup is never in unknown-state or
 		// startup: only a STATE flagged as startup may say so.
@@ -609,7 +617,7 @@ func (s *Session) receive(b wire.Body, now time.Time) error {
 	case *wire.BindingUpdate:
 		s.applyUpdate(msg, now)
 	case *wire.BindingAck:
-		s.acked(msg, now)
+		s.acked(msg, now, at)
 	case *wire.UpdateRequest:
 		s.answerRequest(msg.XID, false)
 	case *wire.UpdateRequestAll:
@@ -647,15 +655,10 @@ func (s *Session) receive(b wire.Body, now time.Time) error {
 	return nil
 }
 
-// measureSkew records the peer's clock offset from a message's time field
-// and says so loudly when it is beyond what ISC tolerates at CONNECT.
-func (s *Session) measureSkew(msgTime uint32, now time.Time) {
-	if msgTime == 0 {
-		return
-	}
-	skew := skewOf(msgTime, now.Unix())
-	s.link.params.skew = skew
-	if skew > maxSkew || skew < -maxSkew {
+// checkSkew says loudly when the peer's clock is beyond what ISC
+// tolerates at CONNECT.
+func (s *Session) checkSkew(now time.Time) {
+	if skew := s.link.clock.seconds(); skew > maxSkew || skew < -maxSkew {
 		s.skewLog.Do(now, func(int) {
 			log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "clock-skew-seconds": skew}).
 				Error("the peer's clock is far from ours: times from it are corrected, but fix the clocks (NTP)")
@@ -704,7 +707,7 @@ func (s *Session) answerRequest(xid uint32, all bool) {
 // failover plugin's store) and queues the BNDACK.
 func (s *Session) applyUpdate(u *wire.BindingUpdate, now time.Time) {
 	s.met.updatesReceived.Inc()
-	b, err := bindingFromWire(&u.Binding, s.link.params.correction())
+	b, err := bindingFromWire(&u.Binding, s.link.clock.correction())
 	ack := &wire.BindingAck{Header: wire.Header{XID: u.XID}}
 	ack.Addr = u.Addr
 	if err != nil {
@@ -739,16 +742,24 @@ func (s *Session) logReject(ack *wire.BindingAck) {
 	})
 }
 
-// acked settles an update of ours.
-func (s *Session) acked(a *wire.BindingAck, now time.Time) {
+// acked settles an update of ours; the BNDACK arrived at at.
+func (s *Session) acked(a *wire.BindingAck, now, at time.Time) {
 	ip, ok := lease.IPFromAddr(a.Addr)
 	in, sent := s.inflight[ip]
 	if !ok || !sent || in.xid != a.XID {
 		log.WithField("address", a.Addr.String()).Debugf("ignoring a BNDACK with xid %d: no update of ours waits for it", a.XID)
+		if s.link != nil {
+			s.link.clock.oneWay(a.Time, at)
+		}
 		return
 	}
+	if s.link != nil {
+		// It answers the update sent at in.at: a round trip.
+		s.link.clock.roundTrip(a.Time, in.at, at)
+		s.checkSkew(now)
+	}
 	delete(s.inflight, ip)
-	s.met.rtt.Observe(now.Sub(in.at).Seconds())
+	s.met.rtt.Observe(at.Sub(in.at).Seconds())
 	if a.RejectReason != 0 {
 		s.met.rejectedByPeer.Inc()
 		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "address": ip.String(), "status": in.sent.State.String(),
@@ -954,7 +965,8 @@ func (s *Session) flushHeld(now time.Time) error {
 			s.enqueue(ip)
 			return err
 		}
-		s.inflight[ip] = inflight{xid: u.XID, sent: b, at: now}
+		// Taken after the update is encoded: it leaves no earlier.
+		s.inflight[ip] = inflight{xid: u.XID, sent: b, at: s.clk.Now()}
 		s.met.updatesSent.Inc()
 	}
 	for _, ip := range stale {
@@ -1104,14 +1116,8 @@ const (
 )
 
 // balance moves free addresses between the servers as ISC's pool
-// balancing does (docs/protocol.md §15): each side should own half of the free
-// addresses. lts, the leases to send, is half the difference between what
-// we own and what the peer owns. The primary gives when lts is positive
-// (on the timer: beyond max-lease-misbalance percent of the free
-// addresses); the secondary gives back only what it holds beyond
-// max-lease-ownership percent. On the timer, a server that owns far fewer
-// than its share (lts below twice the misbalance, negated) asks with
-// POOLREQ. It returns how many addresses this server gave.
+// balancing does (balanceGive decides how many). It returns how many
+// addresses this server gave.
 func (s *Session) balance(now time.Time, mode balanceMode) int {
 	if s.m.State() != fsm.Normal {
 		// Ownership moves only while both serve in NORMAL (ISC
@@ -1119,31 +1125,15 @@ func (s *Session) balance(now time.Time, mode balanceMode) int {
 		return 0
 	}
 	own, peer := s.db.FreeCounts()
-	total := own + peer
-	lts := (own - peer) / 2
-	thresh := total * s.cfg.MaxLeaseMisbalance / 100
-	hold := total * s.cfg.MaxLeaseOwnership / 100
-	give := lts
-	switch {
-	case s.cfg.Role == Secondary:
-		give = lts - hold
-	case mode == balanceTimer && lts <= thresh:
-		give = 0
-	}
-	if (mode == balanceTimer || mode == balanceOperator) && s.link != nil {
-		panicAt := -2 * thresh
-		if panicAt == 0 || mode == balanceOperator {
-			panicAt = -1
+	give, ask := balanceGive(s.cfg.Role, mode, own, peer, s.cfg.MaxLeaseMisbalance, s.cfg.MaxLeaseOwnership)
+	if ask && s.link != nil {
+		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "own": own, "peer": peer}).
+			Info("owning far fewer free addresses than the peer: requesting a pool rebalance")
+		if err := s.send(&wire.PoolRequest{}, now); err != nil {
+			s.linkDown(err.Error(), now)
+			return 0
 		}
-		if lts < panicAt {
-			log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "own": own, "peer": peer}).
-				Info("owning far fewer free addresses than the peer: requesting a pool rebalance")
-			if err := s.send(&wire.PoolRequest{}, now); err != nil {
-				s.linkDown(err.Error(), now)
-				return 0
-			}
-			s.asked = true
-		}
+		s.asked = true
 	}
 	if give <= 0 {
 		return 0

@@ -242,9 +242,11 @@ func (m *Machine) Ready() Ready {
 }
 
 // SetMCLT records the MCLT the secondary learned from CONNECT (ISC adopts
-// the primary's value unconditionally and stores it).
+// the primary's value unconditionally and stores it). An MCLT of 0 is
+// ignored: it would remove every MCLT wait (the handshake refuses a
+// CONNECT without one too).
 func (m *Machine) SetMCLT(mclt int64) {
-	if mclt >= 0 {
+	if mclt > 0 {
 		m.mclt = mclt
 	}
 }

@@ -191,6 +191,15 @@ func TestWriteFrame(t *testing.T) {
 	if err := WriteFrame(&shortWriter{}, ok); err != io.ErrShortWrite {
 		t.Errorf("Short write: %v, want io.ErrShortWrite", err)
 	}
+	// ISC's limit is inclusive: a frame of exactly MaxMessageLen bytes
+	// goes out, one byte more does not.
+	for _, n := range []int{MaxMessageLen, MaxMessageLen + 1} {
+		f := frame(-1, MsgBndUpd, 12, opt(OptClientIdentifier, make([]byte, n-12-4)...))
+		err := WriteFrame(io.Discard, f)
+		if want := n > MaxMessageLen; want != errors.Is(err, ErrFrameTooLong) {
+			t.Errorf("WriteFrame of %d bytes: %v", len(f), err)
+		}
+	}
 }
 
 func TestEncodeErrors(t *testing.T) {
