@@ -33,7 +33,7 @@ all: build
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.defaultConfig=$(CONFIG)" -o $(BIN) ./cmd/coredhcp-failover
-	$(GO) build -o bin/failoverctl ./cmd/failoverctl
+	CGO_ENABLED=0 $(GO) build -o bin/failoverctl ./cmd/failoverctl
 
 generate:
 	cd cmd/coredhcp-failover && $(GO) generate ./

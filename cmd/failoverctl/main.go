@@ -22,7 +22,7 @@ import (
 
 	flag "github.com/spf13/pflag"
 
-	"github.com/coredhcp-failover/coredhcp-failover/plugins/leasesync"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/leasesync/control"
 )
 
 var (
@@ -152,7 +152,7 @@ func main() {
 // status (1 if one could not be read).
 func statusAll(socks []string) int {
 	rc := 0
-	var all []leasesync.ControlReply
+	var all []control.Reply
 	for i, sock := range socks {
 		reply, err := ask(sock, "status")
 		if err != nil {
@@ -183,7 +183,7 @@ func statusAll(socks []string) int {
 // waitHandover polls the status after maintenance start until the peer
 // reports PARTNER-DOWN and no update is queued or unacknowledged: then
 // this server may be stopped.
-func waitHandover(socket string, reply leasesync.ControlReply, wait time.Duration) leasesync.ControlReply {
+func waitHandover(socket string, reply control.Reply, wait time.Duration) control.Reply {
 	deadline := time.Now().Add(wait)
 	for {
 		if st := reply.Status; st != nil && handedOver(st) {
@@ -208,25 +208,25 @@ func waitHandover(socket string, reply leasesync.ControlReply, wait time.Duratio
 	}
 }
 
-func handedOver(st *leasesync.Status) bool {
+func handedOver(st *control.Status) bool {
 	return st.State == "shutdown" && st.PeerState == "partner-down" && st.Connected && st.Unacked == 0 && st.Queued == 0
 }
 
 // bothShutDown reports the two servers handing their pools to each other:
 // neither will ever be partner-down.
-func bothShutDown(st *leasesync.Status) bool {
+func bothShutDown(st *control.Status) bool {
 	return st.State == "shutdown" && st.PeerState == "shutdown"
 }
 
-func ask(socket, cmd string) (leasesync.ControlReply, error) {
-	var reply leasesync.ControlReply
+func ask(socket, cmd string) (control.Reply, error) {
+	var reply control.Reply
 	conn, err := net.DialTimeout("unix", socket, 5*time.Second)
 	if err != nil {
 		return reply, err
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := json.NewEncoder(conn).Encode(leasesync.ControlRequest{Command: cmd}); err != nil {
+	if err := json.NewEncoder(conn).Encode(control.Request{Command: cmd}); err != nil {
 		return reply, err
 	}
 	if err := json.NewDecoder(conn).Decode(&reply); err != nil {
@@ -262,7 +262,7 @@ func when(t int64, now time.Time) string {
 	return fmt.Sprintf("in %s, at %s", d, clock(t, now))
 }
 
-func printStatus(w io.Writer, s *leasesync.Status, now time.Time) {
+func printStatus(w io.Writer, s *control.Status, now time.Time) {
 	fmt.Fprintf(w, "relationship %s: this server is the %s, peer %s\n", s.Name, s.Role, s.PeerAddress)
 	serving := "serving clients"
 	if !s.MayServe {

@@ -2,11 +2,12 @@ package main
 
 import (
 	"bytes"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/coredhcp-failover/coredhcp-failover/plugins/leasesync"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/leasesync/control"
 )
 
 func TestSocketsFromFlagEnvOrRunDir(t *testing.T) {
@@ -71,12 +72,12 @@ func TestEveryStateChangeIsConfirmed(t *testing.T) {
 
 func TestStatusShowsTheCountdownAndThePools(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	st := &leasesync.Status{
+	st := &control.Status{
 		Name: "lan1", Role: "secondary", State: "partner-down", Since: now.Unix() - 90, Reason: "operator command",
 		PeerState: "communications-interrupted", PeerAddress: "192.0.2.1:647", MayServe: true, MCLT: 3600,
 		LastContact: now.Unix() - 600, ClockSkew: -2, Unacked: 3, Queued: 7,
-		Next:  []leasesync.Next{{What: "may use the peer's free addresses", At: now.Unix() - 90 + 3600}},
-		Pools: []leasesync.PoolStatus{{Range: "192.0.2.100-192.0.2.199", FreeOwn: 40, FreePeer: 45, Active: 12, Expired: 2, Abandoned: 1}},
+		Next:  []control.Next{{What: "may use the peer's free addresses", At: now.Unix() - 90 + 3600}},
+		Pools: []control.PoolStatus{{Range: "192.0.2.100-192.0.2.199", FreeOwn: 40, FreePeer: 45, Active: 12, Expired: 2, Abandoned: 1}},
 	}
 	var b bytes.Buffer
 	printStatus(&b, st, now)
@@ -99,7 +100,7 @@ func TestStatusShowsTheCountdownAndThePools(t *testing.T) {
 // entered and, apart, the start its MCLT wait counts from (issue 16, 8).
 func TestStatusSaysWhereTheMCLTWaitCountsFrom(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	st := &leasesync.Status{Name: "lan1", Role: "primary", State: "recover-wait", Since: now.Unix() - 6, Stos: now.Unix() - 12,
+	st := &control.Status{Name: "lan1", Role: "primary", State: "recover-wait", Since: now.Unix() - 6, Stos: now.Unix() - 12,
 		PeerState: "partner-down", MCLT: 15}
 	var b bytes.Buffer
 	printStatus(&b, st, now)
@@ -117,15 +118,15 @@ func TestStatusSaysWhereTheMCLTWaitCountsFrom(t *testing.T) {
 }
 
 func TestHandoverNeedsThePeerInPartnerDownAndNothingQueued(t *testing.T) {
-	st := leasesync.Status{State: "shutdown", PeerState: "partner-down", Connected: true}
+	st := control.Status{State: "shutdown", PeerState: "partner-down", Connected: true}
 	if !handedOver(&st) {
 		t.Error("A complete handover is not recognised")
 	}
-	for _, change := range []func(*leasesync.Status){
-		func(s *leasesync.Status) { s.PeerState = "normal" },
-		func(s *leasesync.Status) { s.Queued = 1 },
-		func(s *leasesync.Status) { s.Unacked = 1 },
-		func(s *leasesync.Status) { s.Connected = false },
+	for _, change := range []func(*control.Status){
+		func(s *control.Status) { s.PeerState = "normal" },
+		func(s *control.Status) { s.Queued = 1 },
+		func(s *control.Status) { s.Unacked = 1 },
+		func(s *control.Status) { s.Connected = false },
 	} {
 		s := st
 		change(&s)
@@ -136,14 +137,31 @@ func TestHandoverNeedsThePeerInPartnerDownAndNothingQueued(t *testing.T) {
 }
 
 func TestHandoverToAPeerInShutdownFailsAtOnce(t *testing.T) {
-	st := leasesync.Status{State: "shutdown", PeerState: "shutdown", Connected: true}
-	reply := waitHandover("/nonexistent", leasesync.ControlReply{Status: &st}, time.Hour)
+	st := control.Status{State: "shutdown", PeerState: "shutdown", Connected: true}
+	reply := waitHandover("/nonexistent", control.Reply{Status: &st}, time.Hour)
 	if !strings.Contains(reply.Error, "maintenance stop") {
 		t.Fatalf("Both in shutdown: error %q, want advice to run maintenance stop on one", reply.Error)
 	}
 	for _, peer := range []string{"normal", "partner-down", "communications-interrupted"} {
-		if s := (leasesync.Status{State: "shutdown", PeerState: peer}); bothShutDown(&s) {
+		if s := (control.Status{State: "shutdown", PeerState: peer}); bothShutDown(&s) {
 			t.Errorf("Peer %s taken for a peer in shutdown", peer)
+		}
+	}
+}
+
+// failoverctl is an operator's tool: it links neither the plugins nor cgo
+// (issue 16, item 5). The control protocol's types are in a leaf package.
+func TestTheCLIBuildsWithoutThePlugins(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, banned := range []string{"github.com/mattn/go-sqlite3", "github.com/prometheus/", "github.com/coredhcp/coredhcp",
+			"github.com/sirupsen/logrus", "/plugins/leasesync\n", "/plugins/failover", "/plugins/internal/"} {
+			if strings.Contains(dep+"\n", banned) {
+				t.Errorf("failoverctl depends on %s", dep)
+			}
 		}
 	}
 }
