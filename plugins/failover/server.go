@@ -533,10 +533,19 @@ func (s *Server) usableBy(ip lease.IP, key string, now int64) bool {
 	if !ok {
 		return s.ownsNew(now)
 	}
-	if b.Key() == key && (b.State == lease.Active || returnable(&b)) {
+	if b.Key() == key && (b.State == lease.Active || returnable(&b) && !s.staleNow()) {
 		return true
 	}
 	return s.reusable(&b)
+}
+
+// staleNow is stale for the current view (false for a single server):
+// then even an expired or released address that never left for the peer
+// may have been taken by it, in PARTNER-DOWN while we were away, and goes
+// to no one, its old client included, before the reuse rules allow it.
+func (s *Server) staleNow() bool {
+	v := s.view()
+	return v != nil && stale(v)
 }
 
 // returnable reports whether an expired or released address may go back
