@@ -39,8 +39,11 @@ type link struct {
 	xid    uint32 // next xid to originate on this connection
 	params peerParams
 	dialed bool
-	once   sync.Once
-	buf    []byte
+	// fed: a driver hands the session this link's frames (the
+	// simulation of a pair): no reader goroutine.
+	fed  bool
+	once sync.Once
+	buf  []byte
 	// held is set between hold and release: messages are encoded into
 	// buf and written together, one write (and one TCP segment) for a
 	// burst of updates or acknowledgements rather than one each.

@@ -200,11 +200,7 @@ func NewSession(cfg Config, rel *relation.Relationship, clk Clock) *Session {
 // Start listens for the peer, loads the stored state and runs the session.
 // The bindings must be attached.
 func (s *Session) Start() error {
-	s.db = s.rel.Bindings()
-	if s.db == nil {
-		return fmt.Errorf("relationship %q has no failover line", s.cfg.Name)
-	}
-	saved, _, err := s.db.LoadState()
+	saved, err := s.prepare()
 	if err != nil {
 		return err
 	}
@@ -220,6 +216,42 @@ func (s *Session) Start() error {
 			return err
 		}
 		s.controlLn = cl
+	}
+	if s.reg != nil {
+		if err := s.reg.Register(s.met); err != nil {
+			ln.Close()
+			if s.controlLn != nil {
+				s.controlLn.Close()
+			}
+			return fmt.Errorf("metrics of relationship %q: %w", s.cfg.Name, err)
+		}
+	}
+	log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "role": s.cfg.Role, "address": s.cfg.Address,
+		"peer": s.cfg.Peer, "saved": saved}).Info("failover session starting")
+	s.running.Store(true)
+	s.wg.Add(3)
+	go s.listen(ln)
+	go s.dial()
+	go s.run()
+	if s.controlLn != nil {
+		s.wg.Add(1)
+		go s.serveControl(s.controlLn)
+	}
+	return nil
+}
+
+// prepare loads the stored state and builds the state machine: the part
+// of Start that needs no socket and no goroutine (the simulation of a
+// pair drives a prepared session itself, through handle and settle). It
+// returns the saved state.
+func (s *Session) prepare() (fsm.State, error) {
+	s.db = s.rel.Bindings()
+	if s.db == nil {
+		return 0, fmt.Errorf("relationship %q has no failover line", s.cfg.Name)
+	}
+	saved, _, err := s.db.LoadState()
+	if err != nil {
+		return 0, err
 	}
 	now := s.clk.Now().Unix()
 	p := fsm.Persistent{
@@ -237,30 +269,10 @@ func (s *Session) Start() error {
 		AutoPartnerDown: int64(s.cfg.AutoPartnerDown.Seconds()),
 		StartupTimeout:  s.startupTimeout,
 	}, p, now)
-	if s.reg != nil {
-		if err := s.reg.Register(s.met); err != nil {
-			ln.Close()
-			if s.controlLn != nil {
-				s.controlLn.Close()
-			}
-			return fmt.Errorf("metrics of relationship %q: %w", s.cfg.Name, err)
-		}
-	}
 	s.rel.SetNotify(s.notify)
 	// Updates not acknowledged before the restart are sent again.
 	s.db.Pending(func(ip lease.IP) { s.enqueue(ip) })
-	log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "role": s.cfg.Role, "address": s.cfg.Address,
-		"peer": s.cfg.Peer, "saved": p.MyState}).Info("failover session starting")
-	s.running.Store(true)
-	s.wg.Add(3)
-	go s.listen(ln)
-	go s.dial()
-	go s.run()
-	if s.controlLn != nil {
-		s.wg.Add(1)
-		go s.serveControl(s.controlLn)
-	}
-	return nil
+	return p.MyState, nil
 }
 
 // Close stops the session: it closes the link and the listener and waits
@@ -549,8 +561,10 @@ func (s *Session) linkUp(l *link, now time.Time) {
 	}
 	log.WithFields(fields).Info("failover peer connected")
 	s.met.connects.Inc()
-	s.wg.Add(1)
-	go s.read(l)
+	if !l.fed {
+		s.wg.Add(1)
+		go s.read(l)
+	}
 	s.m.Connected(now.Unix())
 }
 
