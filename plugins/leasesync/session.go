@@ -144,7 +144,9 @@ type Session struct {
 	// contacted: the peer's state has been heard since the process
 	// started; operatorPD: the operator has declared partner-down since
 	// (see relation.View).
-	contacted    bool
+	contacted bool
+	// entered is when the state machine last changed state.
+	entered      int64
 	operatorPD   bool
 	operatorPDAt int64
 	skewLog      ratelimit.Limiter
@@ -757,6 +759,7 @@ func (s *Session) settle() {
 	s.checkTimers(now)
 	rd := s.m.Ready()
 	for _, t := range rd.Transitions {
+		s.entered = t.At
 		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "from": t.From.String(), "to": t.To.String(),
 			"reason": t.Reason}).Info("failover state change")
 		s.met.stateChanges.Inc()
@@ -1034,6 +1037,7 @@ func (s *Session) publish() {
 		Primary:   s.cfg.Role == Primary,
 		MyState:   st.State,
 		MyStos:    st.Stos,
+		Entered:   s.entered,
 		PeerState: st.PeerState,
 		Connected: s.link != nil,
 		Contacted: s.contacted,

@@ -141,3 +141,25 @@ func TestEmptyDatabaseStaysInRecoverWithAShutdownPeer(t *testing.T) {
 	}
 	expect[*wire.UpdateRequestAll](p)
 }
+
+// TestPartnerDownFromStartupDatesFromEntry: a server restarted with a
+// saved NORMAL whose peer reports SHUTDOWN moves from STARTUP to
+// PARTNER-DOWN keeping the saved stos, as ISC does; the reuse rules must
+// still date PARTNER-DOWN from when it was entered. With the old stos the
+// peer's addresses opened at once, while the peer's last lease (its update
+// lost or refused) could still run for MCLT: the simulation of the pair
+// found a client given an address another held that way.
+func TestPartnerDownFromStartupDatesFromEntry(t *testing.T) {
+	clk := &fakeClock{now: time.Now()}
+	now := clk.Now().Unix()
+	tg := startTarget(t, targetOpts{clk: clk,
+		saved: &lease.RelState{MyState: uint8(fsm.Normal), MyStos: now - 1000, PeerState: uint8(fsm.Normal), PeerStos: now - 1000, MCLT: 30}})
+	p := dialFrom(t, tg, peerIP)
+	p.connect()
+	p.send(&wire.State{ServerState: wire.StateShutdown, StartTimeOfState: uint32(now)})
+	waitTarget(t, tg, "partner-down after startup", func() bool { return stateOf(tg)() == fsm.PartnerDown })
+	v := tg.s.Relationship().View()
+	if got := v.PartnerDownStart(); got < now {
+		t.Errorf("PARTNER-DOWN entered at %d dates from %d for the reuse rules (%ds earlier): the peer's addresses open before MCLT has passed", now, got, now-got)
+	}
+}
