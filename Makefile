@@ -18,7 +18,7 @@ APT_COMMANDS := dhclient udhcpc perfdhcp ip tshark sqlite3 gcc systemd-analyze d
 # Services of those packages that deps keeps stopped and disabled.
 APT_SERVICES := isc-dhcp-server kea-dhcp4-server
 
-.PHONY: all build generate check-generate test unit integration lint tidy-check \
+.PHONY: all build generate check-generate test unit sim integration lint tidy-check \
 	bench chaos demo deps fuzz clean install
 
 # make install: PREFIX, DESTDIR (staging root) and the directories below.
@@ -48,7 +48,7 @@ check-generate:
 
 # Installs what the tests need (Debian packages, Go modules), then runs the
 # checks, the unit tests and the integration tests.
-test: deps check-generate lint unit integration
+test: deps check-generate lint unit sim integration
 
 # A package's postinst would start its service (a dhcpd or Kea answering on
 # the host's interfaces): a policy-rc.d that refuses every start is put in
@@ -65,6 +65,13 @@ deps:
 		if [ -d /run/systemd/system ]; then systemctl disable --now $(APT_SERVICES) 2>/dev/null || true; fi; \
 	fi
 	$(GO) mod download
+
+# The deterministic simulation of the pair (docs/simulation.md): SIM_SEEDS
+# seeds (SIM_SEED=n replays one with its transcript, SIM_FAULTS picks the
+# fault kinds). About two minutes on two cores by default.
+SIM_SEEDS ?= 4000
+sim:
+	SIM_SEEDS=$(SIM_SEEDS) $(GO) test -count=1 -timeout 0 -run '^TestSimulation$$' -v ./plugins/leasesync/ | grep -v '^=== RUN'
 
 unit:
 	$(GO) test -race -count=1 ./...
