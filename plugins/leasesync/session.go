@@ -482,10 +482,17 @@ func (s *Session) handle(e event) {
 	case evChanged:
 	case evTick:
 	case evCommand:
+		from := s.m.State()
 		err := s.command(e.cmd, now, "operator command")
 		if err == nil && e.cmd == fsm.PartnerDown {
 			// The operator vouches that the peer is down now.
 			s.operatorPD, s.operatorPDAt = true, now.Unix()
+			if from == fsm.Shutdown {
+				// In SHUTDOWN the peer took over in PARTNER-DOWN
+				// and may have given our free addresses too: what
+				// we know of them is as stale as after a restart.
+				s.contacted = false
+			}
 		}
 		e.reply <- err
 	case evDrop:

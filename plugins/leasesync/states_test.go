@@ -163,3 +163,39 @@ func TestPartnerDownFromStartupDatesFromEntry(t *testing.T) {
 		t.Errorf("PARTNER-DOWN entered at %d dates from %d for the reuse rules (%ds earlier): the peer's addresses open before MCLT has passed", now, got, now-got)
 	}
 }
+
+// TestPartnerDownFromShutdownIsStale: a server in SHUTDOWN (maintenance)
+// hands its pools to the peer, which moves to PARTNER-DOWN and may give
+// our free addresses too. If the operator then declares partner-down here
+// (the peer died), our own free addresses are as stale as after a restart:
+// they wait MCLT from the declaration, like the peer's. Found by the
+// simulation of the pair (seed 132: the primary gave a never-used address
+// the secondary had given while it was in SHUTDOWN).
+func TestPartnerDownFromShutdownIsStale(t *testing.T) {
+	clk := &fakeClock{now: time.Now()}
+	now := clk.Now().Unix()
+	tg := startTarget(t, targetOpts{clk: clk,
+		saved: &lease.RelState{MyState: uint8(fsm.Shutdown), MyStos: now - 100, PeerState: uint8(fsm.PartnerDown), PeerStos: now - 100, MCLT: 30}})
+	p := dialFrom(t, tg, peerIP)
+	p.connect()
+	p.send(&wire.State{ServerState: wire.StatePartnerDown, StartTimeOfState: uint32(now - 100)})
+	waitTarget(t, tg, "shutdown after startup", func() bool {
+		v := tg.s.Relationship().View()
+		return v.MyState == fsm.Shutdown && v.Contacted
+	})
+	p.c.Close() // the peer dies
+	waitTarget(t, tg, "the link down", func() bool { return !tg.s.Relationship().View().Connected })
+	if err := tg.s.Command(fsm.PartnerDown); err != nil {
+		t.Fatal(err)
+	}
+	v := tg.s.Relationship().View()
+	if v.MyState != fsm.PartnerDown {
+		t.Fatalf("State %s after partner-down, want partner-down", v.MyState)
+	}
+	if v.Contacted {
+		t.Errorf("Partner-down declared in shutdown leaves our free addresses usable at once (Contacted), want them stale until MCLT")
+	}
+	if got := v.PartnerDownStart(); got < now {
+		t.Errorf("PARTNER-DOWN dates from %d, before the declaration at %d", got, now)
+	}
+}
