@@ -142,6 +142,19 @@ func TestEmptyDatabaseStaysInRecoverWithAShutdownPeer(t *testing.T) {
 	expect[*wire.UpdateRequestAll](p)
 }
 
+// restartedWithPeer starts a target whose saved state is saved, entered
+// ago seconds before now, and connects a peer that reports peer.
+func restartedWithPeer(t *testing.T, saved fsm.State, ago int64, peer wire.ServerState) (*target, *rawPeer, int64) {
+	clk := &fakeClock{now: time.Now()}
+	now := clk.Now().Unix()
+	tg := startTarget(t, targetOpts{clk: clk, saved: &lease.RelState{MyState: uint8(saved), MyStos: now - ago,
+		PeerState: uint8(fsm.Normal), PeerStos: now - ago, MCLT: 30}})
+	p := dialFrom(t, tg, peerIP)
+	p.connect()
+	p.send(&wire.State{ServerState: peer, StartTimeOfState: uint32(now - ago)})
+	return tg, p, now
+}
+
 // TestPartnerDownFromStartupDatesFromEntry: a server restarted with a
 // saved NORMAL whose peer reports SHUTDOWN moves from STARTUP to
 // PARTNER-DOWN keeping the saved stos, as ISC does; the reuse rules must
@@ -150,13 +163,7 @@ func TestEmptyDatabaseStaysInRecoverWithAShutdownPeer(t *testing.T) {
 // lost or refused) could still run for MCLT: the simulation of the pair
 // found a client given an address another held that way.
 func TestPartnerDownFromStartupDatesFromEntry(t *testing.T) {
-	clk := &fakeClock{now: time.Now()}
-	now := clk.Now().Unix()
-	tg := startTarget(t, targetOpts{clk: clk,
-		saved: &lease.RelState{MyState: uint8(fsm.Normal), MyStos: now - 1000, PeerState: uint8(fsm.Normal), PeerStos: now - 1000, MCLT: 30}})
-	p := dialFrom(t, tg, peerIP)
-	p.connect()
-	p.send(&wire.State{ServerState: wire.StateShutdown, StartTimeOfState: uint32(now)})
+	tg, _, now := restartedWithPeer(t, fsm.Normal, 1000, wire.StateShutdown)
 	waitTarget(t, tg, "partner-down after startup", func() bool { return stateOf(tg)() == fsm.PartnerDown })
 	v := tg.s.Relationship().View()
 	if got := v.PartnerDownStart(); got < now {
@@ -172,13 +179,7 @@ func TestPartnerDownFromStartupDatesFromEntry(t *testing.T) {
 // simulation of the pair (seed 132: the primary gave a never-used address
 // the secondary had given while it was in SHUTDOWN).
 func TestPartnerDownFromShutdownIsStale(t *testing.T) {
-	clk := &fakeClock{now: time.Now()}
-	now := clk.Now().Unix()
-	tg := startTarget(t, targetOpts{clk: clk,
-		saved: &lease.RelState{MyState: uint8(fsm.Shutdown), MyStos: now - 100, PeerState: uint8(fsm.PartnerDown), PeerStos: now - 100, MCLT: 30}})
-	p := dialFrom(t, tg, peerIP)
-	p.connect()
-	p.send(&wire.State{ServerState: wire.StatePartnerDown, StartTimeOfState: uint32(now - 100)})
+	tg, p, now := restartedWithPeer(t, fsm.Shutdown, 100, wire.StatePartnerDown)
 	waitTarget(t, tg, "shutdown after startup", func() bool {
 		v := tg.s.Relationship().View()
 		return v.MyState == fsm.Shutdown && v.Contacted
