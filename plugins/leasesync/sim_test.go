@@ -245,7 +245,7 @@ func schedule(seed int64, faults simFault) []step {
 			return step{stSlowWrite, node(), b}
 		}},
 		{2, faultCrash, func() step { return step{stPartnerDown, node(), 0} }},
-		{2, faultLostAckPD, func() step { return step{stLostAckPD, node(), 0} }},
+		{2, faultLostAckPD, func() step { return step{stLostAckPD, node(), cl()} }},
 		{2, faultPDRestart, func() step { return step{stPartnerDown, node(), 1} }},
 		{2, faultMaintenance, func() step { return step{stMaintStart, node(), 0} }},
 		{2, faultMaintenance, func() step { return step{stMaintStop, node(), 0} }},
@@ -685,7 +685,7 @@ type simClient struct {
 	declines bool // declines its next ACK
 	offer    lease.IP
 	offerBy  int
-	back     bool // after release: back at once
+	back     bool // after a release: back at once, asking for its address
 }
 
 func (c *simClient) holds(now int64) bool {
@@ -1194,9 +1194,10 @@ func (w *simWorld) act(c *simClient) {
 
 func (w *simWorld) discover(c *simClient) {
 	req := w.packet(c, dhcpv4.MessageTypeDiscover)
-	if c.ip != 0 && w.r.Intn(2) == 0 {
+	if c.ip != 0 && (c.back || w.r.Intn(2) == 0) {
 		req.UpdateOption(dhcpv4.OptRequestedIPAddress(c.ip.Net()))
 	}
+	c.back = false
 	var offers []answer
 	for _, a := range w.ask(c, req, 3) {
 		if a.typ == dhcpv4.MessageTypeOffer {
@@ -1455,8 +1456,15 @@ func (w *simWorld) do(s step) {
 		w.ask(c, req, 1<<c.server)
 		c.end, c.state, c.next = 0, cOff, 0
 		if s.kind == stReleaseBack {
-			// Back at once, asking for its old address.
+			// Back soon, asking for its old address: the RELEASED has
+			// reached the peer, its BNDACK may be in flight -- or lost
+			// in a cut.
+			w.advance(1 + w.r.Intn(2))
+			if w.faults&faultPartition != 0 && w.r.Intn(2) == 0 {
+				w.do(step{kind: stPartition})
+			}
 			w.toInit(c, 0)
+			c.back = true
 			w.act(c)
 		}
 	case stDecline:
@@ -1538,10 +1546,28 @@ func (w *simWorld) do(s step) {
 		if !n.up || !peer.up {
 			return
 		}
+		// A client of n's renews; n's BNDUPD reaches the peer, which
+		// adopts its potential expiry; the cut may lose the BNDACK.
+		var c *simClient
+		for i := range w.cls {
+			if o := w.cls[(s.b+i)%simClients]; o.holds(w.now) && o.server == n.idx && o.reach&(1<<n.idx) != 0 {
+				c = o
+				break
+			}
+		}
+		if c != nil {
+			c.state, c.tries = cRenewing, 0
+			w.renew(c)
+			w.advance(1 + w.r.Intn(2))
+		}
 		for _, c := range w.conns {
 			w.cutConn(c)
 		}
 		w.cut = true
+		if c != nil && w.faults&faultClientNet != 0 {
+			// It is on the peer's side of the cut: it rebinds there.
+			c.reach = 1 << peer.idx
+		}
 		w.advance(w.r.Intn(simLease))
 		w.crash(peer)
 		w.operate(n, "partner-down", func(s *Session) error { return s.Command(fsm.PartnerDown) })
