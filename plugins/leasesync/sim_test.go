@@ -1565,8 +1565,12 @@ func (w *simWorld) do(s step) {
 		}
 		w.cut = true
 		if c != nil && w.faults&faultClientNet != 0 {
-			// It is on the peer's side of the cut: it rebinds there.
+			// It is on the peer's side of the cut: it rebinds there
+			// (at T2), and the peer dies some time after.
 			c.reach = 1 << peer.idx
+			for i := 0; i < simLease && c.server != peer.idx && w.viol == nil; i++ {
+				w.tick()
+			}
 		}
 		w.advance(w.r.Intn(simLease))
 		w.crash(peer)
