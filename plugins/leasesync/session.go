@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -590,10 +591,7 @@ func (s *Session) linkDown(why string, now time.Time) {
 	s.acks = nil
 	s.peerReq = nil
 	// Updates in flight were not acknowledged: they go again.
-	for ip := range s.inflight {
-		s.enqueue(ip)
-	}
-	clear(s.inflight)
+	s.requeueInflight()
 	s.m.Disconnected(now.Unix())
 	s.nextDial = now.Add(s.reconnect)
 }
@@ -827,7 +825,7 @@ func (s *Session) drainChanged() {
 	ch := s.changed
 	s.changed = map[lease.IP]struct{}{}
 	s.changedMu.Unlock()
-	for ip := range ch {
+	for _, ip := range sortedIPs(ch) {
 		s.enqueue(ip)
 	}
 	// Free addresses were taken or returned: check the balance soon.
@@ -836,13 +834,30 @@ func (s *Session) drainChanged() {
 	}
 }
 
+// requeueInflight queues again every update waiting for its BNDACK.
+func (s *Session) requeueInflight() {
+	for _, ip := range sortedIPs(s.inflight) {
+		s.enqueue(ip)
+	}
+	clear(s.inflight)
+}
+
+// sortedIPs are the keys of m in address order: updates queued from a
+// map go out in the same order every time, so that a run of the
+// simulation of the pair replays exactly.
+func sortedIPs[V any](m map[lease.IP]V) []lease.IP {
+	ips := make([]lease.IP, 0, len(m))
+	for ip := range m {
+		ips = append(ips, ip)
+	}
+	slices.Sort(ips)
+	return ips
+}
+
 func (s *Session) act(a fsm.Action, now time.Time) {
 	switch a {
 	case fsm.ActRequeueUnacked:
-		for ip := range s.inflight {
-			s.enqueue(ip)
-		}
-		clear(s.inflight)
+		s.requeueInflight()
 	case fsm.ActSendPending:
 		s.db.Pending(func(ip lease.IP) { s.enqueue(ip) })
 	case fsm.ActPoolBalance, fsm.ActPoolCheck:

@@ -1850,3 +1850,25 @@ func TestSimulation(t *testing.T) {
 		t.Error(sb.String())
 	}
 }
+
+// TestSimulationIsDeterministic: a seed replays exactly (its transcript is
+// the same every time), or a shrunk schedule would prove nothing.
+func TestSimulationIsDeterministic(t *testing.T) {
+	lg := logger.GetLogger("sim").Logger
+	level := lg.GetLevel()
+	lg.SetLevel(logrus.PanicLevel)
+	defer lg.SetLevel(level)
+	for seed := int64(1); seed <= 4; seed++ {
+		steps := schedule(seed, allFaults)
+		a, _ := simRun(seed, allFaults, steps, true)
+		b, _ := simRun(seed, allFaults, steps, true)
+		if len(a.trace) != len(b.trace) {
+			t.Fatalf("seed %d: transcripts of %d and %d lines", seed, len(a.trace), len(b.trace))
+		}
+		for i := range a.trace {
+			if a.trace[i] != b.trace[i] {
+				t.Fatalf("seed %d: line %d differs:\n%s\n%s", seed, i, a.trace[i], b.trace[i])
+			}
+		}
+	}
+}
