@@ -1558,7 +1558,7 @@ func (w *simWorld) do(s step) {
 		if c != nil {
 			c.state, c.tries = cRenewing, 0
 			w.renew(c)
-			w.advance(1 + w.r.Intn(2))
+			w.advance(1) // the update arrives; its BNDACK may be on its way
 		}
 		for _, c := range w.conns {
 			w.cutConn(c)
@@ -1571,8 +1571,12 @@ func (w *simWorld) do(s step) {
 			for i := 0; i < simLease && c.server != peer.idx && w.viol == nil; i++ {
 				w.tick()
 			}
+			// The peer dies within half a lease of that: before the
+			// potential expiry it adopted has passed.
+			w.advance(w.r.Intn(simLease / 2))
+		} else {
+			w.advance(w.r.Intn(simLease))
 		}
-		w.advance(w.r.Intn(simLease))
 		w.crash(peer)
 		w.operate(n, "partner-down", func(s *Session) error { return s.Command(fsm.PartnerDown) })
 	case stMaintStart:
