@@ -71,7 +71,7 @@ deps:
 # fault kinds). About two minutes on two cores by default.
 SIM_SEEDS ?= 4000
 sim:
-	SIM_SEEDS=$(SIM_SEEDS) $(GO) test -count=1 -timeout 0 -run '^TestSimulation$$' -v ./plugins/leasesync/ | grep -v '^=== RUN'
+	set -o pipefail; SIM_SEEDS=$(SIM_SEEDS) $(GO) test -count=1 -timeout 0 -run '^TestSimulation$$' -v ./plugins/leasesync/ | grep -v '^=== RUN'
 
 unit:
 	$(GO) test -race -count=1 ./...
