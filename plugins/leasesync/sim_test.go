@@ -53,18 +53,19 @@ const (
 	faultOperator                          // resync and rebalance
 	faultClock                             // clock skew between the servers and clock steps
 	faultRestartApart                      // restart while cut off from a peer in PARTNER-DOWN (not in the default set)
+	faultDecline                           // clients decline an address (not in the default set)
 	numFaults         = iota
 )
 
 var faultNames = [numFaults]string{"crash", "emptystore", "partition", "clientnet", "lostackpd", "releaseack",
-	"slowwrite", "storefail", "pdrestart", "nochaddr", "maintenance", "operator", "clock", "restartapart"}
+	"slowwrite", "storefail", "pdrestart", "nochaddr", "maintenance", "operator", "clock", "restartapart", "decline"}
 
 const allFaults simFault = 1<<numFaults - 1
 
 // defaultFaults are the faults a run injects unless SIM_FAULTS says
-// otherwise: all but storefail and restartapart, which still break the
+// otherwise: all but storefail, restartapart and decline, which still break the
 // invariants through open findings (docs/simulation.md).
-const defaultFaults = allFaults &^ (faultStoreFail | faultRestartApart)
+const defaultFaults = allFaults &^ (faultStoreFail | faultRestartApart | faultDecline)
 
 func (f simFault) String() string {
 	var out []string
@@ -228,7 +229,7 @@ func schedule(seed int64, faults simFault) []step {
 		{8, 0, func() step { return step{stAdvance, 20 + r.Intn(200), 0} }},
 		{14, 0, func() step { return step{stClientOn, cl(), 0} }},
 		{3, 0, func() step { return step{stRelease, cl(), 0} }},
-		{2, 0, func() step { return step{stDecline, cl(), 0} }},
+		{2, faultDecline, func() step { return step{stDecline, cl(), 0} }},
 		{3, 0, func() step { return step{stReboot, cl(), 0} }},
 		{4, faultClientNet, func() step { return step{stClientNet, cl(), 1 + r.Intn(3)} }},
 		{3, faultPartition, func() step { return step{stPartition, 0, 0} }},
@@ -683,9 +684,13 @@ type simClient struct {
 	reach    int // bit i: reaches node i
 	secsGrow bool
 	declines bool // declines its next ACK
-	offer    lease.IP
-	offerBy  int
-	back     bool // after a release: back at once, asking for its address
+	// declined is the address it last declined, until declinedUntil: a
+	// host uses it, so an offer of it fails the client's ARP check again.
+	declined      lease.IP
+	declinedUntil int64
+	offer         lease.IP
+	offerBy       int
+	back          bool // after a release: back at once, asking for its address
 }
 
 func (c *simClient) holds(now int64) bool {
@@ -1200,7 +1205,7 @@ func (w *simWorld) discover(c *simClient) {
 	c.back = false
 	var offers []answer
 	for _, a := range w.ask(c, req, 3) {
-		if a.typ == dhcpv4.MessageTypeOffer {
+		if a.typ == dhcpv4.MessageTypeOffer && (a.ip != c.declined || w.now >= c.declinedUntil) {
 			offers = append(offers, a)
 			w.nodes[a.from].offers[a.ip] = w.now + simOfferHold
 		}
@@ -1321,6 +1326,7 @@ func (w *simWorld) answered(c *simClient, a answer, req *dhcpv4.DHCPv4) {
 		c.next = c.t1
 		if c.declines {
 			c.declines = false
+			c.declined, c.declinedUntil = a.ip, w.now+120
 			w.logf("client %d: declines %s", c.idx, a.ip)
 			d := w.packet(c, dhcpv4.MessageTypeDecline, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(a.ip.Net())),
 				dhcpv4.WithOption(dhcpv4.OptServerIdentifier(n.id)))
