@@ -68,7 +68,7 @@ deps:
 
 # The deterministic simulation of the pair (docs/simulation.md): SIM_SEEDS
 # seeds (SIM_SEED=n replays one with its transcript, SIM_FAULTS picks the
-# fault kinds). About two minutes on two cores by default.
+# fault kinds). About 100 s on two idle cores by default.
 SIM_SEEDS ?= 8000
 sim:
 	set -o pipefail; SIM_SEEDS=$(SIM_SEEDS) $(GO) test -count=1 -timeout 0 -run '^TestSimulation$$' -v ./plugins/leasesync/ | grep -v '^=== RUN'
