@@ -794,6 +794,18 @@ func (w *simWorld) crash(n *simNode) {
 	n.srv, n.ses = nil, nil
 }
 
+// restartedApart reports whether a server runs that has not reached its
+// peer since it started while the peer is in PARTNER-DOWN.
+func (w *simWorld) restartedApart() bool {
+	for _, n := range w.nodes {
+		peer := w.nodes[1-n.idx]
+		if n.up && peer.up && peer.state == fsm.PartnerDown && !n.ses.rel.View().Contacted {
+			return true
+		}
+	}
+	return false
+}
+
 // mayLose reports whether n's store may be lost whole without losing
 // what no one else knows: the peer is up with a complete database, and
 // every change of n's has reached it. (Losing the only copy of a lease
@@ -1485,6 +1497,11 @@ func (w *simWorld) do(s step) {
 	case stClientNet:
 		w.cls[s.a].reach = s.b
 	case stPartition:
+		if w.faults&faultRestartApart == 0 && w.restartedApart() {
+			// Same as restartapart: a server declared down, back before
+			// it has reached its peer, would be cut off again.
+			return
+		}
 		if !w.cut {
 			w.cut = true
 			w.logf("partition")
