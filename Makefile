@@ -16,7 +16,7 @@ DEPS_DEMO := iproute2:ip isc-dhcp-client:dhclient udhcpc:udhcpc sqlite3:sqlite3 
 DEPS_TEST := $(DEPS_DEMO) kea-admin:perfdhcp tshark:tshark systemd:systemd-analyze isc-dhcp-server:dhcpd
 DEPS_BENCH := $(DEPS_TEST) kea-dhcp4-server:kea-dhcp4
 
-.PHONY: all build generate check-generate test unit integration lint tidy-check \
+.PHONY: all build generate check-generate test unit sim integration lint tidy-check \
 	bench chaos demo deps deps-demo deps-test deps-bench fuzz mutate clean install
 
 # make install: PREFIX, DESTDIR (staging root) and the directories below.
@@ -49,7 +49,7 @@ check-generate:
 
 # Installs what the tests need (Debian packages, Go modules), then runs the
 # checks, the unit tests and the integration tests.
-test: deps-test check-generate lint unit integration
+test: deps-test check-generate lint unit sim integration
 
 # What each target needs: Debian packages (quietly, only the missing ones)
 # and the Go modules.
@@ -68,6 +68,13 @@ deps: deps-bench
 # (unit) or per test (integration) as each ends, failures in full, and the
 # counts at the end.
 GOTESTSUM := $(GO) tool gotestsum --hide-summary=skipped --format-hide-empty-pkg
+
+# The deterministic simulation of the pair (docs/simulation.md): SIM_SEEDS
+# seeds (SIM_SEED=n replays one with its transcript, SIM_FAULTS picks the
+# fault kinds). About 100 s on two idle cores by default.
+SIM_SEEDS ?= 8000
+sim:
+	set -o pipefail; SIM_SEEDS=$(SIM_SEEDS) $(GO) test -count=1 -timeout 0 -run '^TestSimulation$$' -v ./plugins/leasesync/ | grep -v '^=== RUN'
 
 unit:
 	$(GOTESTSUM) --format pkgname -- -race -count=1 ./...

@@ -35,6 +35,15 @@ func (s *Server) Get(ip lease.IP) (lease.Binding, bool) {
 	return s.table.Get(ip)
 }
 
+// Observe returns the binding of ip as memory holds it, a write under way
+// included, without the hiding Get does for the session. It is for
+// observers that never tell the peer (the simulation's checks).
+func (s *Server) Observe(ip lease.IP) (lease.Binding, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.table.Get(ip)
+}
+
 // InPool implements relation.Bindings.
 func (s *Server) InPool(ip lease.IP) bool { return s.table.InPool(ip) }
 
@@ -136,15 +145,33 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64) (uint8, string, *lease.B
 	// Updates that share a commit share one watcher: a goroutine per
 	// update would be one per BNDUPD in flight.
 	pc := s.peerCommit
-	if pc == nil || pc.batch != batch {
+	first := pc == nil || pc.batch != batch
+	if first {
 		pc = &peerCommit{batch: batch, done: lease.NewPending()}
 		s.peerCommit = pc
-		go s.settlePeer(pc)
 	}
 	pc.undo = append(pc.undo, undoRecord{b: b, old: cur, had: had})
 	s.writing[b.IP]++
 	s.mu.Unlock()
+	if first {
+		if settled(batch) {
+			// Already written: nothing more joins it.
+			s.settlePeer(pc)
+		} else {
+			go s.settlePeer(pc)
+		}
+	}
 	return 0, "", pc.done
+}
+
+// settled reports whether b has been written (or has failed) already.
+func settled(b *lease.Batch) bool {
+	select {
+	case <-b.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 // peerCommit is the peer's updates that went into one commit.
@@ -302,7 +329,10 @@ func (s *Server) Acked(sent lease.Binding, now int64) bool {
 	watch := batch != s.ackBatch
 	s.ackBatch = batch
 	s.mu.Unlock()
-	if watch {
+	switch {
+	case watch && settled(batch):
+		s.wrote(batch.Err(), "peer acknowledgement")
+	case watch:
 		go func() { s.wrote(batch.Wait(), "peer acknowledgement") }()
 	}
 	return true

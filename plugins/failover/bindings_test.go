@@ -277,3 +277,32 @@ func TestAnInfiniteLeaseNeverCountsAsEnded(t *testing.T) {
 		})
 	}
 }
+
+// A server restarted in PARTNER-DOWN that has not heard its peer since
+// (stale) must not give an expired lease back to its old client at once,
+// even though the EXPIRED never left: while it was away the peer, in
+// PARTNER-DOWN itself, may have given the address to another client (it
+// never heard of this lease: the update was lost with the link). Only the
+// reuse rules decide, MCLT after the operator's declaration. Found by the
+// simulation of the pair (docs/simulation.md).
+func TestAStaleServerGivesAnExpiredLeaseBackOnlyByTheReuseRules(t *testing.T) {
+	h, rel := newPairHarness(t, true, 256, fsm.Normal)
+	ip := h.dora(1)
+	// The lease runs out while the link is down, then the process
+	// restarts and the operator declares partner-down: stale.
+	h.clock.Advance(time.Hour)
+	now := h.clock.Now().Unix()
+	v := *rel.View()
+	v.MyState, v.MyStos, v.MayServe = fsm.PartnerDown, now, true
+	v.Contacted, v.Connected = false, false
+	v.OperatorPartnerDown, v.OperatorPartnerDownAt = true, now
+	rel.SetView(&v)
+	h.s.Sweep()
+	if b, _ := h.s.Get(mustIP(ip)); b.State != lease.Expired || b.Transmitted {
+		t.Fatalf("After the sweep: %+v", b)
+	}
+	h.mustDrop(packet(t, 1, dhcpv4.MessageTypeRequest, requested(ip)))
+	h.clock.Advance(time.Duration(v.MCLT+1) * time.Second)
+	h.s.Sweep()
+	h.mustAck(packet(t, 1, dhcpv4.MessageTypeRequest, requested(ip)))
+}

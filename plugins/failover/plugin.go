@@ -79,7 +79,7 @@ func setup4(args ...string) (handler.Handler4, error) {
 // start4 loads the server, attaches it to its relationship (which starts
 // the session) and starts the sweeper. On error the store is closed.
 func start4(cfg Config, store lease.Store, now func() time.Time, rel *relation.Relationship, reg *prometheus.Registry) (*Server, error) {
-	s, err := newServer(cfg, store, now, rel, reg)
+	s, err := newServer(cfg, store, now, rel, reg, nil)
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -117,3 +117,24 @@ func New(args []string, store lease.Store, now func() time.Time, rel *relation.R
 
 // Registry is the registry that holds the server's metrics.
 func (s *Server) Registry() *prometheus.Registry { return s.met.reg }
+
+// NewDriven parses a failover plugin line and returns a server over store
+// that writes through commit and is attached to rel, with no goroutine of
+// its own: the caller runs Sweep, and commit decides when each write
+// ends. It is for a driver that controls time and every write: the
+// deterministic simulation of a pair in the leasesync tests. rel has no
+// session to start (relation.New); the driver runs it.
+func NewDriven(args []string, store lease.Store, now func() time.Time, rel *relation.Relationship, commit Committer) (*Server, error) {
+	cfg, err := parse(args, net.InterfaceAddrs)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newServer(cfg, store, now, rel, prometheus.NewRegistry(), commit)
+	if err != nil {
+		return nil, err
+	}
+	if err := rel.Attach(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}

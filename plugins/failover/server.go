@@ -36,7 +36,7 @@ type Server struct {
 	now    func() time.Time
 	mu     sync.Mutex // guards table
 	table  *lease.Table
-	commit *lease.Committer
+	commit Committer
 	slots  chan struct{}
 	// rel is the failover relationship, nil for a single server.
 	rel *relation.Relationship
@@ -135,6 +135,18 @@ func stale(v *relation.View) bool {
 	return v.MyState == fsm.PartnerDown && !v.Contacted
 }
 
+// Committer queues bindings for durable writes. The server uses a
+// lease.Committer, which writes in groups from a goroutine of its own; a
+// driver that must decide when each write ends (the deterministic
+// simulation of a pair, in the leasesync tests) gives its own to NewDriven.
+type Committer interface {
+	// Submit queues b and returns the batch that settles once b is
+	// durable or its write has failed.
+	Submit(b lease.Binding) *lease.Batch
+	// Close writes what is queued and closes the store.
+	Close() error
+}
+
 // NewServer loads every binding from store and returns a server over it.
 // now is the clock (time.Now outside tests). rel is the failover
 // relationship, or nil for a single server. Its metrics go to the
@@ -144,11 +156,12 @@ func NewServer(cfg Config, store lease.Store, now func() time.Time, rel *relatio
 	if rel != nil && rel.Metrics != nil {
 		reg = rel.Metrics
 	}
-	return newServer(cfg, store, now, rel, reg)
+	return newServer(cfg, store, now, rel, reg, nil)
 }
 
-// newServer is NewServer with the metrics in reg.
-func newServer(cfg Config, store lease.Store, now func() time.Time, rel *relation.Relationship, reg *prometheus.Registry) (*Server, error) {
+// newServer is NewServer with the metrics in reg, writing through commit
+// (nil: a lease.Committer over store).
+func newServer(cfg Config, store lease.Store, now func() time.Time, rel *relation.Relationship, reg *prometheus.Registry, commit Committer) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		now:     now,
@@ -177,7 +190,10 @@ func newServer(cfg Config, store lease.Store, now func() time.Time, rel *relatio
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	s.met = met
-	s.commit = lease.NewCommitter(store, 0)
+	s.commit = commit
+	if commit == nil {
+		s.commit = lease.NewCommitter(store, 0)
+	}
 	return s, nil
 }
 
@@ -190,15 +206,18 @@ const loadBatch = 4096
 // about half of the work (cgo per column) and the indexes the other half,
 // so a large database loads in about half the time on two cores.
 func (s *Server) load(store lease.Store) error {
+	size := loadBatch
 	if c, ok := store.(lease.Counter); ok {
 		if n, err := c.Count(); err == nil {
 			s.table.Reserve(n)
+			// A small database needs no full-size batches.
+			size = min(size, n+1)
 		}
 	}
 	full := make(chan []lease.Binding, 2)
 	empty := make(chan []lease.Binding, 3)
 	for range cap(empty) {
-		empty <- make([]lease.Binding, 0, loadBatch)
+		empty <- make([]lease.Binding, 0, size)
 	}
 	built := make(chan struct{})
 	go func() {
@@ -215,7 +234,7 @@ func (s *Server) load(store lease.Store) error {
 	batch := <-empty
 	err := store.Load(func(b lease.Binding) error {
 		batch = append(batch, b)
-		if len(batch) == loadBatch {
+		if len(batch) == size {
 			full <- batch
 			batch = <-empty
 		}
@@ -518,10 +537,19 @@ func (s *Server) usableBy(ip lease.IP, key string, now int64) bool {
 	if !ok {
 		return s.ownsNew(now)
 	}
-	if b.Key() == key && (b.State == lease.Active || returnable(&b)) {
+	if b.Key() == key && (b.State == lease.Active || returnable(&b) && !s.staleNow()) {
 		return true
 	}
 	return s.reusable(&b)
+}
+
+// staleNow is stale for the current view (false for a single server):
+// then even an expired or released address that never left for the peer
+// may have been taken by it, in PARTNER-DOWN while we were away, and goes
+// to no one, its old client included, before the reuse rules allow it.
+func (s *Server) staleNow() bool {
+	v := s.view()
+	return v != nil && stale(v)
 }
 
 // returnable reports whether an expired or released address may go back

@@ -41,8 +41,11 @@ type link struct {
 	// clock measures the peer's clock against ours (skew.go).
 	clock  skewEstimator
 	dialed bool
-	once   sync.Once
-	buf    []byte
+	// fed: a driver hands the session this link's frames (the
+	// simulation of a pair): no reader goroutine.
+	fed  bool
+	once sync.Once
+	buf  []byte
 	// held is set between hold and release: messages are encoded into
 	// buf and written together, one write (and one TCP segment) for a
 	// burst of updates or acknowledgements rather than one each.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -155,7 +156,9 @@ type Session struct {
 	// contacted: the peer's state has been heard since the process
 	// started; operatorPD: the operator has declared partner-down since
 	// (see relation.View).
-	contacted    bool
+	contacted bool
+	// entered is when the state machine last changed state.
+	entered      int64
 	operatorPD   bool
 	operatorPDAt int64
 	skewLog      ratelimit.Limiter
@@ -212,11 +215,7 @@ func NewSession(cfg Config, rel *relation.Relationship, clk Clock) *Session {
 // Start listens for the peer, loads the stored state and runs the session.
 // The bindings must be attached.
 func (s *Session) Start() error {
-	s.db = s.rel.Bindings()
-	if s.db == nil {
-		return fmt.Errorf("relationship %q has no failover line", s.cfg.Name)
-	}
-	saved, _, err := s.db.LoadState()
+	saved, err := s.prepare()
 	if err != nil {
 		return err
 	}
@@ -232,6 +231,42 @@ func (s *Session) Start() error {
 			return err
 		}
 		s.controlLn = cl
+	}
+	if s.reg != nil {
+		if err := s.reg.Register(s.met); err != nil {
+			ln.Close()
+			if s.controlLn != nil {
+				s.controlLn.Close()
+			}
+			return fmt.Errorf("metrics of relationship %q: %w", s.cfg.Name, err)
+		}
+	}
+	log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "role": s.cfg.Role, "address": s.cfg.Address,
+		"peer": s.cfg.Peer, "saved": saved}).Info("failover session starting")
+	s.running.Store(true)
+	s.wg.Add(3)
+	go s.listen(ln)
+	go s.dial()
+	go s.run()
+	if s.controlLn != nil {
+		s.wg.Add(1)
+		go s.serveControl(s.controlLn)
+	}
+	return nil
+}
+
+// prepare loads the stored state and builds the state machine: the part
+// of Start that needs no socket and no goroutine (the simulation of a
+// pair drives a prepared session itself, through handle and settle). It
+// returns the saved state.
+func (s *Session) prepare() (fsm.State, error) {
+	s.db = s.rel.Bindings()
+	if s.db == nil {
+		return 0, fmt.Errorf("relationship %q has no failover line", s.cfg.Name)
+	}
+	saved, _, err := s.db.LoadState()
+	if err != nil {
+		return 0, err
 	}
 	now := s.clk.Now().Unix()
 	p := fsm.Persistent{
@@ -249,30 +284,10 @@ func (s *Session) Start() error {
 		AutoPartnerDown: int64(s.cfg.AutoPartnerDown.Seconds()),
 		StartupTimeout:  s.startupTimeout,
 	}, p, now)
-	if s.reg != nil {
-		if err := s.reg.Register(s.met); err != nil {
-			ln.Close()
-			if s.controlLn != nil {
-				s.controlLn.Close()
-			}
-			return fmt.Errorf("metrics of relationship %q: %w", s.cfg.Name, err)
-		}
-	}
 	s.rel.SetNotify(s.notify)
 	// Updates not acknowledged before the restart are sent again.
 	s.db.Pending(func(ip lease.IP) { s.enqueue(ip) })
-	log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "role": s.cfg.Role, "address": s.cfg.Address,
-		"peer": s.cfg.Peer, "saved": p.MyState}).Info("failover session starting")
-	s.running.Store(true)
-	s.wg.Add(3)
-	go s.listen(ln)
-	go s.dial()
-	go s.run()
-	if s.controlLn != nil {
-		s.wg.Add(1)
-		go s.serveControl(s.controlLn)
-	}
-	return nil
+	return p.MyState, nil
 }
 
 // Close stops the session: it closes the link and the listener and waits
@@ -484,10 +499,17 @@ func (s *Session) handle(e event) {
 	case evChanged:
 	case evTick:
 	case evCommand:
+		from := s.m.State()
 		err := s.command(e.cmd, now, "operator command")
 		if err == nil && e.cmd == fsm.PartnerDown {
 			// The operator vouches that the peer is down now.
 			s.operatorPD, s.operatorPDAt = true, now.Unix()
+			if from == fsm.Shutdown {
+				// In SHUTDOWN the peer took over in PARTNER-DOWN
+				// and may have given our free addresses too: what
+				// we know of them is as stale as after a restart.
+				s.contacted = false
+			}
 		}
 		e.reply <- err
 	case evDrop:
@@ -565,8 +587,10 @@ func (s *Session) linkUp(l *link, now time.Time) {
 	}
 	log.WithFields(fields).Info("failover peer connected")
 	s.met.connects.Inc()
-	s.wg.Add(1)
-	go s.read(l)
+	if !l.fed {
+		s.wg.Add(1)
+		go s.read(l)
+	}
 	s.m.Connected(now.Unix())
 }
 
@@ -584,12 +608,10 @@ func (s *Session) linkDown(why string, now time.Time) {
 	s.peerReq = nil
 	s.updReqOut = false
 	// Updates in flight were not acknowledged: they go again, and so
-	// do the deferred ones.
-	for ip := range s.inflight {
-		s.enqueue(ip)
-	}
-	clear(s.inflight)
-	for ip := range s.deferred {
+	// do the deferred ones (in address order, so that a simulated run
+	// replays exactly).
+	s.requeueInflight()
+	for _, ip := range sortedIPs(s.deferred) {
 		s.enqueue(ip)
 	}
 	s.m.Disconnected(now.Unix())
@@ -780,6 +802,7 @@ func (s *Session) settle() {
 	s.checkTimers(now)
 	rd := s.m.Ready()
 	for _, t := range rd.Transitions {
+		s.entered = t.At
 		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "from": t.From.String(), "to": t.To.String(),
 			"reason": t.Reason}).Info("failover state change")
 		s.met.stateChanges.Inc()
@@ -840,7 +863,7 @@ func (s *Session) drainChanged() {
 	ch := s.changed
 	s.changed = map[lease.IP]struct{}{}
 	s.changedMu.Unlock()
-	for ip := range ch {
+	for _, ip := range sortedIPs(ch) {
 		s.enqueue(ip)
 	}
 	// Free addresses were taken or returned: check the balance soon.
@@ -849,13 +872,30 @@ func (s *Session) drainChanged() {
 	}
 }
 
+// requeueInflight queues again every update waiting for its BNDACK.
+func (s *Session) requeueInflight() {
+	for _, ip := range sortedIPs(s.inflight) {
+		s.enqueue(ip)
+	}
+	clear(s.inflight)
+}
+
+// sortedIPs are the keys of m in address order: updates queued from a
+// map go out in the same order every time, so that a run of the
+// simulation of the pair replays exactly.
+func sortedIPs[V any](m map[lease.IP]V) []lease.IP {
+	ips := make([]lease.IP, 0, len(m))
+	for ip := range m {
+		ips = append(ips, ip)
+	}
+	slices.Sort(ips)
+	return ips
+}
+
 func (s *Session) act(a fsm.Action, now time.Time) {
 	switch a {
 	case fsm.ActRequeueUnacked:
-		for ip := range s.inflight {
-			s.enqueue(ip)
-		}
-		clear(s.inflight)
+		s.requeueInflight()
 	case fsm.ActSendPending:
 		s.db.Pending(func(ip lease.IP) { s.enqueue(ip) })
 	case fsm.ActPoolBalance, fsm.ActPoolCheck:
@@ -1083,6 +1123,7 @@ func (s *Session) publish() {
 		Primary:   s.cfg.Role == Primary,
 		MyState:   st.State,
 		MyStos:    st.Stos,
+		Entered:   s.entered,
 		PeerState: st.PeerState,
 		Connected: s.link != nil,
 		Contacted: s.contacted,

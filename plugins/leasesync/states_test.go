@@ -141,3 +141,62 @@ func TestEmptyDatabaseStaysInRecoverWithAShutdownPeer(t *testing.T) {
 	}
 	expect[*wire.UpdateRequestAll](p)
 }
+
+// restartedWithPeer starts a target whose saved state is saved, entered
+// ago seconds before now, and connects a peer that reports peer.
+func restartedWithPeer(t *testing.T, saved fsm.State, ago int64, peer wire.ServerState) (*target, *rawPeer, int64) {
+	clk := &fakeClock{now: time.Now()}
+	now := clk.Now().Unix()
+	tg := startTarget(t, targetOpts{clk: clk, saved: &lease.RelState{MyState: uint8(saved), MyStos: now - ago,
+		PeerState: uint8(fsm.Normal), PeerStos: now - ago, MCLT: 30}})
+	p := dialFrom(t, tg, peerIP)
+	p.connect()
+	p.send(&wire.State{ServerState: peer, StartTimeOfState: uint32(now - ago)})
+	return tg, p, now
+}
+
+// TestPartnerDownFromStartupDatesFromEntry: a server restarted with a
+// saved NORMAL whose peer reports SHUTDOWN moves from STARTUP to
+// PARTNER-DOWN keeping the saved stos, as ISC does; the reuse rules must
+// still date PARTNER-DOWN from when it was entered. With the old stos the
+// peer's addresses opened at once, while the peer's last lease (its update
+// lost or refused) could still run for MCLT: the simulation of the pair
+// found a client given an address another held that way.
+func TestPartnerDownFromStartupDatesFromEntry(t *testing.T) {
+	tg, _, now := restartedWithPeer(t, fsm.Normal, 1000, wire.StateShutdown)
+	waitTarget(t, tg, "partner-down after startup", func() bool { return stateOf(tg)() == fsm.PartnerDown })
+	v := tg.s.Relationship().View()
+	if got := v.PartnerDownStart(); got < now {
+		t.Errorf("PARTNER-DOWN entered at %d dates from %d for the reuse rules (%ds earlier): the peer's addresses open before MCLT has passed", now, got, now-got)
+	}
+}
+
+// TestPartnerDownFromShutdownIsStale: a server in SHUTDOWN (maintenance)
+// hands its pools to the peer, which moves to PARTNER-DOWN and may give
+// our free addresses too. If the operator then declares partner-down here
+// (the peer died), our own free addresses are as stale as after a restart:
+// they wait MCLT from the declaration, like the peer's. Found by the
+// simulation of the pair (seed 132: the primary gave a never-used address
+// the secondary had given while it was in SHUTDOWN).
+func TestPartnerDownFromShutdownIsStale(t *testing.T) {
+	tg, p, now := restartedWithPeer(t, fsm.Shutdown, 100, wire.StatePartnerDown)
+	waitTarget(t, tg, "shutdown after startup", func() bool {
+		v := tg.s.Relationship().View()
+		return v.MyState == fsm.Shutdown && v.Contacted
+	})
+	p.c.Close() // the peer dies
+	waitTarget(t, tg, "the link down", func() bool { return !tg.s.Relationship().View().Connected })
+	if err := tg.s.Command(fsm.PartnerDown); err != nil {
+		t.Fatal(err)
+	}
+	v := tg.s.Relationship().View()
+	if v.MyState != fsm.PartnerDown {
+		t.Fatalf("State %s after partner-down, want partner-down", v.MyState)
+	}
+	if v.Contacted {
+		t.Errorf("Partner-down declared in shutdown leaves our free addresses usable at once (Contacted), want them stale until MCLT")
+	}
+	if got := v.PartnerDownStart(); got < now {
+		t.Errorf("PARTNER-DOWN dates from %d, before the declaration at %d", got, now)
+	}
+}

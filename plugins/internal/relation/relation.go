@@ -22,9 +22,13 @@ import (
 // View is what the failover plugin needs to decide a request: an immutable
 // snapshot, replaced whenever the relationship changes.
 type View struct {
-	Primary   bool
-	MyState   fsm.State
-	MyStos    int64
+	Primary bool
+	MyState fsm.State
+	MyStos  int64
+	// Entered is when this process last changed state: later than
+	// MyStos when STARTUP ended in another state than the saved one
+	// (stos is kept there, as ISC keeps it).
+	Entered   int64
 	PeerState fsm.State
 	Connected bool
 	// Contacted is true once the peer's state has been heard since this
@@ -44,15 +48,17 @@ type View struct {
 }
 
 // PartnerDownStart is when PARTNER-DOWN began for the reuse rules: its
-// start, or, when the peer has not been heard since this process started,
-// the operator's latest declaration (a PARTNER-DOWN saved before a restart
-// proves nothing about what the peer did meanwhile). The peer's free
-// addresses may be used MCLT after it.
+// start, never before this process entered it (a restart whose STARTUP
+// ends in PARTNER-DOWN keeps the saved state's stos, which may be long
+// before the peer stopped serving), or, when the peer has not been heard
+// since this process started, the operator's latest declaration (a
+// PARTNER-DOWN saved before a restart proves nothing about what the peer
+// did meanwhile). The peer's free addresses may be used MCLT after it.
 func (v *View) PartnerDownStart() int64 {
 	if !v.Contacted {
-		return max(v.MyStos, v.OperatorPartnerDownAt)
+		return max(v.MyStos, v.Entered, v.OperatorPartnerDownAt)
 	}
-	return v.MyStos
+	return max(v.MyStos, v.Entered)
 }
 
 // OwnFree is the binding state of the free addresses this server may
