@@ -9,6 +9,7 @@
 package failover
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -63,6 +64,9 @@ func setup4(args ...string) (handler.Handler4, error) {
 		lifecycle.OnShutdown(metrics.Close)
 	}
 	s, err := start4(cfg, store, wallclock.Now, rel, reg)
+	if se := (*relation.SessionError)(nil); errors.As(err, &se) {
+		return nil, se // the leasesync line's error, which names it
+	}
 	if err != nil {
 		return nil, fmt.Errorf("plugins/failover: %w", err)
 	}

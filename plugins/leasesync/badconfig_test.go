@@ -121,3 +121,23 @@ func TestMismatchedNamesBetweenThePluginLines(t *testing.T) {
 		t.Fatalf("A second leasesync line with the same name: %v", err)
 	}
 }
+
+// A leasesync line whose address= this host does not hold fails when the
+// failover line starts its session: the error names the leasesync line and
+// the argument, not the failover line (issue 16, item 9).
+func TestAnAddressThisHostDoesNotHoldNamesTheLeasesyncLine(t *testing.T) {
+	if _, err := setup4(strings.Fields("name=lan7 role=secondary address=192.0.2.77 peer=192.0.2.78")...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if r, ok := relation.Lookup("lan7"); ok {
+			relation.Unregister(r)
+		}
+	})
+	db := t.TempDir() + "/x.db"
+	_, err := failover.Plugin.Setup4(strings.Fields("name=lan7 db=" + db + " subnet=192.0.2.0/24 pool=192.0.2.100-192.0.2.199")...)
+	if err == nil || !strings.HasPrefix(err.Error(), "plugins/leasesync: ") || !strings.Contains(err.Error(), `argument "address=192.0.2.77"`) ||
+		!strings.Contains(err.Error(), "cannot listen for the failover peer") {
+		t.Fatalf("A leasesync address this host does not hold: %v", err)
+	}
+}

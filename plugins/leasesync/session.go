@@ -221,14 +221,15 @@ func (s *Session) Start() error {
 	}
 	ln, err := net.Listen("tcp4", s.cfg.Address.String())
 	if err != nil {
-		return fmt.Errorf("listening for the failover peer on %s: %w", s.cfg.Address, err)
+		return fmt.Errorf("plugins/leasesync: relationship %q: argument \"address=%s\" (port %d): cannot listen for the failover peer: %w",
+			s.cfg.Name, s.cfg.Address.Addr(), s.cfg.Address.Port(), err)
 	}
 	s.ln = ln
 	if s.cfg.Control != "" {
 		cl, err := listenControl(s.cfg.Control)
 		if err != nil {
 			ln.Close()
-			return err
+			return fmt.Errorf("plugins/leasesync: relationship %q: argument \"control=%s\": %w", s.cfg.Name, s.cfg.Control, err)
 		}
 		s.controlLn = cl
 	}

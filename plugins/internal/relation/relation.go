@@ -187,8 +187,19 @@ func (r *Relationship) Attach(b Bindings) error {
 	if start == nil {
 		return nil
 	}
-	return start()
+	if err := start(); err != nil {
+		return &SessionError{Err: err}
+	}
+	return nil
 }
+
+// SessionError is Attach's error when the session (the leasesync line)
+// could not start: it is that line's error, named by it, not the failover
+// line's.
+type SessionError struct{ Err error }
+
+func (e *SessionError) Error() string { return e.Err.Error() }
+func (e *SessionError) Unwrap() error { return e.Err }
 
 // Attached is closed once a failover line has attached its bindings.
 func (r *Relationship) Attached() <-chan struct{} { return r.attached }
