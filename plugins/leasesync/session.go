@@ -139,6 +139,12 @@ type Session struct {
 	// were written (relation.Bindings.Get): each comes back through
 	// notify, and UPDDONE waits for them.
 	deferred map[lease.IP]bool
+	// retry holds the updates the peer refused with reject reason 6
+	// (its write failed, or a miscellaneous refusal): they stay pending
+	// and are queued again at retryAt, not at once (a peer whose store
+	// fails would refuse them as fast as they go). UPDDONE waits for them.
+	retry   map[lease.IP]bool
+	retryAt time.Time
 	// peerReq is the peer's UPDREQ/UPDREQALL being answered: UPDDONE
 	// (with its xid) goes when the queue, the in-flight list and
 	// deferred are empty.
@@ -206,6 +212,7 @@ func NewSession(cfg Config, rel *relation.Relationship, clk Clock) *Session {
 		queued:           map[lease.IP]bool{},
 		inflight:         map[lease.IP]inflight{},
 		deferred:         map[lease.IP]bool{},
+		retry:            map[lease.IP]bool{},
 	}
 	s.met = newSessionMetrics(s)
 	s.handshakeLog.Period = time.Minute
@@ -747,6 +754,7 @@ func (s *Session) applyUpdate(u *wire.BindingUpdate, now time.Time) {
 			// flight, is not sent (its ack would be ignored).
 			delete(s.inflight, b.IP)
 			delete(s.queued, b.IP)
+			delete(s.retry, b.IP)
 			s.acks = append(s.acks, pendingAck{ack: ack, done: done})
 			return
 		}
@@ -787,6 +795,14 @@ func (s *Session) acked(a *wire.BindingAck, now, at time.Time) {
 		s.met.rejectedByPeer.Inc()
 		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "address": ip.String(), "status": in.sent.State.String(),
 			"reason": a.RejectReason.String()}).Warnf("the peer rejected our binding update: %s", a.Message)
+		if a.RejectReason == wire.RejectMiscReject {
+			// The peer's answer when its write failed: the binding
+			// stays pending and goes again after rejectRetry.
+			s.retry[ip] = true
+			if s.retryAt.IsZero() {
+				s.retryAt = now.Add(rejectRetry)
+			}
+		}
 		return
 	}
 	s.met.updatesAcked.Inc()
@@ -879,6 +895,20 @@ func (s *Session) requeueInflight() {
 		s.enqueue(ip)
 	}
 	clear(s.inflight)
+	s.requeueRefused()
+}
+
+// rejectRetry is how long an update the peer refused for a failed write
+// waits before it goes again.
+const rejectRetry = time.Second
+
+// requeueRefused queues again the updates the peer refused (retry).
+func (s *Session) requeueRefused() {
+	for _, ip := range sortedIPs(s.retry) {
+		s.enqueue(ip)
+	}
+	clear(s.retry)
+	s.retryAt = time.Time{}
 }
 
 // sortedIPs are the keys of m in address order: updates queued from a
@@ -975,6 +1005,9 @@ func (s *Session) flushHeld(now time.Time) error {
 		}
 	}
 	s.acks = s.acks[:0]
+	if !s.retryAt.IsZero() && !now.Before(s.retryAt) {
+		s.requeueRefused()
+	}
 	var stale []lease.IP
 	for len(s.queue) > 0 && len(s.inflight) < s.link.params.maxUnacked {
 		ip := s.queue[0]
@@ -1024,7 +1057,7 @@ func (s *Session) flushHeld(now time.Time) error {
 	if len(s.queue) == 0 {
 		s.queue = nil // let the backing array go
 	}
-	if s.peerReq != nil && len(s.queue) == 0 && len(s.inflight) == 0 && len(s.deferred) == 0 {
+	if s.peerReq != nil && len(s.queue) == 0 && len(s.inflight) == 0 && len(s.deferred) == 0 && len(s.retry) == 0 {
 		if err := s.send(&wire.UpdateDone{Header: wire.Header{XID: *s.peerReq}}, now); err != nil {
 			return err
 		}
@@ -1095,6 +1128,7 @@ func (s *Session) arm(now time.Time) {
 	if s.link != nil {
 		consider(s.lastRecv.Add(s.cfg.MaxResponseDelay))
 		consider(s.lastSend.Add(s.contactInterval()))
+		consider(s.retryAt)
 	} else if !s.dialPending {
 		consider(s.nextDial)
 	}

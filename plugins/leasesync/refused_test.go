@@ -1,0 +1,57 @@
+package leasesync
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
+)
+
+// An update the peer refused because its write failed (reject reason 6)
+// goes again, after rejectRetry and not at once. Before the fix it was
+// never sent again: both servers reached NORMAL and the refusing one gave
+// the address, believed FREE, to another client (the simulation's
+// storefail finding).
+func TestAnUpdateRefusedForAFailedWriteIsSentAgain(t *testing.T) {
+	clk := &fakeClock{now: time.Now()}
+	tg, p := normalTargetWith(t, targetOpts{clk: clk})
+	const ip = "192.0.2.150" // bound to client 10
+	rel, err := dhcpv4.New(dhcpv4.WithHwAddr(clientMAC(10)), dhcpv4.WithMessageType(dhcpv4.MessageTypeRelease),
+		dhcpv4.WithClientIP(net.ParseIP(ip)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.dhcp(rel)
+	released := func() *wire.BindingUpdate {
+		for {
+			u := expect[*wire.BindingUpdate](p)
+			if u.Binding.Addr.String() == ip && u.Binding.Status == wire.BindingStatus(lease.Released) {
+				return u
+			}
+		}
+	}
+	u := released()
+	ack := &wire.BindingAck{Header: wire.Header{XID: u.XID}, RejectReason: wire.RejectMiscReject, Message: "database update failed"}
+	ack.Addr = u.Binding.Addr
+	p.send(ack)
+	var retry time.Time
+	waitTarget(t, tg, "the refusal to be handled", func() bool {
+		tg.s.inspect(func() { retry = tg.s.retryAt })
+		return !retry.IsZero()
+	})
+	if d := retry.Sub(clk.Now()); d <= 0 {
+		t.Fatalf("The refused update is due again %v from now: it would go in a loop", d)
+	}
+	clk.Advance(rejectRetry)
+	again := released()
+	if again.XID == u.XID {
+		t.Fatalf("The update went again with the refused xid %d", u.XID)
+	}
+	if v, ok := tg.srv.Get(mustIP(ip)); !ok || !v.Pending {
+		t.Fatalf("The refused binding is not pending any more: %+v", v)
+	}
+}
