@@ -1,13 +1,9 @@
 package leasesync
 
 import (
-	"net"
 	"testing"
 	"time"
 
-	"github.com/insomniacslk/dhcp/dhcpv4"
-
-	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
 )
 
@@ -20,21 +16,8 @@ func TestAnUpdateRefusedForAFailedWriteIsSentAgain(t *testing.T) {
 	clk := &fakeClock{now: time.Now()}
 	tg, p := normalTargetWith(t, targetOpts{clk: clk})
 	const ip = "192.0.2.150" // bound to client 10
-	rel, err := dhcpv4.New(dhcpv4.WithHwAddr(clientMAC(10)), dhcpv4.WithMessageType(dhcpv4.MessageTypeRelease),
-		dhcpv4.WithClientIP(net.ParseIP(ip)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tg.dhcp(rel)
-	released := func() *wire.BindingUpdate {
-		for {
-			u := expect[*wire.BindingUpdate](p)
-			if u.Binding.Addr.String() == ip && u.Binding.Status == wire.BindingStatus(lease.Released) {
-				return u
-			}
-		}
-	}
-	u := released()
+	release(t, tg, 10, ip)
+	u := expectReleased(p, ip)
 	ack := &wire.BindingAck{Header: wire.Header{XID: u.XID}, RejectReason: wire.RejectMiscReject, Message: "database update failed"}
 	ack.Addr = u.Binding.Addr
 	p.send(ack)
@@ -47,7 +30,7 @@ func TestAnUpdateRefusedForAFailedWriteIsSentAgain(t *testing.T) {
 		t.Fatalf("The refused update is due again %v from now: it would go in a loop", d)
 	}
 	clk.Advance(rejectRetry)
-	again := released()
+	again := expectReleased(p, ip)
 	if again.XID == u.XID {
 		t.Fatalf("The update went again with the refused xid %d", u.XID)
 	}

@@ -16,18 +16,8 @@ import (
 func TestAReleasedAddressIsNotReturnedOnceItsUpdateLeft(t *testing.T) {
 	tg, p := normalTarget(t)
 	const ip = "192.0.2.150" // bound to client 10
-	rel, err := dhcpv4.New(dhcpv4.WithHwAddr(clientMAC(10)), dhcpv4.WithMessageType(dhcpv4.MessageTypeRelease),
-		dhcpv4.WithClientIP(net.ParseIP(ip)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tg.dhcp(rel)
-	for {
-		u := expect[*wire.BindingUpdate](p)
-		if u.Binding.Addr.String() == ip && u.Binding.Status == wire.BindingStatus(lease.Released) {
-			break
-		}
-	}
+	release(t, tg, 10, ip)
+	expectReleased(p, ip)
 	// The peer holds it as FREE and keeps its BNDACK.
 	req, err := dhcpv4.New(dhcpv4.WithHwAddr(clientMAC(10)), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
 		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP(ip))))
@@ -36,5 +26,26 @@ func TestAReleasedAddressIsNotReturnedOnceItsUpdateLeft(t *testing.T) {
 	}
 	if resp := tg.dhcp(req); resp != nil {
 		t.Fatalf("The old client's REQUEST got %s %s while the peer may have given the address away", resp.MessageType(), resp.YourIPAddr)
+	}
+}
+
+// release has client n release ip.
+func release(t *testing.T, tg *target, n int, ip string) {
+	t.Helper()
+	rel, err := dhcpv4.New(dhcpv4.WithHwAddr(clientMAC(n)), dhcpv4.WithMessageType(dhcpv4.MessageTypeRelease),
+		dhcpv4.WithClientIP(net.ParseIP(ip)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.dhcp(rel)
+}
+
+// expectReleased reads until the BNDUPD that announces ip RELEASED.
+func expectReleased(p *rawPeer, ip string) *wire.BindingUpdate {
+	for {
+		u := expect[*wire.BindingUpdate](p)
+		if u.Binding.Addr.String() == ip && u.Binding.Status == wire.BindingStatus(lease.Released) {
+			return u
+		}
 	}
 }
