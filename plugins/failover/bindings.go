@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
@@ -323,19 +325,95 @@ func (s *Server) Acked(sent lease.Binding, now int64) bool {
 		cur.State = lease.Free // both servers now agree it is free
 	}
 	s.table.Put(cur)
-	batch := s.commit.Submit(cur)
-	// Acknowledgements that share a commit share one watcher: a
-	// goroutine per acknowledgement would be max-unacked-updates of them.
-	watch := batch != s.ackBatch
-	s.ackBatch = batch
+	ac := s.saveAck(cur)
 	s.mu.Unlock()
-	switch {
-	case watch && settled(batch):
-		s.wrote(batch.Err(), "peer acknowledgement")
-	case watch:
-		go func() { s.wrote(batch.Wait(), "peer acknowledgement") }()
-	}
+	s.watchAcks(ac)
 	return true
+}
+
+// ackCommit is the acknowledged bindings that went into one commit.
+// Acknowledgements that share a commit share one watcher: a goroutine per
+// acknowledgement would be max-unacked-updates of them.
+type ackCommit struct {
+	batch *lease.Batch
+	ips   []lease.IP // guarded by Server.mu
+}
+
+// saveAck submits b, acknowledged by the peer, for writing. It returns
+// the commit to watch (watchAcks), nil if an earlier call returned it.
+// The caller holds s.mu.
+func (s *Server) saveAck(b lease.Binding) *ackCommit {
+	batch := s.commit.Submit(b)
+	ac := s.acks
+	first := ac == nil || ac.batch != batch
+	if first {
+		ac = &ackCommit{batch: batch}
+		s.acks = ac
+	}
+	ac.ips = append(ac.ips, b.IP)
+	if !first {
+		return nil
+	}
+	return ac
+}
+
+// watchAcks waits for the commit of ac (nil: watched already). The
+// acknowledgement may have lowered PeerExpiry, which limits what we grant
+// (grant): a failed write would bring the higher value back from the
+// disk at a restart, and we would renew a client up to MCLT past an
+// expiry the peer no longer knows. Memory keeps the lower value, which
+// is the safe one, and the binding is written again by the next Sweep
+// until a write succeeds (resaveAcks). A restart before that still
+// reads the higher value: the window is the store's failure.
+func (s *Server) watchAcks(ac *ackCommit) {
+	if ac == nil {
+		return
+	}
+	done := func() {
+		if s.wrote(ac.batch.Err(), "peer acknowledgement") != nil {
+			s.mu.Lock()
+			for _, ip := range ac.ips {
+				s.unsaved[ip] = true
+			}
+			s.mu.Unlock()
+		}
+	}
+	if settled(ac.batch) {
+		done()
+		return
+	}
+	go func() {
+		ac.batch.Wait()
+		done()
+	}()
+}
+
+// resaveAcks writes again the acknowledged bindings whose write failed
+// (see watchAcks). One being written now is left for the next round: its
+// own write carries the acknowledged fields if it succeeds.
+func (s *Server) resaveAcks() {
+	s.mu.Lock()
+	if len(s.unsaved) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	var watch []*ackCommit
+	// In address order, so that a simulated run replays exactly.
+	for _, ip := range slices.Sorted(maps.Keys(s.unsaved)) {
+		if s.writing[ip] > 0 {
+			continue
+		}
+		delete(s.unsaved, ip)
+		if cur, ok := s.table.Get(ip); ok {
+			if ac := s.saveAck(cur); ac != nil {
+				watch = append(watch, ac)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, ac := range watch {
+		s.watchAcks(ac)
+	}
 }
 
 // Sent implements relation.Bindings: sent, read by Get, is about to be

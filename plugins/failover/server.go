@@ -58,9 +58,11 @@ type Server struct {
 	store    lease.Store
 	met      *serverMetrics
 	health   storeHealth
-	// ackBatch is the commit the last acknowledgement from the peer went
-	// into (see Acked).
-	ackBatch *lease.Batch
+	// acks is the commit the last acknowledgement from the peer went
+	// into (see Acked); unsaved holds the acknowledged addresses whose
+	// write failed: Sweep writes them again (see saveAcks).
+	acks    *ackCommit
+	unsaved map[lease.IP]bool
 	// peerCommit collects the peer's updates that went into the current
 	// commit (see ApplyPeer).
 	peerCommit *peerCommit
@@ -180,6 +182,7 @@ func newServer(cfg Config, store lease.Store, now func() time.Time, rel *relatio
 	s.table = lease.NewTable(cfg.Pools, s.reusable, s.ownsNew)
 	s.superseded = make(map[lease.IP]undoRecord)
 	s.writing = make(map[lease.IP]int)
+	s.unsaved = make(map[lease.IP]bool)
 	s.hidden = make(map[lease.IP]bool)
 	s.store = store
 	if err := s.load(store); err != nil {
@@ -288,6 +291,7 @@ func (s *Server) Close(running bool) error {
 // Sweep ends lapsed offer holds, moves ACTIVE leases past their end to
 // EXPIRED and ABANDONED addresses past their hold to FREE.
 func (s *Server) Sweep() {
+	s.resaveAcks()
 	now := s.now().Unix()
 	var last *lease.Batch
 	var changed []lease.IP
