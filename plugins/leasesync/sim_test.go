@@ -46,7 +46,7 @@ const (
 	faultLostAckPD                         // crash the peer just after a cut, partner-down on the survivor
 	faultReleaseAck                        // release and come back at once, ack in flight
 	faultSlowWrite                         // a write takes seconds while the client retransmits; both may fail
-	faultStoreFail                         // the store fails every write for a while (not in the default set: see defaultFaults)
+	faultStoreFail                         // the store fails every write for a while
 	faultPDRestart                         // restart in partner-down without the peer, partner-down again
 	faultNoChaddr                          // clients with neither chaddr nor client identifier
 	faultMaintenance                       // maintenance start and stop
@@ -63,9 +63,9 @@ var faultNames = [numFaults]string{"crash", "emptystore", "partition", "clientne
 const allFaults simFault = 1<<numFaults - 1
 
 // defaultFaults are the faults a run injects unless SIM_FAULTS says
-// otherwise: all but storefail, restartapart and decline, which still break the
+// otherwise: all but restartapart and decline, which still break the
 // invariants through open findings (docs/simulation.md).
-const defaultFaults = allFaults &^ (faultStoreFail | faultRestartApart | faultDecline)
+const defaultFaults = allFaults &^ (faultRestartApart | faultDecline)
 
 func (f simFault) String() string {
 	var out []string
