@@ -189,10 +189,10 @@ func TestPartnerDownFromShutdownIsStale(t *testing.T) {
 	if err := tg.s.Command(fsm.PartnerDown); err != nil {
 		t.Fatal(err)
 	}
+	// The command returns once the machine has moved; the view is
+	// published by the session loop after it.
+	waitTarget(t, tg, "partner-down in the view", func() bool { return tg.s.Relationship().View().MyState == fsm.PartnerDown })
 	v := tg.s.Relationship().View()
-	if v.MyState != fsm.PartnerDown {
-		t.Fatalf("State %s after partner-down, want partner-down", v.MyState)
-	}
 	if v.Contacted {
 		t.Errorf("Partner-down declared in shutdown leaves our free addresses usable at once (Contacted), want them stale until MCLT")
 	}
