@@ -318,7 +318,10 @@ func (s *Server) Sweep() {
 			b.State = lease.Expired
 		case lease.Abandoned:
 			// Back to the primary's pool; pool balancing gives the
-			// secondary its share.
+			// secondary its share. Only once the peer has acknowledged
+			// the ABANDONED binding: until then it is not on the heap
+			// (lease.Table), as a peer that did not hear the DECLINE
+			// may still hold the address for its client.
 			b = lease.Binding{IP: b.IP, State: lease.Free, PeerExpiry: b.PeerExpiry, SentExpiry: b.SentExpiry}
 		}
 		s.mark(&b)
