@@ -322,7 +322,10 @@ func (s *Server) Sweep() {
 			b.State = lease.Expired
 		case lease.Abandoned:
 			// Back to the primary's pool; pool balancing gives the
-			// secondary its share.
+			// secondary its share. Only once the peer has acknowledged
+			// the ABANDONED binding: until then it is not on the heap
+			// (lease.Table), as a peer that did not hear the DECLINE
+			// may still hold the address for its client.
 			b = lease.Binding{IP: b.IP, State: lease.Free, PeerExpiry: b.PeerExpiry, SentExpiry: b.SentExpiry}
 		}
 		s.mark(&b)
@@ -595,6 +598,21 @@ func (s *Server) renewOnly() bool {
 		(v.MyState == fsm.CommInterrupted || v.MyState == fsm.PartnerDown)
 }
 
+// renewOnlyCap bounds a lease time g granted at now for the binding b
+// while renewing only: the lease never runs past what the peer can know of
+// it, the stored end or the potential expiry it acknowledged
+// (PeerExpiry), whichever is later. A peer that declared us down while we
+// were away waits for no more than that plus MCLT; the MCLT rule alone
+// lets each renewal go MCLT past the last, ever further beyond. A potential
+// expiry sent but not acknowledged may never have reached the peer and
+// does not count. Outside renewals-only, g is returned as is.
+func (s *Server) renewOnlyCap(g, now int64, b *lease.Binding) int64 {
+	if !s.renewOnly() {
+		return g
+	}
+	return max(min(g, max(b.Until(), b.PeerExpiry)-now), 0)
+}
+
 // inUse reports whether ip is bound or offered to a client other than key,
 // or abandoned: a request for it is refused with a NAK. A free address
 // that is the peer's is not in use: the peer answers for it.
@@ -654,7 +672,7 @@ func (s *Server) discover(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, b
 		b, _ := s.table.Get(ip)
 		s.mu.Unlock()
 		g, _ := grant(int64(lt/time.Second), now, b.PeerExpiry, v.MCLT)
-		lt = time.Duration(g) * time.Second
+		lt = time.Duration(s.renewOnlyCap(g, now, &b)) * time.Second
 	}
 	log.Debugf("offering %s to %s", ip, req.ClientHWAddr)
 	s.fill(req, resp, ip, lt)
@@ -758,6 +776,7 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 	}
 	if v := s.view(); v != nil {
 		g, potential := grant(int64(lt/time.Second), now, old.PeerExpiry, v.MCLT)
+		g = s.renewOnlyCap(g, now, &old)
 		lt = time.Duration(g) * time.Second
 		b.End = now + g
 		// Never below what the peer may already hold: a shorter

@@ -224,7 +224,7 @@ func (t *Table) Put(b Binding) {
 		t.byClient[k] = b.IP
 	}
 	switch {
-	case (b.State == Active || b.State == Abandoned) && b.End != 0:
+	case timed(&b):
 		if e.hidx >= 0 {
 			heap.Fix(&t.ends, int(e.hidx))
 		} else {
@@ -237,6 +237,23 @@ func (t *Table) Put(b Binding) {
 		e.queued = true
 		t.freeQ.push(b.IP)
 	}
+}
+
+// timed reports whether b waits on the heap for its End: an ACTIVE lease
+// to expire, an ABANDONED address to be freed once its hold is over -- but
+// only once the peer has it (not Pending): it goes FREE on its own only
+// after the peer has acknowledged it, as EXPIRED and RELEASED wait for the
+// peer's ack (a single server never has a pending change). Until then a
+// peer that did not hear the DECLINE may hold the address as ACTIVE. The
+// Put that clears Pending puts it on the heap.
+func timed(b *Binding) bool {
+	switch b.State {
+	case Active:
+		return b.End != 0
+	case Abandoned:
+		return b.End != 0 && !b.Pending
+	}
+	return false
 }
 
 // Requeue re-examines ip after the reuse rule may have changed its answer
