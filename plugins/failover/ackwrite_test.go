@@ -2,6 +2,7 @@ package failover
 
 import (
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 
@@ -51,7 +52,7 @@ func TestALoweredPeerExpiryWhoseWriteFailedIsWrittenAgain(t *testing.T) {
 // waitFor polls cond (another goroutine settles a write) for up to 5 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); !cond(); runtime.Gosched() {
 		if time.Now().After(deadline) {
 			t.Fatalf("Waited 5s for %s", what)
 		}

@@ -3,6 +3,7 @@ package failover
 import (
 	"errors"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -113,7 +114,7 @@ func (h *harness) waitInMemory(ip lease.IP, end int64) {
 		if b.End == end {
 			return
 		}
-		time.Sleep(time.Millisecond)
+		runtime.Gosched()
 	}
 }
 
