@@ -144,6 +144,7 @@ func TestISCComplaints(t *testing.T) {
 		"DHCPDISCOVER from 02:cf:00:00:00:07 via lan: load balance to peer isc",
 		"Update request all from isc: sending update",
 		"Sent update done message to isc",
+		"Failover CONNECT to isc rejected: Connection rejected, duplicate connection.",
 	}
 	got := complaints(strings.Join(append(append([]string{}, good...), bad...), "\n"), iscNotComplaints)
 	if strings.Join(got, "\n") != strings.Join(bad, "\n") {

@@ -332,18 +332,28 @@ func (s *Session) startHandshake(conn net.Conn, dialed bool) {
 		}()
 		l, err := s.handshake(conn, dialed)
 		if err != nil {
+			e := log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "peer": conn.RemoteAddr().String()})
+			var rej *rejection
+			switch {
+			case errors.As(err, &rej) && rej.reason == wire.RejectDupConnection && s.linked.Load():
+				// Both servers dialled at once and the other
+				// connection won: nothing is wrong (ISC pairs race the
+				// same way). Logged before the close, so that a peer
+				// that sees the close has been logged.
+				e.Infof("second failover connection closed: %v; the live link is kept", err)
+			default:
+				// The session retries every few seconds: one line
+				// a minute says it still fails, and how often.
+				s.handshakeLog.Do(s.clk.Now(), func(n int) {
+					e = e.WithField("failures", n)
+					if rej != nil || errors.Is(err, errTLSRefused) {
+						e.Warnf("failover handshake refused: %v", err)
+					} else {
+						e.Infof("failover handshake failed: %v", err)
+					}
+				})
+			}
 			conn.Close()
-			// The session retries every few seconds: one line a
-			// minute says it still fails, and how often.
-			s.handshakeLog.Do(s.clk.Now(), func(n int) {
-				e := log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "peer": conn.RemoteAddr().String(), "failures": n})
-				var rej *rejection
-				if errors.As(err, &rej) || errors.Is(err, errTLSRefused) {
-					e.Warnf("failover handshake refused: %v", err)
-				} else {
-					e.Infof("failover handshake failed: %v", err)
-				}
-			})
 			if dialed {
 				s.post(event{kind: evDialFailed})
 			}

@@ -302,6 +302,7 @@ func TestASecondConnectionIsRefusedAsADuplicate(t *testing.T) {
 	first := dialFrom(t, tg, peerIP)
 	first.connect()
 	waitTarget(t, tg, "the link to come up", connected(tg))
+	logs.Reset()
 	second := dialFrom(t, tg, peerIP)
 	cfg := primaryCfg(t)
 	second.send(connectMsg(&cfg, time.Now().Unix()))
@@ -310,6 +311,15 @@ func TestASecondConnectionIsRefusedAsADuplicate(t *testing.T) {
 		t.Fatalf("Second CONNECT answered %s %q, want DUP-CONNECTION", a.RejectReason, a.Message)
 	}
 	second.expectClosed()
+	// Both servers dialling at once is ordinary: an operator is told at
+	// info level, never warned, and the refusal is logged before the close.
+	if got := logged("already connected"); len(got) != 1 || got[0].Level != logrus.InfoLevel ||
+		!strings.Contains(got[0].Message, "the live link is kept") {
+		t.Fatalf("The duplicate was logged as %v, want one info line saying the live link is kept", got)
+	}
+	if got := logged("handshake refused"); len(got) != 0 {
+		t.Fatalf("The duplicate was logged as a refused handshake: %v", got)
+	}
 	// The first link lives on.
 	first.send(&wire.Contact{})
 	if !tg.s.Relationship().View().Connected {
