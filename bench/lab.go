@@ -3,13 +3,14 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"strconv"
-	"strings"
+	"path/filepath"
+	"sync"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
-// The lab: four network namespaces, every one named with the prefix pfb-.
+// The lab (internal/netlab, prefix pfb, beside the tests' own prefixes):
 //
 //	pfb-sw   bridge br0: the client LAN, 198.51.100.0/24
 //	pfb-s1   lan 198.51.100.1/24, peer 203.0.113.1/30   server (or primary)
@@ -21,119 +22,108 @@ import (
 // so every reply goes to 198.51.100.2:67; the pool (198.18.0.0/15) lives
 // only inside DHCP packets and is never a destination.
 const (
-	nsPrefix = "pfb-"
-	nsSwitch = nsPrefix + "sw"
-	nsS1     = nsPrefix + "s1"
-	nsS2     = nsPrefix + "s2"
-	nsCli    = nsPrefix + "cli"
+	labPrefix = "pfb"
 
 	s1LAN   = "198.51.100.1"
 	s2LAN   = "198.51.100.3"
 	cliLAN  = "198.51.100.2"
 	s1Peer  = "203.0.113.1"
 	s2Peer  = "203.0.113.2"
-	lanName = "lan"
+	lanName = netlab.LanIface
 	peerIf  = "peer"
 )
 
-func sh(name string, args ...string) error {
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
-// labDown deletes every pfb- namespace, killing what still runs in it
-// (only this harness starts processes there).
-func labDown() {
-	out, _ := exec.Command("ip", "netns", "list").Output()
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || !strings.HasPrefix(f[0], nsPrefix) {
-			continue
-		}
-		pids, _ := exec.Command("ip", "netns", "pids", f[0]).Output()
-		for _, p := range strings.Fields(string(pids)) {
-			if pid, err := strconv.Atoi(p); err == nil {
-				syscallKill(pid)
-			}
-		}
-		exec.Command("ip", "netns", "delete", f[0]).Run()
-	}
-}
-
-func labUp() error {
-	labDown()
-	for _, ns := range []string{nsSwitch, nsS1, nsS2, nsCli} {
-		if err := sh("ip", "netns", "add", ns); err != nil {
-			return err
-		}
-		if err := sh("ip", "netns", "exec", ns, "sysctl", "-qw",
-			"net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"); err != nil {
-			return err
-		}
-		if err := sh("ip", "-n", ns, "link", "set", "lo", "up"); err != nil {
-			return err
-		}
-	}
-	steps := [][]string{
-		{"ip", "-n", nsSwitch, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0"},
-		{"ip", "-n", nsSwitch, "link", "set", "br0", "up"},
-	}
-	for _, n := range []struct{ ns, port, addr string }{{nsS1, "s1", s1LAN}, {nsS2, "s2", s2LAN}, {nsCli, "cli", cliLAN}} {
-		steps = append(steps,
-			[]string{"ip", "link", "add", lanName, "netns", n.ns, "type", "veth", "peer", "name", n.port, "netns", nsSwitch},
-			[]string{"ip", "-n", nsSwitch, "link", "set", n.port, "master", "br0"},
-			[]string{"ip", "-n", nsSwitch, "link", "set", n.port, "up"},
-			[]string{"ip", "-n", n.ns, "addr", "add", n.addr + "/24", "dev", lanName},
-			[]string{"ip", "-n", n.ns, "link", "set", lanName, "up"})
-	}
-	steps = append(steps,
-		[]string{"ip", "link", "add", peerIf, "netns", nsS1, "type", "veth", "peer", "name", peerIf, "netns", nsS2},
-		[]string{"ip", "-n", nsS1, "addr", "add", s1Peer + "/30", "dev", peerIf},
-		[]string{"ip", "-n", nsS2, "addr", "add", s2Peer + "/30", "dev", peerIf},
-		[]string{"ip", "-n", nsS1, "link", "set", peerIf, "up"},
-		[]string{"ip", "-n", nsS2, "link", "set", peerIf, "up"})
-	for _, s := range steps {
-		if err := sh(s[0], s[1:]...); err != nil {
-			return err
-		}
-	}
+// labUp builds the lab; prog tears it down at exit.
+func (b *bench) labUp() {
+	lab := netlab.NewLab(prog, labPrefix)
+	b.s1 = lab.AddNode("s1", s1LAN+"/24")
+	b.s2 = lab.AddNode("s2", s2LAN+"/24")
+	b.cli = lab.AddNode("cli", cliLAN+"/24")
+	lab.Connect(b.s1, b.s2, peerIf, s1Peer+"/30", s2Peer+"/30")
 	// The bridge forwards at once (no STP, no forward delay), but give
 	// the links a moment to come up.
 	time.Sleep(300 * time.Millisecond)
-	return nil
 }
 
 // setPeerLink cuts (false) or heals (true) the failover peer link, on both
 // ends so that both servers see it.
-func setPeerLink(up bool) error {
-	state := "down"
-	if up {
-		state = "up"
-	}
-	for _, ns := range []string{nsS1, nsS2} {
-		if err := sh("ip", "-n", ns, "link", "set", peerIf, state); err != nil {
-			return err
-		}
+func (b *bench) setPeerLink(up bool) {
+	b.s1.SetLink(peerIf, up)
+	b.s2.SetLink(peerIf, up)
+}
+
+// startIn starts a server in namespace n, on the servers' CPU, with env
+// added and its output appended to logPath.
+func (b *bench) startIn(n *netlab.Node, env []string, logPath, name string, args ...string) *netlab.Proc {
+	return n.StartCmd(netlab.Cmd{Label: filepath.Base(name), Log: logPath, Env: env, CPUs: b.srvCPUs, Name: name, Args: args})
+}
+
+// waitUDP waits until p has bound UDP port 67.
+func waitUDP(p *netlab.Proc, timeout time.Duration) error {
+	if err := p.WaitUDP(67, timeout); err != nil {
+		return fmt.Errorf("%w; the end of its log:\n%s", err, p.Tail(20))
 	}
 	return nil
 }
 
-// udpBound reports whether a socket in the namespace of pid has UDP port
-// port bound.
-func udpBound(pid, port int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/udp", pid))
-	if err != nil {
-		return false
-	}
-	want := fmt.Sprintf(":%04X ", port)
-	for _, line := range strings.Split(string(b), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) > 1 && strings.HasSuffix(f[1]+" ", want) {
-			return true
+// program is netlab.T for this command: Fatalf (a failed lab step) and
+// fail end the program after the cleanups (the lab's teardown: processes
+// killed, namespaces deleted), which also run at a normal end (done) and
+// on SIGINT or SIGTERM.
+type program struct {
+	mu       sync.Mutex
+	failed   bool
+	cleanups []func()
+	once     sync.Once
+}
+
+var prog = &program{}
+
+func (p *program) Helper()                         {}
+func (p *program) Name() string                    { return "bench" }
+func (p *program) Logf(format string, args ...any) { logf(format, args...) }
+func (p *program) Fatalf(format string, args ...any) {
+	p.setFailed()
+	p.exit(1, fmt.Sprintf(format, args...))
+}
+
+func (p *program) Errorf(format string, args ...any) {
+	p.setFailed()
+	logf("error: "+format, args...)
+}
+
+func (p *program) setFailed() {
+	p.mu.Lock()
+	p.failed = true
+	p.mu.Unlock()
+}
+
+func (p *program) Failed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failed
+}
+
+func (p *program) Cleanup(fn func()) {
+	p.mu.Lock()
+	p.cleanups = append(p.cleanups, fn)
+	p.mu.Unlock()
+}
+
+// done runs the cleanups, last registered first, once.
+func (p *program) done() {
+	p.once.Do(func() {
+		p.mu.Lock()
+		fns := p.cleanups
+		p.mu.Unlock()
+		for i := len(fns) - 1; i >= 0; i-- {
+			fns[i]()
 		}
-	}
-	return false
+	})
+}
+
+func (p *program) exit(code int, msg string) {
+	fmt.Fprintln(os.Stderr, "bench:", msg)
+	p.done()
+	os.Exit(code)
 }

@@ -42,6 +42,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 const stockVersion = "v0.0.0-20260217182248-a0841cb3038f"
@@ -50,7 +52,8 @@ type bench struct {
 	runs, period, overload, probes, clients int
 	quick, storm, startup, goBench, profile bool
 	servers                                 []kind
-	srvCPU, genCPU                          int
+	srvCPUs, genCPUs                        string // taskset -c lists; "": not pinned
+	s1, s2, cli                             *netlab.Node
 	oursBin, stockBin                       string
 	work, out, repo                         string
 	rssLimitKiB                             int
@@ -99,9 +102,9 @@ func main() {
 	b.startup = envInt("BENCH_STARTUP", 1) == 1
 	b.goBench = envInt("BENCH_GO", 1) == 1
 	b.profile = envInt("BENCH_PROFILE", 0) == 1
-	b.srvCPU, b.genCPU = 0, 1
+	b.srvCPUs, b.genCPUs = "0", "1"
 	if envInt("BENCH_PIN", 1) != 1 || runtime.NumCPU() < 2 {
-		b.srvCPU, b.genCPU = -1, -1
+		b.srvCPUs, b.genCPUs = "", ""
 	}
 	wd, _ := os.Getwd()
 	b.repo = wd
@@ -154,16 +157,13 @@ func main() {
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	go func() { <-sigs; labDown(); fmt.Fprintln(os.Stderr, "bench: interrupted"); os.Exit(130) }()
+	go func() { <-sigs; prog.exit(130, "interrupted") }()
 
 	b.load0 = loadavg()
 	logf("work dir %s; %d round(s), %d s probes, %d s overload; load average %s", b.work, b.runs, b.period, b.overload, b.load0)
-	if err := labUp(); err != nil {
-		labDown()
-		fail(err)
-	}
+	b.labUp()
 	err := b.run()
-	labDown()
+	prog.done()
 	if err != nil {
 		fail(err)
 	}
@@ -184,10 +184,8 @@ func main() {
 	logf("written %s (raw output in %s) after %s", latest, b.work, time.Since(b.t0).Round(time.Second))
 }
 
-func fail(err error) {
-	fmt.Fprintln(os.Stderr, "bench:", err)
-	os.Exit(1)
-}
+// fail ends the program after the lab's teardown.
+func fail(err error) { prog.exit(1, err.Error()) }
 
 func loadavg() string {
 	b, _ := os.ReadFile("/proc/loadavg")
@@ -337,8 +335,8 @@ func (b *bench) once(k kind, round int, phase string, o probeOpts) (*result, err
 	}
 	r.Round, r.Phase = round, phase
 	for _, p := range in.procs {
-		if code := p.cmd.ProcessState.ExitCode(); code > 0 && r.Note == "" {
-			r.Note = fmt.Sprintf("%s exited with status %d", p.name, code)
+		if code := p.ExitCode(); code > 0 && r.Note == "" {
+			r.Note = fmt.Sprintf("%s exited with status %d", p.Name, code)
 		}
 	}
 	b.results = append(b.results, r)

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 // stormResult is the renewal storm on the pair: on a 50,000-address pool,
@@ -77,10 +79,8 @@ func (b *bench) renewalStorm() error {
 	}
 
 	logf("storm: cutting the peer link; the clients renew for %d s", cutSec)
-	if err := setPeerLink(false); err != nil {
-		return err
-	}
-	defer setPeerLink(true)
+	b.setPeerLink(false)
+	defer b.setPeerLink(true)
 	if err := waitFor(30*time.Second, bothIn("communications-interrupted")); err != nil {
 		sr.Err = "partition: " + err.Error()
 		return nil
@@ -105,7 +105,7 @@ func (b *bench) renewalStorm() error {
 	logs := []string{filepath.Join(in.dir, "primary.log"), filepath.Join(in.dir, "secondary.log")}
 	noFree0 := noFreeDrops(logs)
 	storm, err := b.probe(in, probeOpts{rate: sr.Clients / stormSec, period: stormSec, seed: 11, clients: sr.Clients, during: func() {
-		setPeerLink(true)
+		b.setPeerLink(true)
 		healed = time.Now()
 		go func() {
 			err := waitFor(time.Duration(stormSec+10)*time.Second, func() (bool, string) {
@@ -207,22 +207,18 @@ SELECT 3323068417 + i, 2, 1, printf('02:00:00:%%02x:%%02x:%%02x', (i >> 16) & 25
 		}
 		for i := 0; i < reps; i++ {
 			t0 := time.Now()
-			p, err := startIn(nsS1, b.srvCPU, nil, filepath.Join(dir, "server.log"), b.oursBin, "-c", conf, "-L", "info")
-			if err != nil {
-				return err
-			}
-			if err := p.waitUDP(60 * time.Second); err != nil {
-				p.stop()
+			p := b.startIn(b.s1, nil, filepath.Join(dir, "server.log"), b.oursBin, "-c", conf, "-L", "info")
+			if err := waitUDP(p, 60*time.Second); err != nil {
+				p.Stop(5 * time.Second)
 				return fmt.Errorf("startup: %w", err)
 			}
 			r := startupResult{Ready: time.Since(t0).Seconds()}
 			time.Sleep(time.Second)
-			r.RSS, r.HWM = statusKiB(p.pid(), "VmRSS")/1024, statusKiB(p.pid(), "VmHWM")/1024
-			p.stop()
-			logb, _ := os.ReadFile(p.log)
-			if m := loadedRe.FindSubmatch(logb); m != nil {
-				r.Bindings, _ = strconv.Atoi(string(m[1]))
-				r.Loaded = string(m[2]) + " s"
+			r.RSS, r.HWM = netlab.StatusKiB(p.PID(), "VmRSS")/1024, netlab.StatusKiB(p.PID(), "VmHWM")/1024
+			p.Stop(5 * time.Second)
+			if m := loadedRe.FindStringSubmatch(p.Output()); m != nil {
+				r.Bindings, _ = strconv.Atoi(m[1])
+				r.Loaded = m[2] + " s"
 			}
 			b.starts = append(b.starts, r)
 			logf("startup: %d bindings, UDP bound after %.3f s (server: loaded in %s), RSS %d MiB", r.Bindings, r.Ready, r.Loaded, r.RSS)

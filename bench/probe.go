@@ -4,13 +4,15 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 // result is one perfdhcp run against one server.
@@ -70,30 +72,17 @@ func (b *bench) probe(in *instance, o probeOpts, id string) (*result, error) {
 		target = "255.255.255.255"
 	}
 	args = append(args, target)
+	// The output, after a line with the command; a fresh file (BENCH_WORK
+	// may hold an earlier run's).
 	out := filepath.Join(b.work, id+".perfdhcp")
-	argv := []string{"netns", "exec", nsCli}
-	if b.genCPU >= 0 {
-		argv = append(argv, "taskset", "-c", strconv.Itoa(b.genCPU))
-	}
-	argv = append(argv, "perfdhcp")
-	argv = append(argv, args...)
-	write(out+".cmd", "ip "+strings.Join(argv, " ")+"\n")
-	f, err := os.Create(out)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	cmd := exec.Command("ip", argv...)
-	cmd.Stdout, cmd.Stderr = f, f
+	os.Remove(out)
 
 	cpu0 := make([]float64, len(pids))
 	for i, p := range pids {
-		cpu0[i] = cpuSeconds(p)
+		cpu0[i] = netlab.CPUSeconds(p)
 	}
 	w0 := time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
+	gen := b.cli.StartCmd(netlab.Cmd{Label: "perfdhcp", Log: out, CPUs: b.genCPUs, Name: "perfdhcp", Args: args})
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -110,11 +99,11 @@ func (b *bench) probe(in *instance, o probeOpts, id string) (*result, error) {
 			}
 			rss := 0
 			for _, p := range pids {
-				rss = max(rss, statusKiB(p, "VmRSS")/1024)
-				if statusKiB(p, "VmRSS") > b.rssLimitKiB {
-					syscallKill(p)
+				rss = max(rss, netlab.StatusKiB(p, "VmRSS")/1024)
+				if netlab.StatusKiB(p, "VmRSS") > b.rssLimitKiB {
+					syscall.Kill(p, syscall.SIGKILL)
 					mu.Lock()
-					r.Note = fmt.Sprintf("killed by the harness at RSS %d MiB", statusKiB(p, "VmRSS")/1024)
+					r.Note = fmt.Sprintf("killed by the harness at RSS %d MiB", netlab.StatusKiB(p, "VmRSS")/1024)
 					mu.Unlock()
 				}
 			}
@@ -152,20 +141,20 @@ func (b *bench) probe(in *instance, o probeOpts, id string) (*result, error) {
 	if o.during != nil {
 		o.during()
 	}
-	werr := cmd.Wait()
+	werr := gen.Wait(time.Duration(o.period)*time.Second + time.Minute)
+	if gen.Running() {
+		gen.Kill()
+	}
 	w1 := time.Now()
-	gen := cmd.ProcessState
 	for i, p := range pids {
-		c := 100 * (cpuSeconds(p) - cpu0[i]) / w1.Sub(w0).Seconds()
+		c := 100 * (netlab.CPUSeconds(p) - cpu0[i]) / w1.Sub(w0).Seconds()
 		r.CPUEach = append(r.CPUEach, c)
 		r.CPU += c
-		r.RSSPeak = max(r.RSSPeak, statusKiB(p, "VmHWM")/1024)
+		r.RSSPeak = max(r.RSSPeak, netlab.StatusKiB(p, "VmHWM")/1024)
 	}
 	close(stop)
 	wg.Wait()
-	if gen != nil {
-		r.GenCPU = 100 * (gen.UserTime() + gen.SystemTime()).Seconds() / w1.Sub(w0).Seconds()
-	}
+	r.GenCPU = 100 * gen.CPUTime().Seconds() / w1.Sub(w0).Seconds()
 	// Pairs: how long until every update is acknowledged (ours) or both
 	// lease files agree (ISC), at most 10 s.
 	switch {

@@ -92,7 +92,7 @@ func (b *bench) report() string {
 	p("- load: perfdhcp %s as a relay (giaddr %s), `-R %d -x t -W 500000`, %d s per search probe; pairs are sent to 255.255.255.255 (`-B`); pool %s–%s (65,521 addresses), lease time 3600 s; a fresh server on empty storage for every run (the ISC pair: on copies of lease files saved once its initial pool balance was done, which takes it about a minute)",
 		firstLine("perfdhcp", "-v"), cliLAN, b.clients, b.period, poolStart, poolEnd)
 	pin := "servers pinned to CPU0 (both of a pair), perfdhcp to CPU1"
-	if b.srvCPU < 0 {
+	if b.srvCPUs == "" {
 		pin = "nothing pinned"
 	}
 	p("- %s; %d round(s), each alternating the servers run by run (A B C D E A B ...)", pin, b.runs)

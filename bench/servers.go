@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 // The pool: 65,521 addresses of the RFC 2544 benchmarking range, the
@@ -43,7 +45,7 @@ var kinds = []kind{
 // instance is a running server (or pair) under test.
 type instance struct {
 	kind     kind
-	procs    []*proc
+	procs    []*netlab.Proc
 	controls []string // ours-pair: control sockets, primary first
 	pprof    string   // ours: pprof socket of the (primary) server
 	leases   []string // isc-pair: lease files, primary first
@@ -53,7 +55,7 @@ type instance struct {
 func (in *instance) pids() []int {
 	var p []int
 	for _, pr := range in.procs {
-		p = append(p, pr.pid())
+		p = append(p, pr.PID())
 	}
 	return p
 }
@@ -61,7 +63,7 @@ func (in *instance) pids() []int {
 // waitUDP waits until every process has bound UDP port 67.
 func (in *instance) waitUDP() error {
 	for _, p := range in.procs {
-		if err := p.waitUDP(30 * time.Second); err != nil {
+		if err := waitUDP(p, 30*time.Second); err != nil {
 			return err
 		}
 	}
@@ -70,7 +72,7 @@ func (in *instance) waitUDP() error {
 
 func (in *instance) stop() {
 	for _, p := range in.procs {
-		p.stop()
+		p.Stop(5 * time.Second)
 	}
 }
 
@@ -127,12 +129,9 @@ func (b *bench) startStock(in *instance, o serverOpts) error {
 `, lanName, s1LAN, router, netmask, filepath.Join(in.dir, "leases.sqlite3"), poolStart, o.poolEnd)); err != nil {
 		return err
 	}
-	p, err := startIn(nsS1, b.srvCPU, nil, filepath.Join(in.dir, "server.log"), b.stockBin, "-c", conf, "-L", "warning")
-	if err != nil {
-		return err
-	}
+	p := b.startIn(b.s1, nil, filepath.Join(in.dir, "server.log"), b.stockBin, "-c", conf, "-L", "warning")
 	in.procs = append(in.procs, p)
-	return p.waitUDP(30 * time.Second)
+	return waitUDP(p, 30*time.Second)
 }
 
 func oursConfig(sid, leasesync, db, pEnd string) string {
@@ -157,13 +156,10 @@ func (b *bench) startOurs(in *instance, o serverOpts) error {
 		return err
 	}
 	in.pprof = filepath.Join(in.dir, "pprof.sock")
-	p, err := startIn(nsS1, b.srvCPU, []string{"COREDHCP_FAILOVER_PPROF=" + in.pprof},
+	p := b.startIn(b.s1, []string{"COREDHCP_FAILOVER_PPROF=" + in.pprof},
 		filepath.Join(in.dir, "server.log"), b.oursBin, "-c", conf, "-L", "warning")
-	if err != nil {
-		return err
-	}
 	in.procs = append(in.procs, p)
-	return p.waitUDP(30 * time.Second)
+	return waitUDP(p, 30*time.Second)
 }
 
 func (b *bench) startOursPair(in *instance, o serverOpts) error {
@@ -171,9 +167,12 @@ func (b *bench) startOursPair(in *instance, o serverOpts) error {
 	if o.mrd != "" {
 		extra = " max-response-delay=" + o.mrd
 	}
-	for i, side := range []struct{ ns, sid, role, addr, peer, args string }{
-		{nsS1, s1LAN, "primary", s1Peer, s2Peer, " mclt=1h split=128"},
-		{nsS2, s2LAN, "secondary", s2Peer, s1Peer, ""},
+	for i, side := range []struct {
+		node                        *netlab.Node
+		sid, role, addr, peer, args string
+	}{
+		{b.s1, s1LAN, "primary", s1Peer, s2Peer, " mclt=1h split=128"},
+		{b.s2, s2LAN, "secondary", s2Peer, s1Peer, ""},
 	} {
 		ctl := filepath.Join(in.dir, side.role+".sock")
 		ls := fmt.Sprintf("name=bench role=%s address=%s peer=%s%s%s control=%s",
@@ -190,10 +189,7 @@ func (b *bench) startOursPair(in *instance, o serverOpts) error {
 				in.pprof = sock
 			}
 		}
-		p, err := startIn(side.ns, b.srvCPU, env, filepath.Join(in.dir, side.role+".log"), b.oursBin, "-c", conf, "-L", "warning")
-		if err != nil {
-			return err
-		}
+		p := b.startIn(side.node, env, filepath.Join(in.dir, side.role+".log"), b.oursBin, "-c", conf, "-L", "warning")
 		in.procs = append(in.procs, p)
 		in.controls = append(in.controls, ctl)
 	}
@@ -312,7 +308,10 @@ func (b *bench) startISCPair(in *instance, o serverOpts) error {
 	if _, err := os.Stat(filepath.Join(snap, "secondary.leases")); err == nil && useSnap {
 		haveSnap = true
 	}
-	for _, side := range []struct{ ns, role string }{{nsS1, "primary"}, {nsS2, "secondary"}} {
+	for _, side := range []struct {
+		node *netlab.Node
+		role string
+	}{{b.s1, "primary"}, {b.s2, "secondary"}} {
 		conf := filepath.Join(in.dir, side.role+".conf")
 		lf := filepath.Join(in.dir, side.role+".leases")
 		if err := write(conf, iscConfig(side.role, o.poolEnd)); err != nil {
@@ -328,11 +327,8 @@ func (b *bench) startISCPair(in *instance, o serverOpts) error {
 		if err := os.WriteFile(lf, initial, 0o644); err != nil {
 			return err
 		}
-		p, err := startIn(side.ns, b.srvCPU, nil, filepath.Join(in.dir, side.role+".log"),
+		p := b.startIn(side.node, nil, filepath.Join(in.dir, side.role+".log"),
 			"dhcpd", "-4", "-f", "-d", "-cf", conf, "-lf", lf, "-pf", filepath.Join(in.dir, side.role+".pid"), lanName)
-		if err != nil {
-			return err
-		}
 		in.procs = append(in.procs, p)
 		in.leases = append(in.leases, lf)
 	}
@@ -346,9 +342,8 @@ func (b *bench) startISCPair(in *instance, o serverOpts) error {
 	t0 := time.Now()
 	err := waitFor(180*time.Second, func() (bool, string) {
 		for _, p := range in.procs {
-			b, _ := os.ReadFile(p.log)
-			if !iscNormal.Match(b) {
-				return false, p.log + ": not normal yet"
+			if !iscNormal.MatchString(p.Output()) {
+				return false, p.LogPath + ": not normal yet"
 			}
 		}
 		n := countISC(in.leases[1], "binding state backup;")
@@ -442,12 +437,9 @@ func (b *bench) startKea(in *instance, o serverOpts) error {
 		return err
 	}
 	env := []string{"KEA_PIDFILE_DIR=" + in.dir, "KEA_LOCKFILE_DIR=" + in.dir}
-	p, err := startIn(nsS1, b.srvCPU, env, filepath.Join(in.dir, "server.log"), "kea-dhcp4", "-c", conf)
-	if err != nil {
-		return err
-	}
+	p := b.startIn(b.s1, env, filepath.Join(in.dir, "server.log"), "kea-dhcp4", "-c", conf)
 	in.procs = append(in.procs, p)
-	return p.waitUDP(30 * time.Second)
+	return waitUDP(p, 30*time.Second)
 }
 
 // buildStock builds stock CoreDHCP at the pinned version into the cache

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 // Capture writes a pcap (link type RAW: IPv4 packets) of the TCP segments
@@ -24,7 +26,7 @@ import (
 // stopped, and every segment of the peer link must be in the file.
 type Capture struct {
 	Path  string
-	node  *Node
+	node  *netlab.Node
 	fd    int
 	port  uint16
 	file  *os.File
@@ -34,15 +36,15 @@ type Capture struct {
 	err   error
 }
 
-// StartCapture starts capturing TCP port `port` on the node's interface
+// StartCapture starts capturing TCP port `port` on node n's interface
 // iface into LAB/label.pcap.
-func (n *Node) StartCapture(label, iface string, port uint16) *Capture {
+func StartCapture(n *netlab.Node, label, iface string, port uint16) *Capture {
 	t := n.Lab.T
 	t.Helper()
 	c := &Capture{Path: filepath.Join(n.Lab.Dir, label+".pcap"), node: n, fd: -1, port: port, done: make(chan struct{})}
 	f, err := os.Create(c.Path)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	c.file = f
 	hdr := make([]byte, 24)
@@ -52,11 +54,11 @@ func (n *Node) StartCapture(label, iface string, port uint16) *Capture {
 	binary.LittleEndian.PutUint32(hdr[16:], 65535)
 	binary.LittleEndian.PutUint32(hdr[20:], 101) // LINKTYPE_RAW
 	if _, err := f.Write(hdr); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	// ETH_P_ALL: a socket bound to one protocol sees only what comes in,
 	// not what the node sends.
-	c.fd, err = n.packetSocket(iface, syscall.ETH_P_ALL, 8<<20)
+	c.fd, err = packetSocket(n, iface, syscall.ETH_P_ALL, 8<<20)
 	if err != nil {
 		f.Close()
 		t.Fatalf("capture on %s/%s: %v", n.NS, iface, err)
@@ -67,10 +69,10 @@ func (n *Node) StartCapture(label, iface string, port uint16) *Capture {
 }
 
 // packetSocket opens an AF_PACKET datagram socket (network-layer
-// payloads) in the node's namespace, bound to iface and protocol proto
+// payloads) in node n's namespace, bound to iface and protocol proto
 // (an ETH_P_ value), with a receive buffer of rcvbuf bytes and a 100 ms
 // receive timeout so that a reader can notice it was stopped.
-func (n *Node) packetSocket(iface string, proto uint16, rcvbuf int) (int, error) {
+func packetSocket(n *netlab.Node, iface string, proto uint16, rcvbuf int) (int, error) {
 	fd := -1
 	err := n.Do(func() error {
 		ifi, err := net.InterfaceByName(iface)
@@ -184,7 +186,7 @@ const (
 func DecodeFailoverPcap(path string) (FailoverDecode, error) {
 	d := FailoverDecode{Types: map[string]int{}}
 	run := func(args ...string) (string, error) {
-		out, err := exec.Command(Tool("tshark"), append([]string{"-r", path}, args...)...).Output()
+		out, err := exec.Command(netlab.Tool("tshark"), append([]string{"-r", path}, args...)...).Output()
 		if err != nil {
 			var stderr []byte
 			if ee, ok := err.(*exec.ExitError); ok {

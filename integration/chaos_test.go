@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 var (
@@ -55,7 +57,7 @@ type chaosTotals struct {
 // invariants 1–5 of docs/invariants.md with the checker. Every schedule prints its
 // seed; -chaos.seed=S -chaos.n=1 replays one.
 func TestChaos(t *testing.T) {
-	RequireTools(t, "udhcpc", "dhclient", "sqlite3", "tc")
+	netlab.RequireTools(t, "udhcpc", "dhclient", "sqlite3", "tc")
 	bin := filepath.Join(filepath.Dir(BinaryPath(t)), "coredhcp-failover-fakeclock")
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("%s: %v (make integration builds it)", bin, err)
@@ -110,7 +112,7 @@ func TestChaos(t *testing.T) {
 // chaosPair is one schedule's world.
 type chaosPair struct {
 	t       *testing.T
-	l       *Lab
+	l       *netlab.Lab
 	rng     *rand.Rand
 	srv     map[string]*Server // by server identifier
 	sock    map[string]string
@@ -130,7 +132,7 @@ type chaosPair struct {
 
 func runSchedule(t *testing.T, bin, prefix string, seed int64, steps int, tot *chaosTotals) {
 	t.Logf("schedule seed %d in lab %s", seed, prefix)
-	l := NewLab(t, prefix)
+	l := netlab.NewLab(t, prefix)
 	c := &chaosPair{t: t, l: l, rng: rand.New(rand.NewSource(seed)), srv: map[string]*Server{},
 		sock: map[string]string{}, clock: map[string]string{}, offset: map[string]time.Duration{},
 		tl: map[string]Timeline{}, stop: make(chan struct{}),
@@ -141,7 +143,7 @@ func runSchedule(t *testing.T, bin, prefix string, seed int64, steps int, tot *c
 	rn := l.AddNode("r", chaosRelayIP+"/24")
 	fo := fmt.Sprintf("name=lan1 pool=%s lease-time=%d", chaosPool, chaosLease)
 	for _, n := range []struct {
-		node      *Node
+		node      *netlab.Node
 		id, lines string
 	}{
 		{pn, chaosPrimary, "role=primary address=198.51.100.1 peer=198.51.100.2 mclt=5 split=128"},
@@ -434,7 +436,7 @@ func (c *chaosPair) stopPolling() {
 // waitNormal waits until both servers say NORMAL (and see each other so).
 func (c *chaosPair) waitNormal(what string) {
 	c.t.Helper()
-	err := Eventually(60*time.Second, func() error {
+	err := netlab.Eventually(60*time.Second, func() error {
 		for id, sock := range c.sock {
 			st, peer := controlStatus(sock)
 			if st != "normal" || peer != "normal" {
@@ -450,7 +452,7 @@ func (c *chaosPair) waitNormal(what string) {
 
 func (c *chaosPair) waitState(id, state string) {
 	c.t.Helper()
-	err := Eventually(30*time.Second, func() error {
+	err := netlab.Eventually(30*time.Second, func() error {
 		if st, _ := controlStatus(c.sock[id]); st != state {
 			return fmt.Errorf("%s is %q, want %q", c.srv[id].Node.Name, st, state)
 		}

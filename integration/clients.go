@@ -12,8 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 // Client is a real DHCP client process in its own node (so its own MAC).
@@ -23,7 +24,7 @@ type Client interface {
 	Name() string
 	Kind() string // "dhclient" or "udhcpc"
 	HW() net.HardwareAddr
-	Node() *Node
+	Node() *netlab.Node
 	// Start starts acquiring a lease and returns at once.
 	Start()
 	// Events returns every event the client reported so far.
@@ -105,25 +106,25 @@ func readEvents(path string) []Event {
 
 // clientBase holds what both kinds share: the node, files and process.
 type clientBase struct {
-	node   *Node
+	node   *netlab.Node
 	name   string
 	kind   string
 	events string
 	script string
-	proc   *Proc
+	proc   *netlab.Proc
 }
 
 func (c *clientBase) Name() string         { return c.name }
 func (c *clientBase) Kind() string         { return c.kind }
 func (c *clientBase) HW() net.HardwareAddr { return c.node.MAC }
-func (c *clientBase) Node() *Node          { return c.node }
+func (c *clientBase) Node() *netlab.Node   { return c.node }
 func (c *clientBase) Events() []Event      { return readEvents(c.events) }
 
 func (c *clientBase) WaitBound(since int, timeout time.Duration) Event {
 	t := c.node.Lab.T
 	t.Helper()
 	var got Event
-	err := Eventually(timeout, func() error {
+	err := netlab.Eventually(timeout, func() error {
 		for _, e := range c.Events() {
 			if e.Index >= since && e.Bound() {
 				got = e
@@ -143,7 +144,7 @@ func (c *clientBase) waitEvent(since int, kind string, timeout time.Duration) Ev
 	t := c.node.Lab.T
 	t.Helper()
 	var got Event
-	err := Eventually(timeout, func() error {
+	err := netlab.Eventually(timeout, func() error {
 		for _, e := range c.Events() {
 			if e.Index >= since && e.Kind == kind {
 				got = e
@@ -188,9 +189,9 @@ func formatEvents(evs []Event) string {
 	return b.String()
 }
 
-func writeScript(t testing.TB, path, body string) {
+func writeScript(t netlab.T, path, body string) {
 	if err := os.WriteFile(path, []byte(body), 0o755); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 }
 
@@ -205,9 +206,9 @@ type Dhclient struct {
 }
 
 // NewDhclient prepares a dhclient on node; hostname is sent as option 12.
-func NewDhclient(n *Node, hostname string) *Dhclient {
+func NewDhclient(n *netlab.Node, hostname string) *Dhclient {
 	n.Lab.T.Helper()
-	RequireTools(n.Lab.T, "dhclient")
+	netlab.RequireTools(n.Lab.T, "dhclient")
 	base := filepath.Join(n.Lab.Dir, n.Name+".dhclient")
 	d := &Dhclient{
 		clientBase: clientBase{node: n, name: hostname, kind: "dhclient", events: base + ".events", script: base + ".sh"},
@@ -215,7 +216,7 @@ func NewDhclient(n *Node, hostname string) *Dhclient {
 	}
 	// As dhcpd (see StartDhcpd), dhclient runs from a copy: Debian's
 	// AppArmor profile for /sbin/dhclient would deny it the lab's files.
-	if err := copyFile(Tool("dhclient"), d.bin, 0o755); err != nil {
+	if err := copyFile(netlab.Tool("dhclient"), d.bin, 0o755); err != nil {
 		n.Lab.T.Fatalf("copying dhclient: %v", err)
 	}
 	conf := fmt.Sprintf(`# dhclient config of lab node %s
@@ -227,10 +228,10 @@ send host-name %q;
 request subnet-mask, broadcast-address, routers, domain-name-servers, dhcp-lease-time;
 `, n.NS, hostname)
 	if err := os.WriteFile(d.conf, []byte(conf), 0o644); err != nil {
-		n.Lab.T.Fatal(err)
+		n.Lab.T.Fatalf("%v", err)
 	}
 	if err := os.WriteFile(d.leases, nil, 0o644); err != nil { // dhclient refuses a missing -lf
-		n.Lab.T.Fatal(err)
+		n.Lab.T.Fatalf("%v", err)
 	}
 	writeScript(n.Lab.T, d.script, fmt.Sprintf(`#!/bin/sh
 # dhclient-script stand-in for lab node %s: record the event, set the address.
@@ -295,9 +296,9 @@ type Udhcpc struct {
 
 // NewUdhcpc prepares a udhcpc on node; hostname is sent as option 12.
 // udhcpc sends a client identifier (01 + MAC) by default.
-func NewUdhcpc(n *Node, hostname string) *Udhcpc {
+func NewUdhcpc(n *netlab.Node, hostname string) *Udhcpc {
 	n.Lab.T.Helper()
-	RequireTools(n.Lab.T, "udhcpc")
+	netlab.RequireTools(n.Lab.T, "udhcpc")
 	base := filepath.Join(n.Lab.Dir, n.Name+".udhcpc")
 	u := &Udhcpc{clientBase{node: n, name: hostname, kind: "udhcpc", events: base + ".events", script: base + ".sh"}}
 	writeScript(n.Lab.T, u.script, fmt.Sprintf(`#!/bin/sh

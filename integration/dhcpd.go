@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 // DhcpdOptions describe one ISC dhcpd (Debian's isc-dhcp-server 4.4) in a
@@ -42,13 +44,13 @@ type DhcpdOptions struct {
 // Dhcpd is ISC dhcpd running in the foreground in a node's namespace, with
 // its config, lease file, pid file and log in the lab directory.
 type Dhcpd struct {
-	Node   *Node
+	Node   *netlab.Node
 	Opts   DhcpdOptions
 	Bin    string // a copy of dhcpd in the lab directory (see StartDhcpd)
 	Conf   string
 	Leases string
 	PID    string
-	Proc   *Proc
+	Proc   *netlab.Proc
 	starts int
 }
 
@@ -58,21 +60,21 @@ type Dhcpd struct {
 // dhcpd runs from a copy of /usr/sbin/dhcpd: Debian's AppArmor profile for
 // /usr/sbin/dhcpd confines it to /etc/dhcp and /var/lib/dhcp, and the lab's
 // files are elsewhere. The copy is the same program without that profile.
-func StartDhcpd(n *Node, o DhcpdOptions) *Dhcpd {
+func StartDhcpd(n *netlab.Node, o DhcpdOptions) *Dhcpd {
 	l := n.Lab
 	t := l.T
 	t.Helper()
-	RequireTools(t, "dhcpd")
+	netlab.RequireTools(t, "dhcpd")
 	base := filepath.Join(l.Dir, n.Name+".dhcpd")
 	d := &Dhcpd{Node: n, Opts: o, Bin: base + ".bin", Conf: base + ".conf", Leases: base + ".leases", PID: base + ".pid"}
-	if err := copyFile(Tool("dhcpd"), d.Bin, 0o755); err != nil {
+	if err := copyFile(netlab.Tool("dhcpd"), d.Bin, 0o755); err != nil {
 		t.Fatalf("copying dhcpd: %v", err)
 	}
 	if err := os.WriteFile(d.Conf, []byte(o.config()), 0o644); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	if err := os.WriteFile(d.Leases, nil, 0o644); err != nil { // dhcpd refuses a missing -lf
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	l.OnFailure(func() {
 		t.Logf("--- dhcpd %s config %s:\n%s", n.Name, d.Conf, readFile(d.Conf))
@@ -146,16 +148,7 @@ func (d *Dhcpd) Start() {
 	d.starts++
 	d.Proc = d.Node.Start("dhcpd-"+d.Node.Name, d.Bin, "-4", "-f", "-d", "-cf", d.Conf, "-lf", d.Leases,
 		"-pf", d.PID, d.Node.Iface)
-	err := Eventually(10*time.Second, func() error {
-		if !d.Proc.Running() {
-			return fmt.Errorf("exited with %v", d.Proc.Wait(0))
-		}
-		if !udpBound(d.Proc.PID(), 67) {
-			return fmt.Errorf("UDP port 67 not bound after 10s")
-		}
-		return nil
-	})
-	if err != nil {
+	if err := d.Proc.WaitUDP(67, 10*time.Second); err != nil {
 		t.Fatalf("dhcpd %s (start #%d): %v\nconfig:\n%s\nlog:\n%s", d.Node.Name, d.starts, err, readFile(d.Conf), d.Proc.Tail(30))
 	}
 }
@@ -336,10 +329,10 @@ func (d *Dhcpd) SetLocalState(state int) {
 	if d.Opts.OmapiPort == 0 {
 		t.Fatalf("dhcpd %s has no omapi-port: cannot use omshell", d.Node.Name)
 	}
-	RequireTools(t, "omshell")
+	netlab.RequireTools(t, "omshell")
 	script := fmt.Sprintf("server 127.0.0.1\nport %d\nconnect\nnew failover-state\nset name = %q\nopen\nset local-state = %d\nupdate\n",
 		d.Opts.OmapiPort, d.Opts.Name, state)
-	cmd := exec.Command(Tool("ip"), "netns", "exec", d.Node.NS, Tool("omshell"))
+	cmd := exec.Command(netlab.Tool("ip"), "netns", "exec", d.Node.NS, netlab.Tool("omshell"))
 	cmd.Stdin = strings.NewReader(script)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()

@@ -9,5 +9,7 @@
 //	make build
 //	go test -tags integration -v ./integration/...
 //
-// See README.md in this directory for the lab layout and the cleanup rules.
+// The namespace lab and the process harness themselves are in
+// internal/netlab, shared with the benchmark (bench/). See README.md in this
+// directory for the lab layout and the cleanup rules.
 package integration

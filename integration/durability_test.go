@@ -7,6 +7,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 // ackLedger is the exact account of the ACKs a sniffer saw: which address
@@ -68,9 +70,9 @@ func (a *ackLedger) checkActive(t *testing.T, srv *Server, when string) {
 // address. After a restart on the same DB the same clients (same MACs) must
 // be given the same addresses again.
 func TestAckedLeasesSurviveKill9UnderLoad(t *testing.T) {
-	RequireTools(t, "ip", "sqlite3", "perfdhcp")
+	netlab.RequireTools(t, "ip", "sqlite3", "perfdhcp")
 	BinaryPath(t)
-	lab := NewLab(t, prefix)
+	lab := netlab.NewLab(t, prefix)
 	gen := lab.AddNode("gen", "198.51.100.2/24")
 	srv := StartServer(lab.AddNode("srv", "198.51.100.1/24"), ServerOptions{
 		Failover: "subnet=203.0.113.0/24 pool=203.0.113.10-203.0.113.249 relay=198.51.100.2 lease-time=1h",
@@ -78,9 +80,9 @@ func TestAckedLeasesSurviveKill9UnderLoad(t *testing.T) {
 		LogLevel: "info",
 	})
 
-	sn := gen.Sniff()
+	sn := Sniff(gen)
 	perf := StartPerfdhcp(gen, PerfOptions{Server: "198.51.100.1", Rate: 400, Clients: 200, Period: 5 * time.Second})
-	err := Eventually(10*time.Second, func() error {
+	err := netlab.Eventually(10*time.Second, func() error {
 		if n := len(sn.Replies(DHCPAck)); n < 300 {
 			return fmt.Errorf("only %d ACKs seen", n)
 		}
@@ -109,7 +111,7 @@ func TestAckedLeasesSurviveKill9UnderLoad(t *testing.T) {
 	ledger.checkActive(t, srv, "after kill -9")
 
 	srv.Start()
-	sn2 := gen.Sniff()
+	sn2 := Sniff(gen)
 	st2 := StartPerfdhcp(gen, PerfOptions{Server: "198.51.100.1", Rate: 200, Clients: 200, Period: 3 * time.Second, Seed: 2}).Wait()
 	if err := sn2.Stop(); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 // exampleServer starts the repository's example configuration file on
@@ -15,7 +17,7 @@ import (
 // interface (eth0), and the database and control socket paths (into the
 // lab directory). Everything else -- addresses, pools, arguments -- is the
 // example's own.
-func exampleServer(t *testing.T, n *Node, file string) *Server {
+func exampleServer(t *testing.T, n *netlab.Node, file string) *Server {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", file))
 	if err != nil {
@@ -60,9 +62,9 @@ func exampleServer(t *testing.T, n *Node, file string) *Server {
 // The shipped examples start as they are and serve: the single server
 // gives a client an address; the pair reaches NORMAL and serves one.
 func TestExamplesStart(t *testing.T) {
-	RequireTools(t, "udhcpc", "sqlite3")
+	netlab.RequireTools(t, "udhcpc", "sqlite3")
 	t.Run("single", func(t *testing.T) {
-		l := NewLab(t, "cfe")
+		l := netlab.NewLab(t, "cfe")
 		exampleServer(t, l.AddNode("srv", "192.0.2.1/24"), "coredhcp-failover.yaml")
 		c := NewUdhcpc(l.AddNode("c1"), "c1")
 		c.Start()
@@ -71,7 +73,7 @@ func TestExamplesStart(t *testing.T) {
 		}
 	})
 	t.Run("pair", func(t *testing.T) {
-		l := NewLab(t, "cfe")
+		l := netlab.NewLab(t, "cfe")
 		p := exampleServer(t, l.AddNode("p", "192.0.2.1/24"), "examples/primary.yaml")
 		s := exampleServer(t, l.AddNode("s", "192.0.2.2/24"), "examples/secondary.yaml")
 		waitStates(t, 30*time.Second, "the example pair in NORMAL", map[*Server]string{p: "normal", s: "normal"})

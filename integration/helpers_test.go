@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 // Prefix of every namespace this suite creates.
@@ -20,11 +22,11 @@ const (
 
 // newLAN builds the standard lab: a server node "srv" (192.0.2.1/24) on the
 // LAN, running coredhcp-failover with one pool and a one-hour lease time.
-func newLAN(t *testing.T) (*Lab, *Server) {
+func newLAN(t *testing.T) (*netlab.Lab, *Server) {
 	t.Helper()
-	RequireTools(t, "ip", "sqlite3", "dhclient", "udhcpc", "perfdhcp")
+	netlab.RequireTools(t, "ip", "sqlite3", "dhclient", "udhcpc", "perfdhcp")
 	BinaryPath(t)
-	lab := NewLab(t, prefix)
+	lab := netlab.NewLab(t, prefix)
 	srv := StartServer(lab.AddNode("srv", "192.0.2.1/24"), ServerOptions{
 		Failover: "pool=" + lanPool + " lease-time=" + leaseTime.String(),
 		Plugins:  LANPlugins,
@@ -35,7 +37,7 @@ func newLAN(t *testing.T) (*Lab, *Server) {
 // startClients adds nd dhclient and nu udhcpc nodes, starts them all at
 // once and waits until each is bound; it returns the clients and their
 // binding events, by client name.
-func startClients(lab *Lab, nd, nu int) ([]Client, map[string]Event) {
+func startClients(lab *netlab.Lab, nd, nu int) ([]Client, map[string]Event) {
 	var cs []Client
 	for i := 1; i <= nd; i++ {
 		cs = append(cs, NewDhclient(lab.AddNode(fmt.Sprintf("d%d", i)), fmt.Sprintf("dh%d", i)))

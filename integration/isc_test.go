@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 )
 
@@ -37,7 +38,7 @@ const (
 
 type iscPair struct {
 	t        *testing.T
-	lab      *Lab
+	lab      *netlab.Lab
 	ours     *Server
 	isc      *Dhcpd
 	oursRole string // "primary" or "secondary"
@@ -45,7 +46,7 @@ type iscPair struct {
 	clients  []Client
 	iscMark  int      // see mark
 	capture  *Capture // with iscOptions.capture
-	ourNode  *Node
+	ourNode  *netlab.Node
 }
 
 // iscOptions tunes a pair; the zero value is the standard one.
@@ -61,8 +62,8 @@ type iscOptions struct {
 // and waits until both are NORMAL.
 func newISCPair(t *testing.T, prefix, oursRole string, o iscOptions) *iscPair {
 	t.Helper()
-	RequireTools(t, "dhcpd", "sqlite3", "udhcpc", "dhclient")
-	lab := NewLab(t, prefix)
+	netlab.RequireTools(t, "dhcpd", "sqlite3", "udhcpc", "dhclient")
+	lab := netlab.NewLab(t, prefix)
 	pn := lab.AddNode("p", iscPrimary+"/24")
 	sn := lab.AddNode("s", iscSecond+"/24")
 	p := &iscPair{t: t, lab: lab, oursRole: oursRole, sock: filepath.Join(lab.Dir, "ours.sock")}
@@ -93,7 +94,7 @@ func newISCPair(t *testing.T, prefix, oursRole string, o iscOptions) *iscPair {
 		o.dhcpd(&do)
 	}
 	if o.capture {
-		p.capture = ourNode.StartCapture("peer", LanIface, 647)
+		p.capture = StartCapture(ourNode, "peer", netlab.LanIface, 647)
 	}
 	// dhcpd first: our server finds its peer listening and the handshake
 	// starts at once.
@@ -127,7 +128,7 @@ func (p *iscPair) waitNormal(timeout time.Duration) {
 func (p *iscPair) waitStates(timeout time.Duration, ours, isc string) {
 	p.t.Helper()
 	start := time.Now()
-	err := Eventually(timeout, func() error {
+	err := netlab.Eventually(timeout, func() error {
 		if ours != "" {
 			st, err := p.oursStatus()
 			if err != nil {
@@ -226,7 +227,7 @@ func (p *iscPair) addClients(tag string, nu, nd int) map[Client]Event {
 // ACK while the databases keep the later one.
 func (p *iscPair) checkLeasesOnBoth(bound map[Client]Event) {
 	p.t.Helper()
-	err := Eventually(10*time.Second, func() error {
+	err := netlab.Eventually(10*time.Second, func() error {
 		o, i, err := p.records()
 		if err != nil {
 			return err
@@ -330,7 +331,7 @@ func TestISCPeerNormalAndLeases(t *testing.T) {
 func (p *iscPair) checkPoolBalance() (backup, free int) {
 	p.t.Helper()
 	total := int(ipNum(iscLast)-ipNum(iscFirst)) + 1
-	err := Eventually(10*time.Second, func() error {
+	err := netlab.Eventually(10*time.Second, func() error {
 		o, i, err := p.records()
 		if err != nil {
 			return err
@@ -506,7 +507,7 @@ func keys(m map[string]bool) []string {
 // each client's address ACTIVE for its hardware address.
 func (p *iscPair) checkBoundOn(side string, bound map[Client]Event) {
 	p.t.Helper()
-	err := Eventually(10*time.Second, func() error {
+	err := netlab.Eventually(10*time.Second, func() error {
 		o, i, err := p.records()
 		if err != nil {
 			return err
@@ -775,7 +776,7 @@ func (p *iscPair) checkConverged() {
 		}
 		return "unbound" // expired, released, abandoned, reset; or active past its end
 	}
-	err := Eventually(15*time.Second, func() error {
+	err := netlab.Eventually(15*time.Second, func() error {
 		o, i, err := p.records()
 		if err != nil {
 			return err

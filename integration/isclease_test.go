@@ -5,6 +5,8 @@ package integration
 import (
 	"strings"
 	"testing"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 // A lease file as dhcpd 4.4.3 writes it (records appended on every change;
@@ -155,7 +157,7 @@ func TestISCComplaints(t *testing.T) {
 // The capture checker against ISC's own captures: a clean ISC pair's start
 // decodes with no problem; the deliberate bad probes of 08 are found.
 func TestDecodeFailoverPcap(t *testing.T) {
-	RequireTools(t, "tshark")
+	netlab.RequireTools(t, "tshark")
 	dir := "../plugins/internal/wire/testdata/captures/"
 	d, err := DecodeFailoverPcap(dir + "01-startup.pcap")
 	if err != nil {

@@ -9,10 +9,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 // listenUDP opens a UDP socket inside the node's namespace.
-func listenUDP(t *testing.T, n *Node, addr string) *net.UDPConn {
+func listenUDP(t *testing.T, n *netlab.Node, addr string) *net.UDPConn {
 	t.Helper()
 	var c *net.UDPConn
 	err := n.Do(func() error {
@@ -56,7 +58,7 @@ func delivered(from, to *net.UDPConn, dst string, wait time.Duration) bool {
 // restores it, and a second lab with the same prefix removes the leftovers
 // (namespaces and the processes inside them) of the first.
 func TestLab(t *testing.T) {
-	lab := NewLab(t, prefix)
+	lab := netlab.NewLab(t, prefix)
 	a := lab.AddNode("a", "192.0.2.11/24")
 	b := lab.AddNode("b", "192.0.2.12/24")
 	lab.Connect(a, b, "peer", "203.0.113.1/30", "203.0.113.2/30")
@@ -76,7 +78,7 @@ func TestLab(t *testing.T) {
 		t.Error("cutting b's LAN port also cut the peer link")
 	}
 	b.SetLAN(true)
-	if err := Eventually(5*time.Second, func() error {
+	if err := netlab.Eventually(5*time.Second, func() error {
 		if !delivered(ca, cb, "192.0.2.12:7001", 200*time.Millisecond) {
 			return fmt.Errorf("LAN still cut after SetLAN(true)")
 		}
@@ -91,13 +93,13 @@ func TestLab(t *testing.T) {
 	// A process left behind in a namespace (as after a crashed run) is
 	// killed, and the namespace deleted, when the next lab starts.
 	p := b.Start("sleeper", "sleep", "600")
-	if err := RemoveNamespaces(prefix); err != nil {
+	if err := netlab.RemoveNamespaces(prefix); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Wait(5 * time.Second); err == nil || p.Running() {
 		t.Errorf("process in a removed namespace: running=%v, exit %v; want killed", p.Running(), err)
 	}
-	out, _ := exec.Command(Tool("ip"), "netns", "list").Output()
+	out, _ := exec.Command(netlab.Tool("ip"), "netns", "list").Output()
 	for _, ns := range []string{a.NS, b.NS, lab.Switch} {
 		if strings.Contains(string(out), ns) {
 			t.Errorf("namespace %s survived RemoveNamespaces: %s", ns, out)

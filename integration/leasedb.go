@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 // Lease is one row of the server's "leases" view.
@@ -45,7 +47,7 @@ func unixTime(s int64) string {
 // ReadLeases reads every row of the leases view with the sqlite3 shell,
 // read-only, sorted by address.
 func ReadLeases(db string) ([]Lease, error) {
-	cmd := exec.Command(Tool("sqlite3"), "-readonly", "-json", "-cmd", ".timeout 5000", db,
+	cmd := exec.Command(netlab.Tool("sqlite3"), "-readonly", "-json", "-cmd", ".timeout 5000", db,
 		"SELECT address, state, hwaddr, client_id, hostname, starts, ends, cltt, peer_expiry, pending FROM leases")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

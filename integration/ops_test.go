@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/leasesync"
 )
 
@@ -47,7 +48,7 @@ func ctlJSON(t *testing.T, socket, cmd string) ctlStatus {
 
 // scrape reads /metrics of a server listening on 127.0.0.1:9647 in its
 // namespace (the dial runs there; the read does not need to).
-func scrape(t *testing.T, n *Node) string {
+func scrape(t *testing.T, n *netlab.Node) string {
 	t.Helper()
 	var conn net.Conn
 	if err := n.Do(func() error {
@@ -101,8 +102,8 @@ func wantSample(t *testing.T, text, server, name string, want float64, labels ..
 // maintenance stop brings the server back; partner-down after a kill; the
 // metrics follow each change.
 func TestFailoverctlAndMetricsOnARunningPair(t *testing.T) {
-	RequireTools(t, "udhcpc", "sqlite3")
-	l := NewLab(t, "opa")
+	netlab.RequireTools(t, "udhcpc", "sqlite3")
+	l := netlab.NewLab(t, "opa")
 	pn := l.AddNode("p", "192.0.2.1/24")
 	sn := l.AddNode("s", "192.0.2.2/24")
 	psock, ssock := filepath.Join(l.Dir, "p.sock"), filepath.Join(l.Dir, "s.sock")
@@ -124,7 +125,7 @@ func TestFailoverctlAndMetricsOnARunningPair(t *testing.T) {
 		newClient()
 	}
 	// Status matches the databases once the updates are acknowledged.
-	if err := Eventually(10*time.Second, func() error {
+	if err := netlab.Eventually(10*time.Second, func() error {
 		for _, tc := range []struct {
 			srv  *Server
 			sock string
@@ -211,7 +212,7 @@ func TestFailoverctlAndMetricsOnARunningPair(t *testing.T) {
 	p.Stop()
 	p.Start()
 	waitStates(t, 20*time.Second, "the primary back in shutdown", map[*Server]string{p: "shutdown"})
-	if err := Eventually(10*time.Second, func() error {
+	if err := netlab.Eventually(10*time.Second, func() error {
 		if st := ctlJSON(t, psock, "status").Status; st.State != "shutdown" || !st.Connected {
 			return fmt.Errorf("primary %s, connected %v", st.State, st.Connected)
 		}
@@ -221,7 +222,7 @@ func TestFailoverctlAndMetricsOnARunningPair(t *testing.T) {
 	}
 	ctlJSON(t, psock, "maintenance stop")
 	waitStates(t, 30*time.Second, "both back in NORMAL", map[*Server]string{p: "normal", s: "normal"})
-	if err := Eventually(10*time.Second, func() error {
+	if err := netlab.Eventually(10*time.Second, func() error {
 		st := ctlJSON(t, psock, "status").Status
 		if st.Pools[0].Active != 6 {
 			return fmt.Errorf("the primary has %d active leases, want the 6 clients'", st.Pools[0].Active)

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 // startPair starts a primary (192.0.2.1) and a secondary (192.0.2.2) on the
 // lab LAN as two processes, in a failover relationship over TCP 647.
-func startPair(t *testing.T, l *Lab) (p, s *Server) {
+func startPair(t *testing.T, l *netlab.Lab) (p, s *Server) {
 	t.Helper()
 	pn := l.AddNode("p", "192.0.2.1/24")
 	sn := l.AddNode("s", "192.0.2.2/24")
@@ -27,7 +29,7 @@ func startPair(t *testing.T, l *Lab) (p, s *Server) {
 
 func waitStates(t *testing.T, timeout time.Duration, what string, want map[*Server]string) {
 	t.Helper()
-	err := Eventually(timeout, func() error {
+	err := netlab.Eventually(timeout, func() error {
 		for srv, st := range want {
 			if mine, _ := srv.FailoverState(); mine != st {
 				return fmt.Errorf("%s is %q, want %q", srv.Node.Name, mine, st)
@@ -52,8 +54,8 @@ func activeOn(srv *Server) map[string]string {
 }
 
 func TestPairOfProcessesSharesClientsAndSurvivesAKill(t *testing.T) {
-	RequireTools(t, "dhclient", "udhcpc", "sqlite3")
-	l := NewLab(t, "cfp")
+	netlab.RequireTools(t, "dhclient", "udhcpc", "sqlite3")
+	l := netlab.NewLab(t, "cfp")
 	p, s := startPair(t, l)
 
 	var clients []Client
@@ -79,7 +81,7 @@ func TestPairOfProcessesSharesClientsAndSurvivesAKill(t *testing.T) {
 		}
 	}
 	// Every lease is in both databases within a second of its ACK.
-	err := Eventually(time.Second, func() error {
+	err := netlab.Eventually(time.Second, func() error {
 		for _, srv := range []*Server{p, s} {
 			got := activeOn(srv)
 			for mac, ip := range bound {
@@ -114,7 +116,7 @@ func TestPairOfProcessesSharesClientsAndSurvivesAKill(t *testing.T) {
 	p.Start()
 	waitStates(t, 20*time.Second, "both back in NORMAL", map[*Server]string{p: "normal", s: "normal"})
 	lateIP := lateEv.IP
-	err = Eventually(5*time.Second, func() error {
+	err = netlab.Eventually(5*time.Second, func() error {
 		if got := activeOn(p)[late.HW().String()]; got != lateIP {
 			return fmt.Errorf("the primary has %q for the late client, which holds %s", got, lateIP)
 		}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 // ctl runs bin/failoverctl against a control socket.
@@ -101,8 +103,8 @@ func stateOf(s *Server) map[string]string {
 // back, recovers its bindings and the pair returns to NORMAL. No address is
 // ever held by two clients.
 func TestPartnerDownTakeoverAndRecovery(t *testing.T) {
-	RequireTools(t, "udhcpc", "sqlite3")
-	l := NewLab(t, "cfk")
+	netlab.RequireTools(t, "udhcpc", "sqlite3")
+	l := netlab.NewLab(t, "cfk")
 	pn := l.AddNode("p", "192.0.2.1/24")
 	sn := l.AddNode("s", "192.0.2.2/24")
 	sock := filepath.Join(l.Dir, "s.sock")
@@ -178,7 +180,7 @@ func TestPartnerDownTakeoverAndRecovery(t *testing.T) {
 	}
 	free := stateOf(s)
 	takeover := time.Unix(int64(st["since"].(float64))+10, 0)
-	if err := Eventually(30*time.Second, func() error {
+	if err := netlab.Eventually(30*time.Second, func() error {
 		if time.Now().Before(takeover.Add(2 * time.Second)) { // the sweeper opens them within a second
 			return fmt.Errorf("MCLT has not passed")
 		}
@@ -196,7 +198,7 @@ func TestPartnerDownTakeoverAndRecovery(t *testing.T) {
 	// (RECOVER, then RECOVER-WAIT for MCLT) and both return to NORMAL.
 	p.Start()
 	waitStates(t, 60*time.Second, "both back in NORMAL", map[*Server]string{p: "normal", s: "normal"})
-	if err := Eventually(5*time.Second, func() error {
+	if err := netlab.Eventually(5*time.Second, func() error {
 		if got := stateOf(p)[ev.IP]; got != "active" {
 			return fmt.Errorf("the primary has %s as %q", ev.IP, got)
 		}

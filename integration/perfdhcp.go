@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 // PerfOptions is one perfdhcp -4 DORA run. perfdhcp always acts as a relay:
@@ -25,8 +27,8 @@ type PerfOptions struct {
 
 // Perfdhcp is a running perfdhcp.
 type Perfdhcp struct {
-	node *Node
-	Proc *Proc
+	node *netlab.Node
+	Proc *netlab.Proc
 	Opts PerfOptions
 }
 
@@ -39,9 +41,9 @@ type PerfStats struct {
 }
 
 // StartPerfdhcp starts perfdhcp on the node's LAN interface.
-func StartPerfdhcp(n *Node, o PerfOptions) *Perfdhcp {
+func StartPerfdhcp(n *netlab.Node, o PerfOptions) *Perfdhcp {
 	n.Lab.T.Helper()
-	RequireTools(n.Lab.T, "perfdhcp")
+	netlab.RequireTools(n.Lab.T, "perfdhcp")
 	if o.MACBase == "" {
 		o.MACBase = "02:cf:10:00:00:00"
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 // A DHCPRELEASE (dhclient -r; udhcpc on SIGUSR2) ends the client's lease:
@@ -30,7 +32,7 @@ func TestReleaseFreesLease(t *testing.T) {
 		}
 		ip, hw := bound[c.Name()].IP, c.HW().String()
 		var last []Lease
-		err := Eventually(5*time.Second, func() error {
+		err := netlab.Eventually(5*time.Second, func() error {
 			last = srv.Leases()
 			row, ok := ByAddress(last)[ip]
 			switch {

@@ -3,21 +3,20 @@
 package integration
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"testing"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 // BinaryPath returns the server binary: $COREDHCP_FAILOVER_BIN, else
 // ../bin/coredhcp-failover relative to this directory. It fails the test if
 // the file is missing.
-func BinaryPath(t testing.TB) string {
+func BinaryPath(t netlab.T) string {
 	t.Helper()
 	p := os.Getenv("COREDHCP_FAILOVER_BIN")
 	if p == "" {
@@ -25,7 +24,7 @@ func BinaryPath(t testing.TB) string {
 	}
 	abs, err := filepath.Abs(p)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	if st, err := os.Stat(abs); err != nil || st.IsDir() {
 		t.Fatalf("server binary %s not found: run make build first (or set COREDHCP_FAILOVER_BIN)", abs)
@@ -51,20 +50,20 @@ var LANPlugins = []string{"router: 192.0.2.1", "netmask: 255.255.255.0", "dns: 1
 // config and lease database in the lab directory. Start, Kill9 and Start
 // again reuse the same database.
 type Server struct {
-	Node   *Node
+	Node   *netlab.Node
 	Bin    string
 	Config string
 	DB     string
 	Level  string
 	Env    []string
-	Proc   *Proc
+	Proc   *netlab.Proc
 	starts int
 }
 
 // StartServer writes the config, starts the server and waits until it has
 // bound UDP port 67. On failure of the test the lab prints the server's log
 // and the non-free rows of its database.
-func StartServer(n *Node, o ServerOptions) *Server {
+func StartServer(n *netlab.Node, o ServerOptions) *Server {
 	l := n.Lab
 	l.T.Helper()
 	s := &Server{
@@ -96,9 +95,9 @@ func StartServer(n *Node, o ServerOptions) *Server {
 		fmt.Fprintf(&b, "    - %s\n", p)
 	}
 	if err := os.WriteFile(s.Config, []byte(b.String()), 0o644); err != nil {
-		l.T.Fatal(err)
+		l.T.Fatalf("%v", err)
 	}
-	RequireTools(l.T, "sqlite3")
+	netlab.RequireTools(l.T, "sqlite3")
 	l.OnFailure(s.dumpDB)
 	s.Start()
 	return s
@@ -113,16 +112,7 @@ func (s *Server) Start() {
 	}
 	s.starts++
 	s.Proc = s.Node.StartEnv("server-"+s.Node.Name, s.Env, s.Bin, "-c", s.Config, "-L", s.Level)
-	err := Eventually(10*time.Second, func() error {
-		if !s.Proc.Running() {
-			return fmt.Errorf("exited with %v", s.Proc.Wait(0))
-		}
-		if !udpBound(s.Proc.PID(), 67) {
-			return fmt.Errorf("UDP port 67 not bound after 10s")
-		}
-		return nil
-	})
-	if err != nil {
+	if err := s.Proc.WaitUDP(67, 10*time.Second); err != nil {
 		t.Fatalf("server %s (start #%d, config %s): %v\nconfig:\n%s\nlog:\n%s",
 			s.Node.Name, s.starts, s.Config, err, readFile(s.Config), s.Proc.Tail(30))
 	}
@@ -193,43 +183,6 @@ func (s *Server) dumpDB() {
 	}
 	s.Node.Lab.T.Logf("--- DB %s of server %s: %s; rows not free:\n%s",
 		s.DB, s.Node.Name, CountStates(ls), FormatLeases(NotFree(ls), 60))
-}
-
-// udpBound reports whether process pid holds a UDP socket on port (any
-// address), looking only at the sockets among its own file descriptors.
-func udpBound(pid, port int) bool {
-	inodes := map[string]bool{}
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		return false
-	}
-	for _, fd := range fds {
-		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
-		if err == nil && strings.HasPrefix(link, "socket:[") {
-			inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
-		}
-	}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/net/udp", pid))
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 10 || fields[0] == "sl" {
-			continue
-		}
-		local := strings.SplitN(fields[1], ":", 2)
-		if len(local) != 2 {
-			continue
-		}
-		p, err := strconv.ParseUint(local[1], 16, 16)
-		if err == nil && int(p) == port && inodes[fields[9]] {
-			return true
-		}
-	}
-	return false
 }
 
 func readFile(path string) string {

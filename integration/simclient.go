@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 )
 
@@ -22,7 +23,7 @@ import (
 // real relay it forwards every broadcast to all the servers, with giaddr
 // set; renewals go to the server that granted the lease, then to all.
 type SimRelay struct {
-	node    *Node
+	node    *netlab.Node
 	giaddr  net.IP
 	servers []*net.UDPAddr
 	conn    *net.UDPConn
@@ -68,7 +69,7 @@ func (r SimRecord) String() string {
 // namespace) and starts n clients. releaseP is the chance that a client
 // releases its lease instead of renewing it and leaves: a new client (a new
 // MAC) takes its place, so that new clients keep arriving.
-func StartSimRelay(n *Node, giaddr string, servers []string, clients int, releaseP float64, seed int64) *SimRelay {
+func StartSimRelay(n *netlab.Node, giaddr string, servers []string, clients int, releaseP float64, seed int64) *SimRelay {
 	t := n.Lab.T
 	t.Helper()
 	r := &SimRelay{node: n, seed: seed, giaddr: net.ParseIP(giaddr).To4(), waiting: map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4{},

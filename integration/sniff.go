@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/coredhcp-failover/coredhcp-failover/internal/netlab"
 )
 
 // DHCP message types seen by the sniffer.
@@ -43,13 +45,13 @@ type Sniffer struct {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// Sniff starts capturing on the node's LAN interface until Stop.
-func (n *Node) Sniff() *Sniffer {
+// Sniff starts capturing on node n's LAN interface until Stop.
+func Sniff(n *netlab.Node) *Sniffer {
 	t := n.Lab.T
 	t.Helper()
 	s := &Sniffer{fd: -1, done: make(chan struct{})}
 	var err error
-	s.fd, err = n.packetSocket(n.Iface, syscall.ETH_P_IP, 4<<20)
+	s.fd, err = packetSocket(n, n.Iface, syscall.ETH_P_IP, 4<<20)
 	if err != nil {
 		t.Fatalf("sniffer on %s/%s: %v", n.NS, n.Iface, err)
 	}

@@ -1,6 +1,14 @@
-//go:build integration
-
-package integration
+// Package netlab is the namespace lab and process harness shared by the
+// integration tests (integration/) and the benchmark (bench/): a LAN of
+// Linux network namespaces joined by a bridge that lives in a namespace of
+// its own, point-to-point links, and processes started inside the
+// namespaces with their output in log files. Nothing is configured in the
+// root namespace. It needs root and iproute2.
+//
+// The lab reports through T, the part of testing.TB it uses: a test passes
+// its *testing.T; a program passes an adapter whose Fatalf ends the program
+// after running the cleanups (see bench/harness.go).
+package netlab
 
 import (
 	"context"
@@ -14,11 +22,24 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// T is what the lab needs of its user; *testing.T and testing.TB satisfy it.
+// Fatalf must not return (a test's ends the goroutine, a program's exits).
+// Cleanup registers a function to run at the end (last registered first),
+// and Failed reports whether Errorf or Fatalf was called.
+type T interface {
+	Helper()
+	Name() string
+	Logf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Failed() bool
+	Cleanup(func())
+}
 
 // LanIface is the name of a node's interface on the LAN, inside its namespace.
 const LanIface = "lan"
@@ -30,8 +51,10 @@ const bridge = "br0"
 // pair. Nothing is created in the root namespace. Every namespace whose name
 // starts with PREFIX- is deleted when the lab is created (leftovers of a
 // crashed run) and when the test ends, together with the processes in it.
+// Labs with different prefixes (the tests', the benchmark's) can run side by
+// side.
 type Lab struct {
-	T      testing.TB
+	T      T
 	Prefix string
 	Dir    string // logs, configs, lease files; kept if the test fails
 	Switch string // namespace of the bridge
@@ -57,10 +80,10 @@ var nameRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,14}$`)
 
 // NewLab creates the bridge namespace and registers the teardown with
 // t.Cleanup. It fails the test unless it runs as root with iproute2 present.
-func NewLab(t testing.TB, prefix string) *Lab {
+func NewLab(t T, prefix string) *Lab {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Fatalf("integration tests create network namespaces and must run as root (euid %d)", os.Geteuid())
+		t.Fatalf("the lab creates network namespaces and must run as root (euid %d)", os.Geteuid())
 	}
 	RequireTools(t, "ip")
 	if !nameRE.MatchString(prefix) || len(prefix) > 8 {
@@ -71,7 +94,7 @@ func NewLab(t testing.TB, prefix string) *Lab {
 	}
 	dir, err := os.MkdirTemp("", prefix+"-"+sanitize(t.Name())+"-")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	l := &Lab{T: t, Prefix: prefix, Dir: dir, Switch: prefix + "-sw"}
 	t.Cleanup(l.close)
@@ -130,11 +153,20 @@ func (l *Lab) Connect(a, b *Node, ifname, cidrA, cidrB string) {
 // node's own interface stays up, frames just stop flowing, like a pulled cable
 // on the switch side.
 func (n *Node) SetLAN(up bool) {
-	state := "down"
+	n.Lab.IP("-n", n.Lab.Switch, "link", "set", "dev", n.Name, upDown(up))
+}
+
+// SetLink brings the node's interface ifname (a Connect link) down or up:
+// to cut a point-to-point link so that both ends see it, set both.
+func (n *Node) SetLink(ifname string, up bool) {
+	n.Lab.IP("-n", n.NS, "link", "set", "dev", ifname, upDown(up))
+}
+
+func upDown(up bool) string {
 	if up {
-		state = "up"
+		return "up"
 	}
-	n.Lab.IP("-n", n.Lab.Switch, "link", "set", "dev", n.Name, state)
+	return "down"
 }
 
 // Addr returns the node's first address without prefix length, or "".

@@ -1,6 +1,4 @@
-//go:build integration
-
-package integration
+package netlab
 
 import (
 	"bytes"
@@ -11,12 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 )
-
-// AptPackages are the Debian packages that provide the tools of the suite.
-const AptPackages = "iproute2 isc-dhcp-client udhcpc kea-admin sqlite3 isc-dhcp-server"
 
 // Tool returns the absolute path of a command, looking in PATH and then in
 // the sbin directories (root's PATH is not always complete), or name itself.
@@ -34,11 +28,11 @@ func Tool(name string) string {
 }
 
 // RequireTools fails (never skips) the test if a command is missing.
-func RequireTools(t testing.TB, names ...string) {
+func RequireTools(t T, names ...string) {
 	t.Helper()
 	for _, n := range names {
 		if !filepath.IsAbs(Tool(n)) {
-			t.Fatalf("required tool %q not found; install the Debian packages: apt-get install %s", n, AptPackages)
+			t.Fatalf("required tool %q not found; make deps-test installs the tools of the tests, make deps-bench those of the benchmark (Makefile)", n)
 		}
 	}
 }
@@ -59,31 +53,55 @@ type Proc struct {
 // binary (PDEATHSIG) and is killed at teardown if still running.
 func (n *Node) Start(label, name string, args ...string) *Proc {
 	n.Lab.T.Helper()
-	return n.StartEnv(label, nil, name, args...)
+	return n.StartCmd(Cmd{Label: label, Name: name, Args: args})
 }
 
 // StartEnv is Start with extra environment variables ("KEY=value").
 func (n *Node) StartEnv(label string, env []string, name string, args ...string) *Proc {
+	n.Lab.T.Helper()
+	return n.StartCmd(Cmd{Label: label, Env: env, Name: name, Args: args})
+}
+
+// Cmd says how StartCmd starts a process.
+type Cmd struct {
+	Label string   // the process's name in messages and, by default, of its log
+	Log   string   // the log file (appended to); default LAB_DIR/LABEL.log
+	Env   []string // extra environment variables ("KEY=value")
+	CPUs  string   // a CPU list for taskset -c (pins the process); "" runs it unpinned
+	Name  string   // the command, looked up with Tool
+	Args  []string
+}
+
+// StartCmd is Start with every option. "ip netns exec" and taskset exec the
+// command in place, so the process's PID is the command's.
+func (n *Node) StartCmd(c Cmd) *Proc {
 	l := n.Lab
 	l.T.Helper()
-	logPath := filepath.Join(l.Dir, label+".log")
+	logPath := c.Log
+	if logPath == "" {
+		logPath = filepath.Join(l.Dir, c.Label+".log")
+	}
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		l.T.Fatal(err)
+		l.T.Fatalf("%v", err)
 	}
 	defer f.Close()
-	argv := append([]string{"netns", "exec", n.NS, Tool(name)}, args...)
+	argv := []string{"netns", "exec", n.NS}
+	if c.CPUs != "" {
+		argv = append(argv, Tool("taskset"), "-c", c.CPUs)
+	}
+	argv = append(append(argv, Tool(c.Name)), c.Args...)
 	fmt.Fprintf(f, "=== %s: ip %s\n", time.Now().Format("15:04:05.000"), strings.Join(argv, " "))
 	cmd := exec.Command(Tool("ip"), argv...)
 	cmd.Stdout, cmd.Stderr = f, f
-	if env != nil {
-		cmd.Env = append(os.Environ(), env...)
+	if c.Env != nil {
+		cmd.Env = append(os.Environ(), c.Env...)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		l.T.Fatalf("starting %s in %s: %v", name, n.NS, err)
+		l.T.Fatalf("starting %s in %s: %v", c.Name, n.NS, err)
 	}
-	p := &Proc{Name: label, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
+	p := &Proc{Name: c.Label, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
@@ -169,6 +187,16 @@ func (p *Proc) ExitCode() int {
 		return -1
 	}
 	return 0
+}
+
+// CPUTime is the user and system time the process used, once it has exited
+// (0 while it runs). For a running process see CPUSeconds.
+func (p *Proc) CPUTime() time.Duration {
+	if p.Running() {
+		return 0
+	}
+	st := p.cmd.ProcessState
+	return st.UserTime() + st.SystemTime()
 }
 
 // Output returns everything the process logged since its last start.
