@@ -249,7 +249,7 @@ func (s *Session) status() Status {
 		Connected: s.link != nil, Contacted: s.contacted, MayServe: s.m.MayServe(),
 		MCLT: st.MCLT, NextTimer: st.NextTimer, NextTimerWhat: st.NextTimerWhat,
 		ResyncSince: s.resyncSince,
-		Unacked:     len(s.inflight), Queued: len(s.queued),
+		Unacked:     len(s.out.inflight), Queued: len(s.out.queued),
 	}
 	if st.Stos != st.Entered {
 		out.Stos = st.Stos

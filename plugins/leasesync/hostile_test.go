@@ -574,7 +574,9 @@ func TestAFloodOfBindingUpdatesOutsideThePoolsNeitherBlocksNorGrows(t *testing.T
 	}
 	<-sent
 	var high, queued int
-	tg.s.inspect(func() { high, queued = tg.s.acksHigh, len(tg.s.acks)+len(tg.s.queue)+len(tg.s.inflight) })
+	tg.s.inspect(func() {
+		high, queued = tg.s.out.acksHigh, len(tg.s.out.acks)+len(tg.s.out.queue)+len(tg.s.out.inflight)
+	})
 	if high > maxEventsPerSettle || queued != 0 {
 		t.Fatalf("BNDACKs held at most %d (cap %d); %d left queued", high, maxEventsPerSettle, queued)
 	}
@@ -642,7 +644,7 @@ func TestTheUpdateQueueIsBoundedByThePool(t *testing.T) {
 		t.Fatal("The target did not answer the last update")
 	}
 	var queue, queued int
-	tg.s.inspect(func() { queue, queued = len(tg.s.queue), len(tg.s.queued) })
+	tg.s.inspect(func() { queue, queued = len(tg.s.out.queue), len(tg.s.out.queued) })
 	if queued == 0 || queue > 2*queued+64 {
 		t.Fatalf("Queue of %d entries for %d addresses queued", queue, queued)
 	}

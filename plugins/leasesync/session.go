@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,13 +68,6 @@ type event struct {
 	fn func()
 }
 
-// inflight is an update sent and not yet acknowledged.
-type inflight struct {
-	xid  uint32
-	sent lease.Binding
-	at   time.Time
-}
-
 // Session holds one failover relationship's link to its peer and drives
 // its state machine. All its state is owned by the run goroutine; other
 // goroutines talk to it through events.
@@ -132,23 +124,8 @@ type Session struct {
 	link     *link
 	lastSend time.Time
 	lastRecv time.Time
-	queue    []lease.IP
-	queued   map[lease.IP]bool
-	inflight map[lease.IP]inflight
-	// deferred holds the queued addresses the bindings hid while they
-	// were written (relation.Bindings.Get): each comes back through
-	// notify, and UPDDONE waits for them.
-	deferred map[lease.IP]bool
-	// retry holds the updates the peer refused with reject reason 6
-	// (its write failed, or a miscellaneous refusal): they stay pending
-	// and are queued again at retryAt, not at once (a peer whose store
-	// fails would refuse them as fast as they go). UPDDONE waits for them.
-	retry   map[lease.IP]bool
-	retryAt time.Time
-	// peerReq is the peer's UPDREQ/UPDREQALL being answered: UPDDONE
-	// (with its xid) goes when the queue, the in-flight list and
-	// deferred are empty.
-	peerReq *uint32
+	// out is what we owe the peer: updates, BNDACKs, UPDDONE.
+	out outbox
 	// updReqXID is the xid of our latest UPDREQ/UPDREQALL on this link,
 	// while updReqOut: only the UPDDONE that echoes it answers us (the
 	// peer echoes the latest request it received).
@@ -173,20 +150,9 @@ type Session struct {
 	// asked is set when the last run sent POOLREQ.
 	balanceAt time.Time
 	asked     bool
-	acks      []pendingAck
 	// resyncSince is when the operator's UPDREQALL was sent (0: none
 	// outstanding).
 	resyncSince int64
-	// acksHigh is the most BNDACKs ever held at once (bounded by
-	// maxEventsPerSettle).
-	acksHigh int
-}
-
-// pendingAck is a BNDACK waiting for the binding it acknowledges to be
-// durable.
-type pendingAck struct {
-	ack  *wire.BindingAck
-	done *lease.Batch
 }
 
 // NewSession prepares the session of cfg's relationship. It starts when
@@ -209,10 +175,7 @@ func NewSession(cfg Config, rel *relation.Relationship, clk Clock) *Session {
 		reconnect:  reconnectInterval,
 
 		handshakeTimeout: defaultHandshakeTimeout,
-		queued:           map[lease.IP]bool{},
-		inflight:         map[lease.IP]inflight{},
-		deferred:         map[lease.IP]bool{},
-		retry:            map[lease.IP]bool{},
+		out:              newOutbox(),
 	}
 	s.met = newSessionMetrics(s)
 	s.handshakeLog.Period = time.Minute
@@ -294,7 +257,7 @@ func (s *Session) prepare() (fsm.State, error) {
 	}, p, now)
 	s.rel.SetNotify(s.notify)
 	// Updates not acknowledged before the restart are sent again.
-	s.db.Pending(func(ip lease.IP) { s.enqueue(ip) })
+	s.db.Pending(func(ip lease.IP) { s.out.enqueue(ip) })
 	return p.MyState, nil
 }
 
@@ -545,7 +508,7 @@ func (s *Session) command(to fsm.State, now time.Time, reason string) error {
 // still marks as unacknowledged (after a restart, before it is queued).
 func (s *Session) updatesPending() bool {
 	s.drainChanged()
-	if len(s.queued) > 0 || len(s.inflight) > 0 {
+	if s.out.pending() {
 		return true
 	}
 	pending := false
@@ -612,16 +575,10 @@ func (s *Session) linkDown(why string, now time.Time) {
 	s.link.close()
 	s.link = nil
 	s.linked.Store(false)
-	s.acks = nil
-	s.peerReq = nil
 	s.updReqOut = false
 	// Updates in flight were not acknowledged: they go again, and so
-	// do the deferred ones (in address order, so that a simulated run
-	// replays exactly).
-	s.requeueInflight()
-	for _, ip := range sortedIPs(s.deferred) {
-		s.enqueue(ip)
-	}
+	// do the deferred ones.
+	s.out.linkLost()
 	s.m.Disconnected(now.Unix())
 	s.nextDial = now.Add(s.reconnect)
 }
@@ -696,121 +653,6 @@ func (s *Session) checkSkew(now time.Time) {
 	}
 }
 
-// enqueue queues ip's binding for a BNDUPD. The queue holds each address
-// at most once plus the entries withdrawn since (a peer's update
-// supersedes ours); when those outnumber the live ones it is compacted,
-// so that it stays within twice the addresses of the pools however the
-// peer interleaves updates and update requests.
-func (s *Session) enqueue(ip lease.IP) {
-	delete(s.deferred, ip)
-	if s.queued[ip] {
-		return
-	}
-	s.queued[ip] = true
-	s.queue = append(s.queue, ip)
-	if len(s.queue) > 2*len(s.queued)+64 {
-		live := s.queue[:0]
-		seen := make(map[lease.IP]bool, len(s.queued))
-		for _, q := range s.queue {
-			if s.queued[q] && !seen[q] {
-				seen[q] = true
-				live = append(live, q)
-			}
-		}
-		clear(s.queue[len(live):])
-		s.queue = live
-	}
-}
-
-// answerRequest queues what the peer asked for; UPDDONE follows when it
-// has all been acknowledged.
-func (s *Session) answerRequest(xid uint32, all bool) {
-	if all {
-		s.db.All(func(ip lease.IP) { s.enqueue(ip) })
-	} else {
-		s.db.Pending(func(ip lease.IP) { s.enqueue(ip) })
-	}
-	s.peerReq = &xid
-}
-
-// applyUpdate stores a binding the peer announced (durably, through the
-// failover plugin's store) and queues the BNDACK.
-func (s *Session) applyUpdate(u *wire.BindingUpdate, now time.Time) {
-	s.met.updatesReceived.Inc()
-	b, err := bindingFromWire(&u.Binding, s.link.clock.correction())
-	ack := &wire.BindingAck{Header: wire.Header{XID: u.XID}}
-	ack.Addr = u.Addr
-	if err != nil {
-		ack.RejectReason, ack.Message = wire.RejectMissingBindInfo, err.Error()
-	} else {
-		// A binding we announced and the peer changed at the same time:
-		// the peer's copy is now the one in force (ISC's duel rules are
-		// applied by ApplyPeer against the stored binding).
-		reason, msg, done := s.db.ApplyPeer(b, now.Unix())
-		if reason != 0 {
-			ack.RejectReason, ack.Message = wire.RejectReason(reason), msg
-		} else {
-			// The peer's copy is in force: ours, if queued or in
-			// flight, is not sent (its ack would be ignored).
-			delete(s.inflight, b.IP)
-			delete(s.queued, b.IP)
-			delete(s.retry, b.IP)
-			s.acks = append(s.acks, pendingAck{ack: ack, done: done})
-			return
-		}
-	}
-	s.logReject(ack)
-	s.acks = append(s.acks, pendingAck{ack: ack})
-}
-
-// logReject logs a rejected update, at most once per period: a peer
-// flooding bad updates must not flood the log.
-func (s *Session) logReject(ack *wire.BindingAck) {
-	s.met.rejectedByUs.Inc()
-	s.rejectLog.Do(s.clk.Now(), func(n int) {
-		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "address": ack.Addr.String(),
-			"reason": ack.RejectReason.String(), "rejected": n}).Warnf("rejected the peer's binding update: %s", ack.Message)
-	})
-}
-
-// acked settles an update of ours; the BNDACK arrived at at.
-func (s *Session) acked(a *wire.BindingAck, now, at time.Time) {
-	ip, ok := lease.IPFromAddr(a.Addr)
-	in, sent := s.inflight[ip]
-	if !ok || !sent || in.xid != a.XID {
-		log.WithField("address", a.Addr.String()).Debugf("ignoring a BNDACK with xid %d: no update of ours waits for it", a.XID)
-		if s.link != nil {
-			s.link.clock.oneWay(a.Time, at)
-		}
-		return
-	}
-	if s.link != nil {
-		// It answers the update sent at in.at: a round trip.
-		s.link.clock.roundTrip(a.Time, in.at, at)
-		s.checkSkew(now)
-	}
-	delete(s.inflight, ip)
-	s.met.rtt.Observe(at.Sub(in.at).Seconds())
-	if a.RejectReason != 0 {
-		s.met.rejectedByPeer.Inc()
-		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "address": ip.String(), "status": in.sent.State.String(),
-			"reason": a.RejectReason.String()}).Warnf("the peer rejected our binding update: %s", a.Message)
-		if a.RejectReason == wire.RejectMiscReject {
-			// The peer's answer when its write failed: the binding
-			// stays pending and goes again after rejectRetry.
-			s.retry[ip] = true
-			if s.retryAt.IsZero() {
-				s.retryAt = now.Add(rejectRetry)
-			}
-		}
-		return
-	}
-	s.met.updatesAcked.Inc()
-	if !s.db.Acked(in.sent, now.Unix()) {
-		s.enqueue(ip) // changed since it was sent
-	}
-}
-
 // settle carries out what the state machine decided, sends what can be
 // sent, publishes the view, and arms the next wake-up.
 func (s *Session) settle() {
@@ -881,7 +723,7 @@ func (s *Session) drainChanged() {
 	s.changed = map[lease.IP]struct{}{}
 	s.changedMu.Unlock()
 	for _, ip := range sortedIPs(ch) {
-		s.enqueue(ip)
+		s.out.enqueue(ip)
 	}
 	// Free addresses were taken or returned: check the balance soon.
 	if soon := s.clk.Now().Add(s.cfg.MinBalance); !s.balanceAt.IsZero() && s.balanceAt.After(soon) {
@@ -889,46 +731,12 @@ func (s *Session) drainChanged() {
 	}
 }
 
-// requeueInflight queues again every update waiting for its BNDACK.
-func (s *Session) requeueInflight() {
-	for _, ip := range sortedIPs(s.inflight) {
-		s.enqueue(ip)
-	}
-	clear(s.inflight)
-	s.requeueRefused()
-}
-
-// rejectRetry is how long an update the peer refused for a failed write
-// waits before it goes again.
-const rejectRetry = time.Second
-
-// requeueRefused queues again the updates the peer refused (retry).
-func (s *Session) requeueRefused() {
-	for _, ip := range sortedIPs(s.retry) {
-		s.enqueue(ip)
-	}
-	clear(s.retry)
-	s.retryAt = time.Time{}
-}
-
-// sortedIPs are the keys of m in address order: updates queued from a
-// map go out in the same order every time, so that a run of the
-// simulation of the pair replays exactly.
-func sortedIPs[V any](m map[lease.IP]V) []lease.IP {
-	ips := make([]lease.IP, 0, len(m))
-	for ip := range m {
-		ips = append(ips, ip)
-	}
-	slices.Sort(ips)
-	return ips
-}
-
 func (s *Session) act(a fsm.Action, now time.Time) {
 	switch a {
 	case fsm.ActRequeueUnacked:
-		s.requeueInflight()
+		s.out.requeueInflight()
 	case fsm.ActSendPending:
-		s.db.Pending(func(ip lease.IP) { s.enqueue(ip) })
+		s.db.Pending(func(ip lease.IP) { s.out.enqueue(ip) })
 	case fsm.ActPoolBalance, fsm.ActPoolCheck:
 		s.balance(now, balanceOnNormal)
 		s.balanceAt = now.Add(s.cfg.MinBalance)
@@ -974,100 +782,6 @@ func (s *Session) send(b wire.Body, now time.Time) error {
 		return fmt.Errorf("sending %s: %w", b.Type(), err)
 	}
 	s.lastSend = now
-	return nil
-}
-
-// flush sends the queued BNDACKs, then as many BNDUPDs as the peer
-// accepts in flight, then UPDDONE if an update request is answered, then
-// CONTACT if the link has been quiet.
-func (s *Session) flush(now time.Time) error {
-	// What flush sends goes out in one write.
-	s.link.hold()
-	err := s.flushHeld(now)
-	if rerr := s.link.release(time.Now().Add(s.cfg.MaxResponseDelay)); err == nil && rerr != nil {
-		err = fmt.Errorf("sending: %w", rerr)
-	}
-	return err
-}
-
-func (s *Session) flushHeld(now time.Time) error {
-	// The updates were submitted together: they share one commit.
-	s.acksHigh = max(s.acksHigh, len(s.acks))
-	for _, a := range s.acks {
-		if a.done != nil {
-			if err := a.done.Wait(); err != nil {
-				a.ack.RejectReason, a.ack.Message = wire.RejectMiscReject, "database update failed"
-				s.logReject(a.ack)
-			}
-		}
-		if err := s.send(a.ack, now); err != nil {
-			return err
-		}
-	}
-	s.acks = s.acks[:0]
-	if !s.retryAt.IsZero() && !now.Before(s.retryAt) {
-		s.requeueRefused()
-	}
-	var stale []lease.IP
-	for len(s.queue) > 0 && len(s.inflight) < s.link.params.maxUnacked {
-		ip := s.queue[0]
-		s.queue = s.queue[1:]
-		if !s.queued[ip] {
-			continue // withdrawn since it was queued
-		}
-		delete(s.queued, ip)
-		b, ok := s.db.Get(ip)
-		if !ok {
-			// Being written: the failover plugin announces it
-			// when the write settles. An update request is not
-			// done until then.
-			s.deferred[ip] = true
-			continue
-		}
-		u := &wire.BindingUpdate{}
-		u.Binding = bindingToWire(&b)
-		// Before the write: a write that fails may still have
-		// reached the peer.
-		if !s.db.Sent(b) {
-			// Changed since Get read it: the newer binding goes,
-			// at the next flush (not in this loop, which would
-			// spin while the change is written).
-			stale = append(stale, ip)
-			continue
-		}
-		if err := s.send(u, now); err != nil {
-			s.enqueue(ip)
-			return err
-		}
-		// Taken after the update is encoded: it leaves no earlier.
-		s.inflight[ip] = inflight{xid: u.XID, sent: b, at: s.clk.Now()}
-		s.met.updatesSent.Inc()
-	}
-	for _, ip := range stale {
-		s.enqueue(ip)
-	}
-	if len(stale) > 0 {
-		// Flush again soon. A full queue of events means a flush
-		// follows anyway.
-		select {
-		case s.events <- event{kind: evTick}:
-		default:
-		}
-	}
-	if len(s.queue) == 0 {
-		s.queue = nil // let the backing array go
-	}
-	if s.peerReq != nil && len(s.queue) == 0 && len(s.inflight) == 0 && len(s.deferred) == 0 && len(s.retry) == 0 {
-		if err := s.send(&wire.UpdateDone{Header: wire.Header{XID: *s.peerReq}}, now); err != nil {
-			return err
-		}
-		s.peerReq = nil
-	}
-	if every := s.contactInterval(); now.Sub(s.lastSend) >= every {
-		if err := s.send(&wire.Contact{}, now); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 
@@ -1128,7 +842,7 @@ func (s *Session) arm(now time.Time) {
 	if s.link != nil {
 		consider(s.lastRecv.Add(s.cfg.MaxResponseDelay))
 		consider(s.lastSend.Add(s.contactInterval()))
-		consider(s.retryAt)
+		consider(s.out.retryAt)
 	} else if !s.dialPending {
 		consider(s.nextDial)
 	}
@@ -1216,7 +930,7 @@ func (s *Session) balance(now time.Time, mode balanceMode) int {
 	}
 	moved := s.db.Transfer(give, now.Unix())
 	for _, ip := range moved {
-		s.enqueue(ip)
+		s.out.enqueue(ip)
 	}
 	if len(moved) > 0 {
 		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "own": own, "peer": peer, "moved": len(moved)}).Info("balanced the free addresses with the peer")

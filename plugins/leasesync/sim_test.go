@@ -815,7 +815,7 @@ func (w *simWorld) mayLose(n *simNode) bool {
 	if !peer.up || peer.fresh {
 		return false
 	}
-	if n.up && (len(n.ses.queue) > 0 || len(n.ses.inflight) > 0) {
+	if n.up && (len(n.ses.out.queue) > 0 || len(n.ses.out.inflight) > 0) {
 		return false
 	}
 	for _, b := range n.store.rows {
