@@ -149,6 +149,15 @@ func TestSecondaryKeepsItsMaxLeaseOwnership(t *testing.T) {
 		{"starved secondary asks", Secondary, balanceTimer, 10, 90, 0, true},
 		{"operator rebalance asks on any shortfall", Primary, balanceOperator, 48, 52, 0, true},
 		{"never asked outside the timer and the operator", Primary, balanceAsked, 0, 100, 0, false},
+		// The edges of the primary's tolerance on the timer: 15 of 100.
+		{"primary at the misbalance edge", Primary, balanceTimer, 65, 35, 0, false},
+		{"primary just beyond the misbalance edge", Primary, balanceTimer, 66, 34, 16, false},
+		{"primary entering normal never asks", Primary, balanceOnNormal, 0, 100, 0, false},
+		{"secondary rebalanced by the operator keeps its reserve", Secondary, balanceOperator, 70, 30, 10, false},
+		// A pool too small for a threshold asks at a real shortfall.
+		{"empty pools", Primary, balanceTimer, 0, 0, 0, false},
+		{"small pool, one short", Primary, balanceTimer, 2, 4, 0, false},
+		{"small pool, two short", Primary, balanceTimer, 1, 5, 0, true},
 	} {
 		give, ask := balanceGive(c.role, c.mode, c.own, c.peer, defaultMaxLeaseMisbalance, defaultMaxLeaseOwnership)
 		if give != c.give || ask != c.ask {
