@@ -5,7 +5,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
 )
 
@@ -23,9 +22,7 @@ const (
 // balancing does (balanceGive decides how many). It returns how many
 // addresses this server gave.
 func (s *Session) balance(now time.Time, mode balanceMode) int {
-	if s.m.State() != fsm.Normal {
-		// Ownership moves only while both serve in NORMAL (ISC
-		// dhcp_failover_pool_dobalance), a POOLREQ included.
+	if !s.m.MayBalance() {
 		return 0
 	}
 	own, peer := s.db.FreeCounts()
