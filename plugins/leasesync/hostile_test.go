@@ -250,7 +250,7 @@ func connected(tg *target) func() bool {
 	return func() bool { return tg.s.Relationship().View().Connected }
 }
 
-// waitTarget waits for cond, re-checking whenever the session settles.
+// waitTarget waits for cond, re-checking whenever the session ends a round.
 func waitTarget(t *testing.T, tg *target, what string, cond func() bool) {
 	t.Helper()
 	waitFor(t, what, cond, &node{s: tg.s})
@@ -577,8 +577,8 @@ func TestAFloodOfBindingUpdatesOutsideThePoolsNeitherBlocksNorGrows(t *testing.T
 	tg.s.inspect(func() {
 		high, queued = tg.s.out.acksHigh, len(tg.s.out.acks)+len(tg.s.out.queue)+len(tg.s.out.inflight)
 	})
-	if high > maxEventsPerSettle || queued != 0 {
-		t.Fatalf("BNDACKs held at most %d (cap %d); %d left queued", high, maxEventsPerSettle, queued)
+	if high > maxEventsPerRound || queued != 0 {
+		t.Fatalf("BNDACKs held at most %d (cap %d); %d left queued", high, maxEventsPerRound, queued)
 	}
 	if n := len(logged("rejected the peer's binding update")); n > 2 {
 		t.Fatalf("%d rejected updates logged %d times, want at most 2 (rate-limited)", flood, n)

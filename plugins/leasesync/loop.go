@@ -14,13 +14,13 @@ import (
 
 // The run goroutine's loop: events come in from the link, the dialer,
 // the DHCP handlers (notify), the control socket and the timers; handle
-// takes each, and settle acts on the results of a batch of them.
+// takes each, and endRound acts on the results of a round of them.
 
 type eventKind uint8
 
-// maxEventsPerSettle bounds the events handled before their results are
+// maxEventsPerRound bounds the events handled before their results are
 // acted on (the BNDACKs sent, the queue flushed).
-const maxEventsPerSettle = 256
+const maxEventsPerRound = 256
 
 const (
 	evLinkUp eventKind = iota
@@ -179,7 +179,7 @@ func (s *Session) run() {
 		}
 	}()
 	s.requestDial()
-	s.settle()
+	s.endRound()
 	for {
 		select {
 		case <-s.done:
@@ -189,9 +189,9 @@ func (s *Session) run() {
 			// Handle whatever else is already waiting before acting on
 			// the results: BNDUPDs that arrived together share one
 			// commit and their BNDACKs go out together. A peer that
-			// never pauses is served maxEventsPerSettle at a time,
+			// never pauses is served maxEventsPerRound at a time,
 			// which bounds the BNDACKs held.
-			for n := 1; n < maxEventsPerSettle; n++ {
+			for n := 1; n < maxEventsPerRound; n++ {
 				select {
 				case e := <-s.events:
 					s.handle(e)
@@ -200,7 +200,7 @@ func (s *Session) run() {
 				}
 				break
 			}
-			s.settle()
+			s.endRound()
 		}
 	}
 }
@@ -276,9 +276,9 @@ func (s *Session) handle(e event) {
 	}
 }
 
-// settle carries out what the state machine decided, sends what can be
+// endRound carries out what the state machine decided, sends what can be
 // sent, publishes the view, and arms the next wake-up.
-func (s *Session) settle() {
+func (s *Session) endRound() {
 	now := s.clk.Now()
 	s.drainChanged()
 	s.checkTimers(now)
@@ -322,16 +322,16 @@ func (s *Session) settle() {
 	}
 	s.publish()
 	s.arm(now)
-	s.settledMu.Lock()
-	close(s.settled)
-	s.settled = make(chan struct{})
-	s.settledMu.Unlock()
+	s.roundMu.Lock()
+	close(s.roundDone)
+	s.roundDone = make(chan struct{})
+	s.roundMu.Unlock()
 }
 
-// Settled returns a channel closed when the session next finishes handling
-// its events: tests wait on it instead of sleeping.
-func (s *Session) Settled() <-chan struct{} {
-	s.settledMu.Lock()
-	defer s.settledMu.Unlock()
-	return s.settled
+// RoundDone returns a channel closed when the session next finishes
+// handling a round of events: tests wait on it instead of sleeping.
+func (s *Session) RoundDone() <-chan struct{} {
+	s.roundMu.Lock()
+	defer s.roundMu.Unlock()
+	return s.roundDone
 }

@@ -54,7 +54,7 @@ type outbox struct {
 	peerReq *uint32
 	acks    []pendingAck
 	// acksHigh is the most BNDACKs ever held at once (bounded by
-	// maxEventsPerSettle).
+	// maxEventsPerRound).
 	acksHigh int
 }
 

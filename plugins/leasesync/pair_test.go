@@ -100,19 +100,19 @@ func (n *node) stop() {
 func (n *node) state() fsm.State { return n.s.Relationship().View().MyState }
 
 // waitFor waits, without sleeping, until cond holds, re-checking whenever
-// one of the sessions settles.
+// one of the sessions ends a round.
 func waitFor(t testing.TB, what string, cond func() bool, nodes ...*node) {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
 	// Conditions on logs or on the failover side's counts can turn true
-	// after the event that settled the session: look again now and then.
+	// after the event that ended the session's round: look again now and then.
 	poll := time.NewTicker(50 * time.Millisecond)
 	defer poll.Stop()
 	for !cond() {
 		chans := make([]<-chan struct{}, 0, len(nodes))
 		for _, n := range nodes {
 			if n.s != nil {
-				chans = append(chans, n.s.Settled())
+				chans = append(chans, n.s.RoundDone())
 			}
 		}
 		if cond() {

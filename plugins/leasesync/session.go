@@ -60,8 +60,8 @@ type Session struct {
 	// (0: ISC's 15).
 	startupTimeout int64
 
-	settledMu sync.Mutex
-	settled   chan struct{}
+	roundMu   sync.Mutex
+	roundDone chan struct{}
 
 	// reg receives the session's metrics; running is set while the run
 	// goroutine answers events.
@@ -112,7 +112,7 @@ func NewSession(cfg Config, rel *relation.Relationship, clk Clock) *Session {
 		handshakes: make(chan struct{}, maxPendingHandshakes),
 		changed:    map[lease.IP]struct{}{},
 		pending:    map[net.Conn]struct{}{},
-		settled:    make(chan struct{}),
+		roundDone:  make(chan struct{}),
 		reconnect:  reconnectInterval,
 
 		handshakeTimeout: defaultHandshakeTimeout,
@@ -169,7 +169,7 @@ func (s *Session) Start() error {
 
 // prepare loads the stored state and builds the state machine: the part
 // of Start that needs no socket and no goroutine (the simulation of a
-// pair drives a prepared session itself, through handle and settle). It
+// pair drives a prepared session itself, through handle and endRound). It
 // returns the saved state.
 func (s *Session) prepare() (fsm.State, error) {
 	s.db = s.rel.Bindings()
