@@ -33,7 +33,7 @@ func benchPair(b *testing.B, pStore, sStore lease.Store) (p, s *node) {
 	// Values in memory only (the pool is never a destination).
 	const line = "name=bench db=/unused pool=198.18.0.10-198.18.255.250 subnet=198.18.0.0/16 lease-time=3600"
 	start := func(name, ls string, store lease.Store, id net.IP) *node {
-		sess, err := New(strings.Fields(ls), nil)
+		sess, err := SessionFromLine(strings.Fields(ls), nil)
 		if err != nil {
 			b.Fatal(err)
 		}

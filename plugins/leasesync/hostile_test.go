@@ -60,7 +60,7 @@ func startTarget(t *testing.T, o targetOpts) *target {
 	}
 	line := fmt.Sprintf("name=lan1 role=secondary address=127.0.0.1 port=%d peer=%s peer-port=%d max-response-delay=%d %s",
 		port, peerIP, freePort(t), o.delay, o.extra)
-	s, err := New(strings.Fields(line), o.clk)
+	s, err := SessionFromLine(strings.Fields(line), o.clk)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,7 +75,7 @@ func (n *node) start() {
 	if n.clk != nil {
 		clk, now = n.clk, n.clk.Now
 	}
-	s, err := New(strings.Fields(n.line), clk)
+	s, err := SessionFromLine(strings.Fields(n.line), clk)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -391,7 +391,7 @@ func TestPeerWithWrongSettingsIsRefusedWithAReason(t *testing.T) {
 			p.start()
 			if tc.secondaryName != "" {
 				// The failover line must carry the same name.
-				sess, err := New(strings.Fields(s.line), nil)
+				sess, err := SessionFromLine(strings.Fields(s.line), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
