@@ -39,11 +39,11 @@ func benchPair(b *testing.B, pStore, sStore lease.Store) (p, s *node) {
 		}
 		sess.reconnect = 50 * time.Millisecond
 		sess.startupTimeout = 1
-		srv, err := failover.New(strings.Fields(line), store, time.Now, sess.Relationship())
+		srv, err := failover.StartFromLine(strings.Fields(line), store, time.Now, sess.Relationship())
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Cleanup(func() { srv.Close(true) })
+		b.Cleanup(func() { srv.Shutdown() })
 		return &node{name: name, s: sess, srv: srv, id: id}
 	}
 	p = start("primary", fmt.Sprintf("name=bench role=primary address=127.0.0.1 port=%d peer=127.0.0.1 peer-port=%d mclt=3600 split=128", pp, sp),

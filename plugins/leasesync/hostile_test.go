@@ -84,12 +84,12 @@ func startTarget(t *testing.T, o targetOpts) *target {
 	if o.wrap != nil {
 		db = o.wrap(store)
 	}
-	srv, err := failover.New(strings.Fields("name=lan1 db=/unused "+pool), db, now, s.Relationship())
+	srv, err := failover.StartFromLine(strings.Fields("name=lan1 db=/unused "+pool), db, now, s.Relationship())
 	if err != nil {
 		t.Fatal(err)
 	}
 	tg := &target{t: t, s: s, srv: srv, store: store, addr: fmt.Sprintf("127.0.0.1:%d", port), id: net.IPv4(192, 0, 2, 2).To4()}
-	t.Cleanup(func() { srv.Close(true) })
+	t.Cleanup(func() { srv.Shutdown() })
 	return tg
 }
 

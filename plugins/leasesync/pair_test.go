@@ -81,7 +81,7 @@ func (n *node) start() {
 	}
 	s.reconnect = 100 * time.Millisecond
 	s.startupTimeout = 1
-	srv, err := failover.New(strings.Fields("name=lan1 db=/unused "+pool), n.store, now, s.Relationship())
+	srv, err := failover.StartFromLine(strings.Fields("name=lan1 db=/unused "+pool), n.store, now, s.Relationship())
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func (n *node) start() {
 // stop closes the node as the process would at SIGTERM (the store stays).
 func (n *node) stop() {
 	if n.srv != nil {
-		n.srv.Close(true)
+		n.srv.Shutdown()
 		n.srv, n.s = nil, nil
 	}
 }
@@ -397,7 +397,7 @@ func TestPeerWithWrongSettingsIsRefusedWithAReason(t *testing.T) {
 				}
 				sess.reconnect = 100 * time.Millisecond
 				sess.startupTimeout = 1
-				srv, err := failover.New(strings.Fields("name="+tc.secondaryName+" db=/unused "+pool), s.store, time.Now, sess.Relationship())
+				srv, err := failover.StartFromLine(strings.Fields("name="+tc.secondaryName+" db=/unused "+pool), s.store, time.Now, sess.Relationship())
 				if err != nil {
 					t.Fatal(err)
 				}
