@@ -59,7 +59,7 @@ func BenchmarkStartup1M(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		s, err := NewServer(cfg, st, time.Now, nil)
+		s, err := LoadServer(cfg, st, time.Now, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -72,7 +72,7 @@ func BenchmarkStartup1M(b *testing.B) {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		sys, heap = max(sys, float64(ms.Sys)/1e6), max(heap, float64(ms.HeapInuse)/1e6)
-		s.Close(false)
+		s.Close()
 		b.StartTimer()
 	}
 	b.ReportMetric(cpu/float64(b.N), "cpu-s/op")
@@ -100,11 +100,11 @@ func BenchmarkHandlerRenewSQLite(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := NewServer(cfg, st, time.Now, nil)
+	s, err := LoadServer(cfg, st, time.Now, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer s.Close(false)
+	defer s.Close()
 	const clients = 4096
 	reqs := make([]*dhcpv4.DHCPv4, clients)
 	for i := range reqs {

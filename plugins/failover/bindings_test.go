@@ -73,7 +73,7 @@ func TestExpiredOrReleasedAddressIsNotReturnedOnceTransmitted(t *testing.T) {
 		t.Run(tc.name+", loaded from disk", func(t *testing.T) {
 			h := setup(t)
 			// A crash after the update may have been sent.
-			s, err := NewServer(h.s.cfg, h.store, h.clock.Now, h.s.rel)
+			s, err := LoadServer(h.s.cfg, h.store, h.clock.Now, h.s.rel)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -142,7 +142,7 @@ func fuzzServer(t *testing.T, mode int) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewServer(cfg, h.store, h.clock.Now, rel)
+	s, err := LoadServer(cfg, h.store, h.clock.Now, rel)
 	if err != nil {
 		t.Fatal(err)
 	}

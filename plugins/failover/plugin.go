@@ -63,14 +63,14 @@ func setup4(args ...string) (handler.Handler4, error) {
 		}
 		lifecycle.OnShutdown(metrics.Close)
 	}
-	s, err := start4(cfg, store, wallclock.Now, rel, reg)
+	s, err := startServer(cfg, store, wallclock.Now, rel, reg)
 	if se := (*relation.SessionError)(nil); errors.As(err, &se) {
 		return nil, se // the leasesync line's error, which names it
 	}
 	if err != nil {
 		return nil, fmt.Errorf("plugins/failover: %w", err)
 	}
-	lifecycle.OnShutdown(func() error { return s.Close(true) })
+	lifecycle.OnShutdown(s.Shutdown)
 	var size uint64
 	for _, p := range cfg.Pools {
 		size += p.Size()
@@ -80,17 +80,17 @@ func setup4(args ...string) (handler.Handler4, error) {
 	return s.Handler4, nil
 }
 
-// start4 loads the server, attaches it to its relationship (which starts
-// the session) and starts the sweeper. On error the store is closed.
-func start4(cfg Config, store lease.Store, now func() time.Time, rel *relation.Relationship, reg *prometheus.Registry) (*Server, error) {
-	s, err := newServer(cfg, store, now, rel, reg, nil)
+// startServer loads the server, attaches it to its relationship (which
+// starts the session) and starts the sweeper. On error the store is closed.
+func startServer(cfg Config, store lease.Store, now func() time.Time, rel *relation.Relationship, reg *prometheus.Registry) (*Server, error) {
+	s, err := loadServerWith(cfg, store, now, rel, reg, nil)
 	if err != nil {
 		store.Close()
 		return nil, err
 	}
 	if rel != nil {
 		if err := rel.Attach(s); err != nil {
-			s.Close(false)
+			s.Close()
 			return nil, fmt.Errorf("relationship %q: %w", cfg.Name, err)
 		}
 	}
@@ -98,13 +98,13 @@ func start4(cfg Config, store lease.Store, now func() time.Time, rel *relation.R
 	return s, nil
 }
 
-// New parses a failover plugin line and starts a server over store, in the
-// relationship rel (nil for a single server; its name must match the
-// line's name=). It is setup4 without the registry and the sqlite file,
-// for tests that run both servers of a pair in one process. Close stops
-// it. Its metrics go to the relationship's registry, or to a registry of
+// StartFromLine parses a failover plugin line and starts a server over
+// store, in the relationship rel (nil for a single server; its name must
+// match the line's name=). It is setup4 without the registry and the
+// sqlite file, for tests that run both servers of a pair in one process.
+// Shutdown stops it. Its metrics go to the relationship's registry, or to a registry of
 // its own for a single server (Registry); metrics= is ignored.
-func New(args []string, store lease.Store, now func() time.Time, rel *relation.Relationship) (*Server, error) {
+func StartFromLine(args []string, store lease.Store, now func() time.Time, rel *relation.Relationship) (*Server, error) {
 	cfg, err := parse(args, net.InterfaceAddrs)
 	if err != nil {
 		return nil, err
@@ -116,7 +116,7 @@ func New(args []string, store lease.Store, now func() time.Time, rel *relation.R
 	if rel != nil && rel.Metrics != nil {
 		reg = rel.Metrics
 	}
-	return start4(cfg, store, now, rel, reg)
+	return startServer(cfg, store, now, rel, reg)
 }
 
 // Registry is the registry that holds the server's metrics.
@@ -133,7 +133,7 @@ func NewDriven(args []string, store lease.Store, now func() time.Time, rel *rela
 	if err != nil {
 		return nil, err
 	}
-	s, err := newServer(cfg, store, now, rel, prometheus.NewRegistry(), commit)
+	s, err := loadServerWith(cfg, store, now, rel, prometheus.NewRegistry(), commit)
 	if err != nil {
 		return nil, err
 	}

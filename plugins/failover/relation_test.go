@@ -37,7 +37,7 @@ func newPairHarnessOver(t *testing.T, primary bool, split int, state fsm.State, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewServer(cfg, wrap(h.store), h.clock.Now, rel)
+	s, err := LoadServer(cfg, wrap(h.store), h.clock.Now, rel)
 	if err != nil {
 		t.Fatal(err)
 	}

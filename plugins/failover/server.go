@@ -149,21 +149,21 @@ type Committer interface {
 	Close() error
 }
 
-// NewServer loads every binding from store and returns a server over it.
+// LoadServer loads every binding from store and returns a server over it.
 // now is the clock (time.Now outside tests). rel is the failover
 // relationship, or nil for a single server. Its metrics go to the
 // relationship's registry, or to one of its own (Registry).
-func NewServer(cfg Config, store lease.Store, now func() time.Time, rel *relation.Relationship) (*Server, error) {
+func LoadServer(cfg Config, store lease.Store, now func() time.Time, rel *relation.Relationship) (*Server, error) {
 	reg := prometheus.NewRegistry()
 	if rel != nil && rel.Metrics != nil {
 		reg = rel.Metrics
 	}
-	return newServer(cfg, store, now, rel, reg, nil)
+	return loadServerWith(cfg, store, now, rel, reg, nil)
 }
 
-// newServer is NewServer with the metrics in reg, writing through commit
-// (nil: a lease.Committer over store).
-func newServer(cfg Config, store lease.Store, now func() time.Time, rel *relation.Relationship, reg *prometheus.Registry, commit Committer) (*Server, error) {
+// loadServerWith is LoadServer with the metrics in reg, writing through
+// commit (nil: a lease.Committer over store).
+func loadServerWith(cfg Config, store lease.Store, now func() time.Time, rel *relation.Relationship, reg *prometheus.Registry, commit Committer) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		now:     now,
@@ -266,9 +266,14 @@ func (s *Server) Run(interval time.Duration) {
 	}
 }
 
-// Close stops the sweeper (if Run was started), writes what is queued and
-// closes the store.
-func (s *Server) Close(running bool) error {
+// Close writes what is queued and closes the store, for a server whose
+// sweeper was never started (Run); Shutdown stops a running one.
+func (s *Server) Close() error { return s.close(false) }
+
+// Shutdown stops the sweeper that Run started, then closes as Close.
+func (s *Server) Shutdown() error { return s.close(true) }
+
+func (s *Server) close(running bool) error {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	if s.isClosed {
@@ -882,9 +887,9 @@ func sameBinding(a, b *lease.Binding) bool {
 	return a.End == b.End && a.State == b.State && a.Key() == b.Key()
 }
 
-// settle changes the binding of ip if it belongs to the client, and waits
-// until the change is durable.
-func (s *Server) settle(ip lease.IP, c client, what string, change func(*lease.Binding)) {
+// applyClientChange changes the binding of ip if it belongs to the client
+// (a release or a decline), and waits until the change is durable.
+func (s *Server) applyClientChange(ip lease.IP, c client, what string, change func(*lease.Binding)) {
 	s.mu.Lock()
 	b, ok := s.table.Get(ip)
 	if !ok || b.Key() != c.key || (b.State != lease.Active && what != "decline") {
@@ -909,7 +914,7 @@ func (s *Server) release(req *dhcpv4.DHCPv4, c client) {
 		return
 	}
 	now := s.now().Unix()
-	s.settle(ip, c, "release", func(b *lease.Binding) {
+	s.applyClientChange(ip, c, "release", func(b *lease.Binding) {
 		b.State = lease.Released
 		b.End = now
 		b.CLTT = now
@@ -921,7 +926,7 @@ func (s *Server) decline(req *dhcpv4.DHCPv4, c client) {
 	if !ok || ip == 0 {
 		return
 	}
-	s.settle(ip, c, "decline", func(b *lease.Binding) { s.abandon(b) })
+	s.applyClientChange(ip, c, "decline", func(b *lease.Binding) { s.abandon(b) })
 }
 
 // declineUnbound handles a DECLINE of an address that was offered to (held

@@ -55,7 +55,7 @@ func (h *harness) start() {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	s, err := NewServer(cfg, h.store, h.clock.Now, nil)
+	s, err := LoadServer(cfg, h.store, h.clock.Now, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func (h *harness) start() {
 func (h *harness) restart() {
 	h.t.Helper()
 	cfg := h.s.cfg
-	s, err := NewServer(cfg, h.store, h.clock.Now, nil)
+	s, err := LoadServer(cfg, h.store, h.clock.Now, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -589,11 +589,11 @@ func benchmarkDORA(b *testing.B, store lease.Store) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := NewServer(cfg, store, time.Now, nil)
+	s, err := LoadServer(cfg, store, time.Now, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer s.Close(false)
+	defer s.Close()
 	b.ReportAllocs()
 	b.SetParallelism(32)
 	var mu sync.Mutex
@@ -636,7 +636,7 @@ func TestLeasesSurviveARestartOnSQLite(t *testing.T) {
 			t.Fatal(err)
 		}
 		clk := &clock{now: time.Unix(1_800_000_000, 0)}
-		s, err := NewServer(cfg, st, clk.Now, nil)
+		s, err := LoadServer(cfg, st, clk.Now, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -649,11 +649,11 @@ func TestLeasesSurviveARestartOnSQLite(t *testing.T) {
 	}
 	h.release(5, got[5])
 	// Close without the sweeper: what was ACKed is already on disk.
-	if err := h.s.Close(false); err != nil {
+	if err := h.s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	h = open()
-	defer h.s.Close(false)
+	defer h.s.Close()
 	for i := 1; i <= 4; i++ {
 		resp := h.mustAck(packet(t, i, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(net.ParseIP(got[i]))))
 		if resp.YourIPAddr.String() != got[i] {

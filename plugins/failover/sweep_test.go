@@ -65,7 +65,7 @@ func TestOwnFreeAddressesRefusedBeforeTheFirstSweepAreNotLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.s, err = NewServer(cfg, store, clk.Now, rel); err != nil {
+	if h.s, err = LoadServer(cfg, store, clk.Now, rel); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.s.commit.Close() })

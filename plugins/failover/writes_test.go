@@ -97,7 +97,7 @@ func newHarnessOver(t *testing.T, line string, st lease.Store, mem *lease.Memory
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.s, err = NewServer(cfg, st, h.clock.Now, rel); err != nil {
+	if h.s, err = LoadServer(cfg, st, h.clock.Now, rel); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.s.commit.Close() })

@@ -1,5 +1,54 @@
 package leasesync
 
+import (
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
+)
+
+// balanceMode says why a pool balance runs.
+type balanceMode uint8
+
+const (
+	balanceOnNormal balanceMode = iota // entering NORMAL: move what is due, never ask
+	balanceTimer                       // periodic: move beyond the tolerance, ask if starved
+	balanceAsked                       // the peer sent POOLREQ: move what is due
+	balanceOperator                    // failoverctl rebalance: move what is due, ask if short
+)
+
+// balance moves free addresses between the servers as ISC's pool
+// balancing does (balanceGive decides how many). It returns how many
+// addresses this server gave.
+func (s *Session) balance(now time.Time, mode balanceMode) int {
+	if !s.m.MayBalance() {
+		return 0
+	}
+	own, peer := s.db.FreeCounts()
+	give, ask := balanceGive(s.cfg.Role, mode, own, peer, s.cfg.MaxLeaseMisbalance, s.cfg.MaxLeaseOwnership)
+	if ask && s.link != nil {
+		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "own": own, "peer": peer}).
+			Info("owning far fewer free addresses than the peer: requesting a pool rebalance")
+		if err := s.send(&wire.PoolRequest{}, now); err != nil {
+			s.linkDown(err.Error(), now)
+			return 0
+		}
+		s.asked = true
+	}
+	if give <= 0 {
+		return 0
+	}
+	moved := s.db.Transfer(give, now.Unix())
+	for _, ip := range moved {
+		s.out.enqueue(ip)
+	}
+	if len(moved) > 0 {
+		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "own": own, "peer": peer, "moved": len(moved)}).Info("balanced the free addresses with the peer")
+	}
+	return len(moved)
+}
+
 // balanceGive is ISC's pool balance arithmetic (docs/protocol.md §15), pure:
 // how many of its free addresses this server gives to the peer, and
 // whether it asks the peer for some with POOLREQ. Each side should own half

@@ -33,17 +33,17 @@ func benchPair(b *testing.B, pStore, sStore lease.Store) (p, s *node) {
 	// Values in memory only (the pool is never a destination).
 	const line = "name=bench db=/unused pool=198.18.0.10-198.18.255.250 subnet=198.18.0.0/16 lease-time=3600"
 	start := func(name, ls string, store lease.Store, id net.IP) *node {
-		sess, err := New(strings.Fields(ls), nil)
+		sess, err := SessionFromLine(strings.Fields(ls), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		sess.reconnect = 50 * time.Millisecond
 		sess.startupTimeout = 1
-		srv, err := failover.New(strings.Fields(line), store, time.Now, sess.Relationship())
+		srv, err := failover.StartFromLine(strings.Fields(line), store, time.Now, sess.Relationship())
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Cleanup(func() { srv.Close(true) })
+		b.Cleanup(func() { srv.Shutdown() })
 		return &node{name: name, s: sess, srv: srv, id: id}
 	}
 	p = start("primary", fmt.Sprintf("name=bench role=primary address=127.0.0.1 port=%d peer=127.0.0.1 peer-port=%d mclt=3600 split=128", pp, sp),

@@ -3,7 +3,6 @@ package leasesync
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -249,7 +248,7 @@ func (s *Session) status() Status {
 		Connected: s.link != nil, Contacted: s.contacted, MayServe: s.m.MayServe(),
 		MCLT: st.MCLT, NextTimer: st.NextTimer, NextTimerWhat: st.NextTimerWhat,
 		ResyncSince: s.resyncSince,
-		Unacked:     len(s.inflight), Queued: len(s.queued),
+		Unacked:     len(s.out.inflight), Queued: len(s.out.queued),
 	}
 	if st.Stos != st.Entered {
 		out.Stos = st.Stos
@@ -330,19 +329,12 @@ func (s *Session) do(fn func(now time.Time) error) error {
 func (s *Session) MaintenanceStart() (string, error) {
 	var msg string
 	err := s.do(func(now time.Time) error {
-		if s.link == nil {
-			return errors.New("maintenance start needs the peer connected, to hand it the pools; it is not (to stop serving anyway: shutdown here, then partner-down on the peer once this server is stopped)")
-		}
-		switch st := s.m.State(); st {
-		case fsm.Shutdown:
-			msg = "already in shutdown"
-			return nil
-		case fsm.Normal, fsm.CommInterrupted, fsm.Paused:
-		default:
-			return fmt.Errorf("maintenance start from %s refused: the peer must be serving or ready to (wait for normal)", st)
-		}
-		if p := s.m.Status().PeerState; p != fsm.Normal && p != fsm.CommInterrupted && p != fsm.Paused {
-			return fmt.Errorf("maintenance start refused: the peer is %s, not ready to take over", p)
+		already, err := s.m.CheckMaintenanceStart()
+		if err != nil || already {
+			if already {
+				msg = "already in shutdown"
+			}
+			return err
 		}
 		msg = "shutdown sent: the peer goes to partner-down; stop this server once it has and no update is queued"
 		return s.command(fsm.Shutdown, now, "maintenance: pools handed to the peer")
@@ -357,16 +349,13 @@ func (s *Session) MaintenanceStart() (string, error) {
 func (s *Session) MaintenanceStop() (string, error) {
 	var msg string
 	err := s.do(func(now time.Time) error {
-		st := s.m.Status()
-		switch st.State {
-		case fsm.Paused:
-			if s.link != nil && (st.PeerState == fsm.Normal || st.PeerState == fsm.CommInterrupted || st.PeerState == fsm.Paused) {
-				msg = "back to normal"
-				return s.command(fsm.Normal, now, "maintenance over")
-			}
-		case fsm.Shutdown:
-		default:
-			return fmt.Errorf("not in maintenance: state %s (maintenance stop leaves shutdown or paused)", st.State)
+		to, err := s.m.MaintenanceStopTarget()
+		if err != nil {
+			return err
+		}
+		if to == fsm.Normal {
+			msg = "back to normal"
+			return s.command(fsm.Normal, now, "maintenance over")
 		}
 		msg = "recover: fetching every binding from the peer, then recover-done and normal"
 		return s.command(fsm.Recover, now, "maintenance over: resynchronising from the peer")
@@ -379,8 +368,8 @@ func (s *Session) MaintenanceStop() (string, error) {
 func (s *Session) Resync() (string, error) {
 	var msg string
 	err := s.do(func(now time.Time) error {
-		if s.link == nil {
-			return errors.New("resync needs the peer connected; it is not")
+		if err := s.m.CheckResync(); err != nil {
+			return err
 		}
 		if err := s.send(&wire.UpdateRequestAll{}, now); err != nil {
 			s.linkDown(err.Error(), now)
@@ -398,8 +387,8 @@ func (s *Session) Resync() (string, error) {
 func (s *Session) Rebalance() (string, error) {
 	var msg string
 	err := s.do(func(now time.Time) error {
-		if st := s.m.State(); st != fsm.Normal {
-			return fmt.Errorf("pool balancing runs only in normal, not in %s", st)
+		if err := s.m.CheckRebalance(); err != nil {
+			return err
 		}
 		own, peer := s.db.FreeCounts()
 		s.asked = false

@@ -53,8 +53,8 @@ func controlPair(t *testing.T, extraP, extraS string) (p, s *node, ctlP, ctlS st
 	return p, s, ctlP, ctlS
 }
 
-// settled is true when neither server has an update queued or in flight.
-func settled(p, s *node) func() bool {
+// caughtUp is true when neither server has an update queued or in flight.
+func caughtUp(p, s *node) func() bool {
 	return func() bool {
 		a, errA := p.s.Status()
 		b, errB := s.s.Status()
@@ -116,7 +116,7 @@ func TestControlSocketReportsAndSteers(t *testing.T) {
 	waitFor(t, "the lease on both servers", func() bool {
 		a, _ := p.s.Status()
 		b, _ := s.s.Status()
-		return a.Pools[0].Active == 1 && b.Pools[0].Active == 1 && settled(p, s)()
+		return a.Pools[0].Active == 1 && b.Pools[0].Active == 1 && caughtUp(p, s)()
 	}, p, s)
 	// The peer is up: declaring it down is refused, with the reason.
 	if r := askControl(t, ctl, "partner-down"); !strings.Contains(r.Error, "peer") {
@@ -197,7 +197,7 @@ func TestResyncFetchesEveryBindingAgain(t *testing.T) {
 			t.Fatalf("Client %d got no lease", i)
 		}
 	}
-	waitFor(t, "updates settled", settled(p, s), p, s)
+	waitFor(t, "updates settled", caughtUp(p, s), p, s)
 	before := counterValue(t, p.s.Registry(), "coredhcp_failover_binding_updates_received_total")
 	r := askControl(t, ctlP, "resync")
 	if r.Error != "" || !strings.Contains(r.Message, "UPDREQALL") || r.Status.ResyncSince == 0 {
@@ -225,7 +225,7 @@ func TestRebalanceRunsThePoolBalanceNow(t *testing.T) {
 		t.Fatalf("rebalance when balanced answered %+v", r)
 	}
 	secondaryClients(t, 20, p, s)
-	waitFor(t, "updates settled", settled(p, s), p, s)
+	waitFor(t, "updates settled", caughtUp(p, s), p, s)
 	r := askControl(t, ctlS, "rebalance")
 	if r.Error != "" || !strings.Contains(r.Message, "asked the peer") {
 		t.Fatalf("rebalance when short answered %+v", r)

@@ -60,7 +60,7 @@ func startTarget(t *testing.T, o targetOpts) *target {
 	}
 	line := fmt.Sprintf("name=lan1 role=secondary address=127.0.0.1 port=%d peer=%s peer-port=%d max-response-delay=%d %s",
 		port, peerIP, freePort(t), o.delay, o.extra)
-	s, err := New(strings.Fields(line), o.clk)
+	s, err := SessionFromLine(strings.Fields(line), o.clk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,12 +84,12 @@ func startTarget(t *testing.T, o targetOpts) *target {
 	if o.wrap != nil {
 		db = o.wrap(store)
 	}
-	srv, err := failover.New(strings.Fields("name=lan1 db=/unused "+pool), db, now, s.Relationship())
+	srv, err := failover.StartFromLine(strings.Fields("name=lan1 db=/unused "+pool), db, now, s.Relationship())
 	if err != nil {
 		t.Fatal(err)
 	}
 	tg := &target{t: t, s: s, srv: srv, store: store, addr: fmt.Sprintf("127.0.0.1:%d", port), id: net.IPv4(192, 0, 2, 2).To4()}
-	t.Cleanup(func() { srv.Close(true) })
+	t.Cleanup(func() { srv.Shutdown() })
 	return tg
 }
 
@@ -250,7 +250,7 @@ func connected(tg *target) func() bool {
 	return func() bool { return tg.s.Relationship().View().Connected }
 }
 
-// waitTarget waits for cond, re-checking whenever the session settles.
+// waitTarget waits for cond, re-checking whenever the session ends a round.
 func waitTarget(t *testing.T, tg *target, what string, cond func() bool) {
 	t.Helper()
 	waitFor(t, what, cond, &node{s: tg.s})
@@ -574,9 +574,11 @@ func TestAFloodOfBindingUpdatesOutsideThePoolsNeitherBlocksNorGrows(t *testing.T
 	}
 	<-sent
 	var high, queued int
-	tg.s.inspect(func() { high, queued = tg.s.acksHigh, len(tg.s.acks)+len(tg.s.queue)+len(tg.s.inflight) })
-	if high > maxEventsPerSettle || queued != 0 {
-		t.Fatalf("BNDACKs held at most %d (cap %d); %d left queued", high, maxEventsPerSettle, queued)
+	tg.s.inspect(func() {
+		high, queued = tg.s.out.acksHigh, len(tg.s.out.acks)+len(tg.s.out.queue)+len(tg.s.out.inflight)
+	})
+	if high > maxEventsPerRound || queued != 0 {
+		t.Fatalf("BNDACKs held at most %d (cap %d); %d left queued", high, maxEventsPerRound, queued)
 	}
 	if n := len(logged("rejected the peer's binding update")); n > 2 {
 		t.Fatalf("%d rejected updates logged %d times, want at most 2 (rate-limited)", flood, n)
@@ -642,7 +644,7 @@ func TestTheUpdateQueueIsBoundedByThePool(t *testing.T) {
 		t.Fatal("The target did not answer the last update")
 	}
 	var queue, queued int
-	tg.s.inspect(func() { queue, queued = len(tg.s.queue), len(tg.s.queued) })
+	tg.s.inspect(func() { queue, queued = len(tg.s.out.queue), len(tg.s.out.queued) })
 	if queued == 0 || queue > 2*queued+64 {
 		t.Fatalf("Queue of %d entries for %d addresses queued", queue, queued)
 	}

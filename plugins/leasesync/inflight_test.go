@@ -133,14 +133,20 @@ func TestAStaleUpdateDoneDoesNotEndRecover(t *testing.T) {
 		p.send(u)
 		expect[*wire.BindingAck](p)
 	}
+	// The view is published after the BNDACK is sent: the state is read
+	// on the session goroutine, which has handled the UPDDONE by then.
+	state := func() (st fsm.State) {
+		tg.s.inspect(func() { st = tg.s.m.State() })
+		return st
+	}
 	p.send(&wire.UpdateDone{Header: wire.Header{XID: xid - 1}})
 	handled()
-	if st := tg.s.Relationship().View().MyState; st != fsm.Recover {
+	if st := state(); st != fsm.Recover {
 		t.Fatalf("A stale UPDDONE moved the target from recover to %s", st)
 	}
 	p.send(&wire.UpdateDone{Header: wire.Header{XID: xid}})
 	handled()
-	if st := tg.s.Relationship().View().MyState; st == fsm.Recover {
+	if st := state(); st == fsm.Recover {
 		t.Fatal("The UPDDONE answering our UPDREQALL left the target in recover")
 	}
 }

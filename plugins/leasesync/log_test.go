@@ -52,12 +52,12 @@ func TestLogsSayWhatChangedAndWhyButNothingPerPacket(t *testing.T) {
 	hasFields(t, connects, "relationship", "peer", "direction")
 
 	waitFor(t, "the secondary's share", func() bool { own, _ := s.srv.FreeCounts(); return own == 50 }, p, s)
-	waitFor(t, "updates settled", settled(p, s), p, s)
+	waitFor(t, "updates settled", caughtUp(p, s), p, s)
 	before := len(logs.AllEntries())
 	for i := 0; i < 30; i++ {
 		dora(t, i, true, p, s)
 	}
-	waitFor(t, "updates settled", settled(p, s), p, s)
+	waitFor(t, "updates settled", caughtUp(p, s), p, s)
 	for _, e := range logs.AllEntries()[before:] {
 		if e.Level <= logrus.InfoLevel && e.Data["prefix"] == "plugins/failover" {
 			t.Errorf("Logged while serving clients: %s %q %v", e.Level, e.Message, e.Data)

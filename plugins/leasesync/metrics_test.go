@@ -83,7 +83,7 @@ func TestMetricsAreLintCleanAndFollowTheState(t *testing.T) {
 			t.Fatalf("Client %d got no lease", i)
 		}
 	}
-	waitFor(t, "updates settled", settled(p, s), p, s)
+	waitFor(t, "updates settled", caughtUp(p, s), p, s)
 
 	problems, err := promlint.NewWithMetricFamilies(func() []*dto.MetricFamily {
 		mfs, err := reg.Gather()

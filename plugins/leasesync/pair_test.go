@@ -75,13 +75,13 @@ func (n *node) start() {
 	if n.clk != nil {
 		clk, now = n.clk, n.clk.Now
 	}
-	s, err := New(strings.Fields(n.line), clk)
+	s, err := SessionFromLine(strings.Fields(n.line), clk)
 	if err != nil {
 		n.t.Fatal(err)
 	}
 	s.reconnect = 100 * time.Millisecond
 	s.startupTimeout = 1
-	srv, err := failover.New(strings.Fields("name=lan1 db=/unused "+pool), n.store, now, s.Relationship())
+	srv, err := failover.StartFromLine(strings.Fields("name=lan1 db=/unused "+pool), n.store, now, s.Relationship())
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func (n *node) start() {
 // stop closes the node as the process would at SIGTERM (the store stays).
 func (n *node) stop() {
 	if n.srv != nil {
-		n.srv.Close(true)
+		n.srv.Shutdown()
 		n.srv, n.s = nil, nil
 	}
 }
@@ -100,19 +100,19 @@ func (n *node) stop() {
 func (n *node) state() fsm.State { return n.s.Relationship().View().MyState }
 
 // waitFor waits, without sleeping, until cond holds, re-checking whenever
-// one of the sessions settles.
+// one of the sessions ends a round.
 func waitFor(t testing.TB, what string, cond func() bool, nodes ...*node) {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
 	// Conditions on logs or on the failover side's counts can turn true
-	// after the event that settled the session: look again now and then.
+	// after the event that ended the session's round: look again now and then.
 	poll := time.NewTicker(50 * time.Millisecond)
 	defer poll.Stop()
 	for !cond() {
 		chans := make([]<-chan struct{}, 0, len(nodes))
 		for _, n := range nodes {
 			if n.s != nil {
-				chans = append(chans, n.s.Settled())
+				chans = append(chans, n.s.RoundDone())
 			}
 		}
 		if cond() {
@@ -391,13 +391,13 @@ func TestPeerWithWrongSettingsIsRefusedWithAReason(t *testing.T) {
 			p.start()
 			if tc.secondaryName != "" {
 				// The failover line must carry the same name.
-				sess, err := New(strings.Fields(s.line), nil)
+				sess, err := SessionFromLine(strings.Fields(s.line), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
 				sess.reconnect = 100 * time.Millisecond
 				sess.startupTimeout = 1
-				srv, err := failover.New(strings.Fields("name="+tc.secondaryName+" db=/unused "+pool), s.store, time.Now, sess.Relationship())
+				srv, err := failover.StartFromLine(strings.Fields("name="+tc.secondaryName+" db=/unused "+pool), s.store, time.Now, sess.Relationship())
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -84,13 +84,13 @@ func newRelationship(cfg Config, clk Clock, reg *prometheus.Registry) *Session {
 // passThrough: the session works beside the packet path, not in it.
 func passThrough(req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool) { return resp, false }
 
-// New parses a leasesync plugin line and prepares its relationship and
-// session without registering them (tests run both servers of a pair in
-// one process). The session starts when a failover server attaches to
+// SessionFromLine parses a leasesync plugin line and prepares its
+// relationship and session without registering them (tests run both
+// servers of a pair in one process). The session starts when a failover server attaches to
 // Relationship(); Close stops it. clk nil means the real clock. Its
 // metrics (and its failover server's) go to a registry of its own,
 // Registry(); metrics= is ignored.
-func New(args []string, clk Clock) (*Session, error) {
+func SessionFromLine(args []string, clk Clock) (*Session, error) {
 	cfg, err := parse(args)
 	if err != nil {
 		return nil, err

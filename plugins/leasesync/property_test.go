@@ -179,12 +179,12 @@ func (w *world) advance(d time.Duration) {
 	}
 }
 
-// settle lets the sessions exchange what they have queued (real time).
-func (w *world) settle() {
+// quiesce lets the sessions exchange what they have queued (real time).
+func (w *world) quiesce() {
 	deadline := time.After(25 * time.Millisecond)
 	for _, n := range w.servers() {
 		select {
-		case <-n.s.Settled():
+		case <-n.s.RoundDone():
 		case <-deadline:
 			return
 		}
@@ -232,7 +232,7 @@ func runSchedule(t *testing.T, seed int64) (acks, faults int) {
 			t.Fatalf("The pair did not reach NORMAL: %s, %s", w.p.state(), w.s.state())
 		}
 		w.clk.Advance(time.Second)
-		w.settle()
+		w.quiesce()
 	}
 	defer func() {
 		for _, n := range []*node{w.p, w.s} {
@@ -284,7 +284,7 @@ func runSchedule(t *testing.T, seed int64) (acks, faults int) {
 		default:
 			w.advance(6 * time.Second) // past max-response-delay
 		}
-		w.settle()
+		w.quiesce()
 	}
 	return w.acks, w.faults
 }

@@ -23,7 +23,7 @@ func TestAnUpdateRefusedForAFailedWriteIsSentAgain(t *testing.T) {
 	p.send(ack)
 	var retry time.Time
 	waitTarget(t, tg, "the refusal to be handled", func() bool {
-		tg.s.inspect(func() { retry = tg.s.retryAt })
+		tg.s.inspect(func() { retry = tg.s.out.retryAt })
 		return !retry.IsZero()
 	})
 	if d := retry.Sub(clk.Now()); d <= 0 {

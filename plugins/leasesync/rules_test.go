@@ -57,7 +57,7 @@ const stubSecondary = "name=lan1 role=secondary address=127.0.0.1 peer=127.0.0.2
 
 func queuedSet(s *Session) map[lease.IP]bool {
 	out := map[lease.IP]bool{}
-	for ip, q := range s.queued {
+	for ip, q := range s.out.queued {
 		if q {
 			out[ip] = true
 		}
@@ -79,8 +79,8 @@ func TestUpdateRequestIsAnsweredWithThePendingBindingsOnly(t *testing.T) {
 	if got := queuedSet(s); len(got) != 1 || !got[b] {
 		t.Errorf("UPDREQ queued %v, want only the pending %v", got, b)
 	}
-	if s.peerReq == nil || *s.peerReq != 7 {
-		t.Errorf("UPDDONE will answer xid %v, want 7", s.peerReq)
+	if s.out.peerReq == nil || *s.out.peerReq != 7 {
+		t.Errorf("UPDDONE will answer xid %v, want 7", s.out.peerReq)
 	}
 
 	s = stubSession(t, stubSecondary, db)
@@ -101,7 +101,7 @@ func TestAStaleBindingAckIsIgnored(t *testing.T) {
 	db := &stubBindings{}
 	s := stubSession(t, stubSecondary, db)
 	sent := lease.Binding{IP: ip, State: lease.Active, End: 1000, SentExpiry: 1500}
-	s.inflight[ip] = inflight{xid: 5, sent: sent, at: time.Unix(100, 0)}
+	s.out.inflight[ip] = inflight{xid: 5, sent: sent, at: time.Unix(100, 0)}
 
 	ack := func(xid uint32) *wire.BindingAck {
 		a := &wire.BindingAck{Header: wire.Header{XID: xid}}
@@ -112,7 +112,7 @@ func TestAStaleBindingAckIsIgnored(t *testing.T) {
 	if len(db.acked) != 0 {
 		t.Fatalf("A BNDACK with xid 4 settled the update in flight with xid 5: %v", db.acked)
 	}
-	if _, ok := s.inflight[ip]; !ok {
+	if _, ok := s.out.inflight[ip]; !ok {
 		t.Fatal("A stale BNDACK removed the update in flight")
 	}
 
@@ -120,7 +120,7 @@ func TestAStaleBindingAckIsIgnored(t *testing.T) {
 	if len(db.acked) != 1 || db.acked[0].SentExpiry != 1500 {
 		t.Fatalf("The matching BNDACK settled %v, want the update sent", db.acked)
 	}
-	if _, ok := s.inflight[ip]; ok {
+	if _, ok := s.out.inflight[ip]; ok {
 		t.Fatal("The matching BNDACK left the update in flight")
 	}
 }
@@ -149,6 +149,15 @@ func TestSecondaryKeepsItsMaxLeaseOwnership(t *testing.T) {
 		{"starved secondary asks", Secondary, balanceTimer, 10, 90, 0, true},
 		{"operator rebalance asks on any shortfall", Primary, balanceOperator, 48, 52, 0, true},
 		{"never asked outside the timer and the operator", Primary, balanceAsked, 0, 100, 0, false},
+		// The edges of the primary's tolerance on the timer: 15 of 100.
+		{"primary at the misbalance edge", Primary, balanceTimer, 65, 35, 0, false},
+		{"primary just beyond the misbalance edge", Primary, balanceTimer, 66, 34, 16, false},
+		{"primary entering normal never asks", Primary, balanceOnNormal, 0, 100, 0, false},
+		{"secondary rebalanced by the operator keeps its reserve", Secondary, balanceOperator, 70, 30, 10, false},
+		// A pool too small for a threshold asks at a real shortfall.
+		{"empty pools", Primary, balanceTimer, 0, 0, 0, false},
+		{"small pool, one short", Primary, balanceTimer, 2, 4, 0, false},
+		{"small pool, two short", Primary, balanceTimer, 1, 5, 0, true},
 	} {
 		give, ask := balanceGive(c.role, c.mode, c.own, c.peer, defaultMaxLeaseMisbalance, defaultMaxLeaseOwnership)
 		if give != c.give || ask != c.ask {

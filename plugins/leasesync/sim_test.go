@@ -766,7 +766,7 @@ func (w *simWorld) start(n *simNode) {
 	n.wakeAt, n.dialReq, n.wasPD, n.pdEnter = 0, false, false, 0
 	n.offers = map[lease.IP]int64{}
 	ses.requestDial()
-	w.settle(n)
+	w.endRound(n)
 	w.logf("%s starts in %s (clock %+ds, tolerance %ds)", nodeName(n.idx), n.state, n.offset, w.tol)
 }
 
@@ -815,7 +815,7 @@ func (w *simWorld) mayLose(n *simNode) bool {
 	if !peer.up || peer.fresh {
 		return false
 	}
-	if n.up && (len(n.ses.queue) > 0 || len(n.ses.inflight) > 0) {
+	if n.up && (len(n.ses.out.queue) > 0 || len(n.ses.out.inflight) > 0) {
 		return false
 	}
 	for _, b := range n.store.rows {
@@ -826,13 +826,13 @@ func (w *simWorld) mayLose(n *simNode) bool {
 	return true
 }
 
-// settle lets a node's session act on what it was told, then records what
+// endRound lets a node's session act on what it was told, then records what
 // the world needs from it.
-func (w *simWorld) settle(n *simNode) {
+func (w *simWorld) endRound(n *simNode) {
 	if !n.up {
 		return
 	}
-	n.ses.settle()
+	n.ses.endRound()
 	select {
 	case <-n.ses.wantDial:
 		n.dialReq = true
@@ -875,7 +875,7 @@ func (w *simWorld) drain(n *simNode) {
 		break
 	}
 	if any {
-		w.settle(n)
+		w.endRound(n)
 	}
 }
 
@@ -893,7 +893,7 @@ func (w *simWorld) operate(n *simNode, what string, fn func(*Session) error) {
 		select {
 		case err := <-done:
 			w.logf("operator: %s on %s: %v", what, nodeName(n.idx), err)
-			w.settle(n)
+			w.endRound(n)
 			return
 		case e := <-ses.events:
 			ses.handle(e)
@@ -908,7 +908,7 @@ func (w *simWorld) connect(n *simNode) {
 	failed := func(why string) {
 		w.logf("%s: dial fails (%s)", nodeName(n.idx), why)
 		n.ses.handle(event{kind: evDialFailed})
-		w.settle(n)
+		w.endRound(n)
 	}
 	if !peer.up || w.cut {
 		failed("peer unreachable")
@@ -957,7 +957,7 @@ func (w *simWorld) connect(n *simNode) {
 	w.logf("%s connects", nodeName(n.idx))
 	for _, x := range []*simNode{n, peer} {
 		x.ses.handle(event{kind: evLinkUp, link: conn.end[x.idx].l})
-		w.settle(x)
+		w.endRound(x)
 	}
 }
 
@@ -988,7 +988,7 @@ func (w *simWorld) deliver() {
 				n.ses.handle(event{kind: evFrame, link: to.l, body: body})
 			}
 			if got {
-				w.settle(n)
+				w.endRound(n)
 			}
 		}
 		if !(c.end[0].closed && c.end[1].closed && len(c.end[0].out) == 0 && len(c.end[1].out) == 0) {
@@ -1034,7 +1034,7 @@ func (w *simWorld) tick() {
 		if n.up && n.wakeAt != 0 && n.wakeAt <= w.now {
 			n.wakeAt = 0
 			n.ses.handle(event{kind: evTick})
-			w.settle(n)
+			w.endRound(n)
 		}
 	}
 	for _, n := range w.nodes {

@@ -738,7 +738,7 @@ func (m *Machine) CommandReason(to State, now int64, reason string) error {
 			return fmt.Errorf("%w: normal can be commanded only from paused, not from %s (use recover)", ErrNotFromState, m.state)
 		case !m.connected || !m.peerHeard:
 			return fmt.Errorf("%w: normal needs the peer's state on an established link", ErrNotFromState)
-		case m.peer != Normal && m.peer != CommInterrupted && m.peer != Paused:
+		case !peerMayTakeOver(m.peer):
 			return fmt.Errorf("%w: the peer is %s; leave paused through recover", ErrNotFromState, m.peer)
 		}
 	case PartnerDown:
@@ -761,3 +761,79 @@ func (m *Machine) CommandReason(to State, now int64, reason string) error {
 	m.setState(to, now, reason)
 	return nil
 }
+
+// The operator's commands that are more than a state (failoverctl
+// maintenance-start, maintenance-stop, resync, rebalance) are checked
+// here too, beside Command: which command is allowed in which state is
+// decided in one place.
+
+// peerMayTakeOver reports whether a peer in state p is serving or ready
+// to, with every binding: NORMAL, COMMUNICATIONS-INTERRUPTED or PAUSED.
+// Only such a peer may take the pools over at a maintenance start, or
+// see us back in NORMAL straight from PAUSED.
+func peerMayTakeOver(p State) bool {
+	return p == Normal || p == CommInterrupted || p == Paused
+}
+
+// CheckMaintenanceStart checks the operator's maintenance start, which
+// commands SHUTDOWN so that the peer takes over in PARTNER-DOWN: it
+// needs the peer connected (to learn that it may take over), serving or
+// ready to, and this server in NORMAL, COMMUNICATIONS-INTERRUPTED or
+// PAUSED. already is set in SHUTDOWN: there is nothing to do.
+func (m *Machine) CheckMaintenanceStart() (already bool, err error) {
+	if !m.connected {
+		return false, errors.New("maintenance start needs the peer connected, to hand it the pools; it is not (to stop serving anyway: shutdown here, then partner-down on the peer once this server is stopped)")
+	}
+	switch m.state {
+	case Shutdown:
+		return true, nil
+	case Normal, CommInterrupted, Paused:
+	default:
+		return false, fmt.Errorf("maintenance start from %s refused: the peer must be serving or ready to (wait for normal)", m.state)
+	}
+	if !peerMayTakeOver(m.peer) {
+		return false, fmt.Errorf("maintenance start refused: the peer is %s, not ready to take over", m.peer)
+	}
+	return false, nil
+}
+
+// MaintenanceStopTarget is the state the operator's maintenance stop
+// commands: NORMAL straight from PAUSED while connected to a peer that
+// may see us back (peerMayTakeOver), else RECOVER, from SHUTDOWN or
+// PAUSED, which fetches every binding from the peer. Outside maintenance
+// it is an error.
+func (m *Machine) MaintenanceStopTarget() (State, error) {
+	switch m.state {
+	case Paused:
+		if m.connected && peerMayTakeOver(m.peer) {
+			return Normal, nil
+		}
+	case Shutdown:
+	default:
+		return 0, fmt.Errorf("not in maintenance: state %s (maintenance stop leaves shutdown or paused)", m.state)
+	}
+	return Recover, nil
+}
+
+// CheckResync checks the operator's resync (UPDREQALL): it needs the
+// peer connected. The state does not change.
+func (m *Machine) CheckResync() error {
+	if !m.connected {
+		return errors.New("resync needs the peer connected; it is not")
+	}
+	return nil
+}
+
+// CheckRebalance checks the operator's pool rebalance: free addresses
+// move only in NORMAL, as the peer's POOLREQ (MayBalance).
+func (m *Machine) CheckRebalance() error {
+	if !m.MayBalance() {
+		return fmt.Errorf("pool balancing runs only in normal, not in %s", m.state)
+	}
+	return nil
+}
+
+// MayBalance reports whether free addresses may move between the
+// servers: only while both serve in NORMAL (ISC
+// dhcp_failover_pool_dobalance), a POOLREQ included.
+func (m *Machine) MayBalance() bool { return m.state == Normal }

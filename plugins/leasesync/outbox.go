@@ -1,0 +1,340 @@
+package leasesync
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
+)
+
+// inflight is an update sent and not yet acknowledged.
+type inflight struct {
+	xid  uint32
+	sent lease.Binding
+	at   time.Time
+}
+
+// pendingAck is a BNDACK waiting for the binding it acknowledges to be
+// durable.
+type pendingAck struct {
+	ack  *wire.BindingAck
+	done *lease.Batch
+}
+
+// rejectRetry is how long an update the peer refused for a failed write
+// waits before it goes again.
+const rejectRetry = time.Second
+
+// outbox is what the session owes the peer: the BNDUPDs of our changes
+// (queued, in flight, deferred, refused for a retry), the BNDACKs of the
+// peer's updates, and the UPDDONE of the peer's update request. It does
+// no I/O: the session's flush sends what it holds. Owned by the run
+// goroutine.
+type outbox struct {
+	queue    []lease.IP
+	queued   map[lease.IP]bool
+	inflight map[lease.IP]inflight
+	// deferred holds the queued addresses the bindings hid while they
+	// were written (relation.Bindings.Get): each comes back through
+	// notify, and UPDDONE waits for them.
+	deferred map[lease.IP]bool
+	// retry holds the updates the peer refused with reject reason 6
+	// (its write failed, or a miscellaneous refusal): they stay pending
+	// and are queued again at retryAt, not at once (a peer whose store
+	// fails would refuse them as fast as they go). UPDDONE waits for them.
+	retry   map[lease.IP]bool
+	retryAt time.Time
+	// peerReq is the peer's UPDREQ/UPDREQALL being answered: UPDDONE
+	// (with its xid) goes when the queue, the in-flight list and
+	// deferred are empty.
+	peerReq *uint32
+	acks    []pendingAck
+	// acksHigh is the most BNDACKs ever held at once (bounded by
+	// maxEventsPerRound).
+	acksHigh int
+}
+
+func newOutbox() outbox {
+	return outbox{
+		queued:   map[lease.IP]bool{},
+		inflight: map[lease.IP]inflight{},
+		deferred: map[lease.IP]bool{},
+		retry:    map[lease.IP]bool{},
+	}
+}
+
+// enqueue queues ip's binding for a BNDUPD. The queue holds each address
+// at most once plus the entries withdrawn since (a peer's update
+// supersedes ours); when those outnumber the live ones it is compacted,
+// so that it stays within twice the addresses of the pools however the
+// peer interleaves updates and update requests.
+func (o *outbox) enqueue(ip lease.IP) {
+	delete(o.deferred, ip)
+	if o.queued[ip] {
+		return
+	}
+	o.queued[ip] = true
+	o.queue = append(o.queue, ip)
+	if len(o.queue) > 2*len(o.queued)+64 {
+		live := o.queue[:0]
+		seen := make(map[lease.IP]bool, len(o.queued))
+		for _, q := range o.queue {
+			if o.queued[q] && !seen[q] {
+				seen[q] = true
+				live = append(live, q)
+			}
+		}
+		clear(o.queue[len(live):])
+		o.queue = live
+	}
+}
+
+// withdraw forgets our update of ip, queued, in flight or refused: the
+// peer's copy is in force (its ack would be ignored).
+func (o *outbox) withdraw(ip lease.IP) {
+	delete(o.inflight, ip)
+	delete(o.queued, ip)
+	delete(o.retry, ip)
+}
+
+// pending reports whether an update is queued or waiting for its BNDACK.
+func (o *outbox) pending() bool { return len(o.queued) > 0 || len(o.inflight) > 0 }
+
+// answered reports whether every update the peer's request asked for has
+// been acknowledged: nothing queued, in flight, deferred or to retry.
+func (o *outbox) answered() bool {
+	return len(o.queue) == 0 && len(o.inflight) == 0 && len(o.deferred) == 0 && len(o.retry) == 0
+}
+
+// refused keeps ip for a retry after rejectRetry: the peer's write failed.
+func (o *outbox) refused(ip lease.IP, now time.Time) {
+	o.retry[ip] = true
+	if o.retryAt.IsZero() {
+		o.retryAt = now.Add(rejectRetry)
+	}
+}
+
+// requeueInflight queues again every update waiting for its BNDACK.
+func (o *outbox) requeueInflight() {
+	for _, ip := range sortedIPs(o.inflight) {
+		o.enqueue(ip)
+	}
+	clear(o.inflight)
+	o.requeueRefused()
+}
+
+// requeueRefused queues again the updates the peer refused (retry).
+func (o *outbox) requeueRefused() {
+	for _, ip := range sortedIPs(o.retry) {
+		o.enqueue(ip)
+	}
+	clear(o.retry)
+	o.retryAt = time.Time{}
+}
+
+// linkLost drops what only the lost link could carry (BNDACKs, UPDDONE)
+// and queues again the updates in flight and the deferred ones (in
+// address order, so that a simulated run replays exactly).
+func (o *outbox) linkLost() {
+	o.acks = nil
+	o.peerReq = nil
+	o.requeueInflight()
+	for _, ip := range sortedIPs(o.deferred) {
+		o.enqueue(ip)
+	}
+}
+
+// sortedIPs are the keys of m in address order: updates queued from a
+// map go out in the same order every time, so that a run of the
+// simulation of the pair replays exactly.
+func sortedIPs[V any](m map[lease.IP]V) []lease.IP {
+	ips := make([]lease.IP, 0, len(m))
+	for ip := range m {
+		ips = append(ips, ip)
+	}
+	slices.Sort(ips)
+	return ips
+}
+
+// answerRequest queues what the peer asked for; UPDDONE follows when it
+// has all been acknowledged.
+func (s *Session) answerRequest(xid uint32, all bool) {
+	if all {
+		s.db.All(func(ip lease.IP) { s.out.enqueue(ip) })
+	} else {
+		s.db.Pending(func(ip lease.IP) { s.out.enqueue(ip) })
+	}
+	s.out.peerReq = &xid
+}
+
+// applyUpdate stores a binding the peer announced (durably, through the
+// failover plugin's store) and queues the BNDACK.
+func (s *Session) applyUpdate(u *wire.BindingUpdate, now time.Time) {
+	s.met.updatesReceived.Inc()
+	b, err := bindingFromWire(&u.Binding, s.link.clock.correction())
+	ack := &wire.BindingAck{Header: wire.Header{XID: u.XID}}
+	ack.Addr = u.Addr
+	if err != nil {
+		ack.RejectReason, ack.Message = wire.RejectMissingBindInfo, err.Error()
+	} else {
+		// A binding we announced and the peer changed at the same time:
+		// the peer's copy is now the one in force (ISC's duel rules are
+		// applied by ApplyPeer against the stored binding).
+		reason, msg, done := s.db.ApplyPeer(b, now.Unix())
+		if reason != 0 {
+			ack.RejectReason, ack.Message = wire.RejectReason(reason), msg
+		} else {
+			// The peer's copy is in force: ours, if queued or in
+			// flight, is not sent (its ack would be ignored).
+			s.out.withdraw(b.IP)
+			s.out.acks = append(s.out.acks, pendingAck{ack: ack, done: done})
+			return
+		}
+	}
+	s.logReject(ack)
+	s.out.acks = append(s.out.acks, pendingAck{ack: ack})
+}
+
+// logReject logs a rejected update, at most once per period: a peer
+// flooding bad updates must not flood the log.
+func (s *Session) logReject(ack *wire.BindingAck) {
+	s.met.rejectedByUs.Inc()
+	s.rejectLog.Do(s.clk.Now(), func(n int) {
+		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "address": ack.Addr.String(),
+			"reason": ack.RejectReason.String(), "rejected": n}).Warnf("rejected the peer's binding update: %s", ack.Message)
+	})
+}
+
+// acked completes an update of ours; the BNDACK arrived at at.
+func (s *Session) acked(a *wire.BindingAck, now, at time.Time) {
+	ip, ok := lease.IPFromAddr(a.Addr)
+	in, sent := s.out.inflight[ip]
+	if !ok || !sent || in.xid != a.XID {
+		log.WithField("address", a.Addr.String()).Debugf("ignoring a BNDACK with xid %d: no update of ours waits for it", a.XID)
+		if s.link != nil {
+			s.link.clock.oneWay(a.Time, at)
+		}
+		return
+	}
+	if s.link != nil {
+		// It answers the update sent at in.at: a round trip.
+		s.link.clock.roundTrip(a.Time, in.at, at)
+		s.checkSkew(now)
+	}
+	delete(s.out.inflight, ip)
+	s.met.rtt.Observe(at.Sub(in.at).Seconds())
+	if a.RejectReason != 0 {
+		s.met.rejectedByPeer.Inc()
+		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "address": ip.String(), "status": in.sent.State.String(),
+			"reason": a.RejectReason.String()}).Warnf("the peer rejected our binding update: %s", a.Message)
+		if a.RejectReason == wire.RejectMiscReject {
+			// The peer's answer when its write failed: the binding
+			// stays pending and goes again after rejectRetry.
+			s.out.refused(ip, now)
+		}
+		return
+	}
+	s.met.updatesAcked.Inc()
+	if !s.db.Acked(in.sent, now.Unix()) {
+		s.out.enqueue(ip) // changed since it was sent
+	}
+}
+
+// flush sends the queued BNDACKs, then as many BNDUPDs as the peer
+// accepts in flight, then UPDDONE if an update request is answered, then
+// CONTACT if the link has been quiet.
+func (s *Session) flush(now time.Time) error {
+	// What flush sends goes out in one write.
+	s.link.hold()
+	err := s.flushHeld(now)
+	if rerr := s.link.release(time.Now().Add(s.cfg.MaxResponseDelay)); err == nil && rerr != nil {
+		err = fmt.Errorf("sending: %w", rerr)
+	}
+	return err
+}
+
+func (s *Session) flushHeld(now time.Time) error {
+	o := &s.out
+	// The updates were submitted together: they share one commit.
+	o.acksHigh = max(o.acksHigh, len(o.acks))
+	for _, a := range o.acks {
+		if a.done != nil {
+			if err := a.done.Wait(); err != nil {
+				a.ack.RejectReason, a.ack.Message = wire.RejectMiscReject, "database update failed"
+				s.logReject(a.ack)
+			}
+		}
+		if err := s.send(a.ack, now); err != nil {
+			return err
+		}
+	}
+	o.acks = o.acks[:0]
+	if !o.retryAt.IsZero() && !now.Before(o.retryAt) {
+		o.requeueRefused()
+	}
+	var stale []lease.IP
+	for len(o.queue) > 0 && len(o.inflight) < s.link.params.maxUnacked {
+		ip := o.queue[0]
+		o.queue = o.queue[1:]
+		if !o.queued[ip] {
+			continue // withdrawn since it was queued
+		}
+		delete(o.queued, ip)
+		b, ok := s.db.Get(ip)
+		if !ok {
+			// Being written: the failover plugin announces it
+			// when the write settles. An update request is not
+			// done until then.
+			o.deferred[ip] = true
+			continue
+		}
+		u := &wire.BindingUpdate{}
+		u.Binding = bindingToWire(&b)
+		// Before the write: a write that fails may still have
+		// reached the peer.
+		if !s.db.Sent(b) {
+			// Changed since Get read it: the newer binding goes,
+			// at the next flush (not in this loop, which would
+			// spin while the change is written).
+			stale = append(stale, ip)
+			continue
+		}
+		if err := s.send(u, now); err != nil {
+			o.enqueue(ip)
+			return err
+		}
+		// Taken after the update is encoded: it leaves no earlier.
+		o.inflight[ip] = inflight{xid: u.XID, sent: b, at: s.clk.Now()}
+		s.met.updatesSent.Inc()
+	}
+	for _, ip := range stale {
+		o.enqueue(ip)
+	}
+	if len(stale) > 0 {
+		// Flush again soon. A full queue of events means a flush
+		// follows anyway.
+		select {
+		case s.events <- event{kind: evTick}:
+		default:
+		}
+	}
+	if len(o.queue) == 0 {
+		o.queue = nil // let the backing array go
+	}
+	if o.peerReq != nil && o.answered() {
+		if err := s.send(&wire.UpdateDone{Header: wire.Header{XID: *o.peerReq}}, now); err != nil {
+			return err
+		}
+		o.peerReq = nil
+	}
+	if every := s.contactInterval(); now.Sub(s.lastSend) >= every {
+		if err := s.send(&wire.Contact{}, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
