@@ -769,7 +769,8 @@ func (s *Session) applyUpdate(u *wire.BindingUpdate, now time.Time) {
 	} else {
 		// A binding we announced and the peer changed at the same time:
 		// the peer's copy is now the one in force (ISC's duel rules are
-		// applied by ApplyPeer against the stored binding).
+		// applied by ApplyPeer against the stored binding and against
+		// each of our updates of it still in flight).
 		var unacked []lease.Binding
 		if in, ok := s.inflight[b.IP]; ok {
 			unacked = in.unacked()
@@ -807,7 +808,7 @@ func (s *Session) acked(a *wire.BindingAck, now, at time.Time) {
 	in, sent := s.inflight[ip]
 	if ok && sent && in.xid != a.XID {
 		// An update superseded before its BNDACK: the peer has
-		// settled it, and those before it (BNDACKs come in order).
+		// handled it, and those before it (it takes ours in order).
 		for i, e := range in.earlier {
 			if e.xid == a.XID {
 				in.earlier = slices.Delete(in.earlier, 0, i+1)
@@ -1082,6 +1083,11 @@ func (s *Session) flushHeld(now time.Time) error {
 		next := inflight{xid: u.XID, sent: b, at: s.clk.Now()}
 		if prev, ok := s.inflight[ip]; ok {
 			next.earlier = append(slices.Clip(prev.earlier), sentUpdate{xid: prev.xid, sent: prev.sent})
+			if over := len(next.earlier) - s.link.params.maxUnacked; over > 0 {
+				// A peer that stops acknowledging must not grow
+				// it without end: the oldest go.
+				next.earlier = next.earlier[over:]
+			}
 		}
 		s.inflight[ip] = next
 		s.met.updatesSent.Inc()
