@@ -181,3 +181,33 @@ func TestThePeersStateTransitions(t *testing.T) {
 		}
 	}
 }
+
+// TestThePeersUpdateMustBeatEachOfOursInFlight: a secondary whose
+// renewal (ACTIVE) and then ABANDONED of an address are both in flight
+// refuses the primary's BACKUP of it with reason 16: at the primary our
+// ACTIVE beats that BACKUP, and our ABANDONED follows without a duel.
+// Judged against the ABANDONED alone, the primary's copy would win here
+// and the servers would part (docs/simulation.md, seed 40775). With only
+// the ABANDONED in flight the primary's copy wins, as in ISC.
+func TestThePeersUpdateMustBeatEachOfOursInFlight(t *testing.T) {
+	h, _ := newPairHarness(t, false, 128, fsm.Normal)
+	now := h.clock.Now().Unix()
+	ip := mustIP("192.0.2.100")
+	renewed := lease.Binding{IP: ip, State: lease.Active, HWAddr: []byte{1, 2, 0, 0, 0, 0, 1}, Start: now - 1, End: now + 59, CLTT: now - 1, SentExpiry: now + 330, Pending: true}
+	abandoned := lease.Binding{IP: ip, State: lease.Abandoned, Start: now, End: now + 120, CLTT: now, SentExpiry: now + 330, Pending: true}
+	backup := lease.Binding{IP: ip, State: lease.Backup, PeerExpiry: now - 2}
+	h.s.table.Put(abandoned)
+	if r, _, _ := h.s.ApplyPeer(backup, now, renewed, abandoned); r != rejectLessCritical {
+		t.Fatalf("The primary's BACKUP crossing our ACTIVE: reason %d, want %d", r, rejectLessCritical)
+	}
+	if b, _ := h.s.table.Get(ip); b.State != lease.Abandoned {
+		t.Fatalf("After the refused BACKUP the address is %s", b.State)
+	}
+	r, _, done := h.s.ApplyPeer(backup, now, abandoned)
+	if r != 0 {
+		t.Fatalf("The primary's BACKUP against our ABANDONED alone: reason %d, want it accepted", r)
+	}
+	if err := done.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}

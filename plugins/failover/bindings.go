@@ -78,8 +78,9 @@ func (s *Server) All(fn func(lease.IP)) {
 
 // ApplyPeer implements relation.Bindings: ISC's checks on a received
 // BNDUPD (docs/protocol.md §13.3), then the binding is stored. The returned
-// batch settles when it is durable; the BNDACK waits for it.
-func (s *Server) ApplyPeer(in lease.Binding, now int64) (uint8, string, *lease.Batch) {
+// batch settles when it is durable; the BNDACK waits for it. unacked are
+// our updates of the address in flight, oldest first (see duelLost).
+func (s *Server) ApplyPeer(in lease.Binding, now int64, unacked ...lease.Binding) (uint8, string, *lease.Batch) {
 	if !s.table.InPool(in.IP) {
 		return rejectIllegalAddress, "unknown IP address", nil
 	}
@@ -103,7 +104,7 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64) (uint8, string, *lease.B
 		cur = lease.Binding{IP: in.IP, State: lease.Free}
 	}
 	normal := v != nil && v.MyState == fsm.Normal
-	if cur.Pending && !s.peerWinsDuel(&cur, &in, now) {
+	if cur.Pending && s.duelLost(&cur, &in, unacked, now) {
 		s.mu.Unlock()
 		return rejectLessCritical, "incoming update is less critical than outgoing update", nil
 	}
@@ -219,6 +220,30 @@ func (s *Server) settlePeer(pc *peerCommit) {
 	// request being answered): it gets them now, before the BNDACKs go.
 	s.announce(asked...)
 	pc.done.Finish(err)
+}
+
+// duelLost reports whether the peer's update in loses the duel with our
+// unacknowledged change of its address: with the binding we hold now
+// (cur), or with any update of ours still in flight. The peer judges its
+// pending update against each of ours as they arrive, and once one of
+// ours wins there, it takes that one and every later one without a duel:
+// it ends with our binding. Judged against our latest binding alone, a
+// stale update of the peer could win here and lose there, and the two
+// servers would part: a BACKUP the primary had re-sent after a restart
+// beat our ABANDONED here, while our ACTIVE, sent before it, had beaten
+// that BACKUP at the primary; we then gave the address as ours while the
+// primary held it ABANDONED, then FREE, and gave it too (docs/simulation.md,
+// seed 40775).
+func (s *Server) duelLost(cur, in *lease.Binding, unacked []lease.Binding, now int64) bool {
+	if !s.peerWinsDuel(cur, in, now) {
+		return true
+	}
+	for i := range unacked {
+		if !s.peerWinsDuel(&unacked[i], in, now) {
+			return true
+		}
+	}
+	return false
 }
 
 // peerWinsDuel decides between our change of a binding, not yet

@@ -716,8 +716,9 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 	requested, _ := lease.IPFromNet(req.RequestedIPAddress())
 	ciaddr, _ := lease.IPFromNet(req.ClientIPAddr)
 	var ip lease.IP
+	selecting := sid != nil && !sid.IsUnspecified()
 	switch {
-	case sid != nil && !sid.IsUnspecified():
+	case selecting:
 		// SELECTING: the client chose an offer.
 		if our := resp.ServerIdentifier(); our != nil && !sid.Equal(our) {
 			s.mu.Lock()
@@ -797,9 +798,14 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 	s.table.ClearHold(ip)
 	err := s.writeClient(b, old, had, "lease")
 	if err != nil {
-		if durable && had && old.State == lease.Active && old.Key() == c.key && old.End-now >= minStoredRenewal {
+		if !selecting && durable && had && old.State == lease.Active && old.Key() == c.key && old.End-now >= minStoredRenewal {
 			// A renewal: the stored lease runs until old.End. Answer
-			// with what remains of it; nothing new to remember.
+			// with what remains of it; nothing new to remember. Not
+			// to a client SELECTING after a DISCOVER: it holds no
+			// lease, and may have released this one to the peer,
+			// whose RELEASED would then free the lease we answered
+			// from without our knowing of the answer
+			// (docs/simulation.md, seed 54722).
 			lt = time.Duration(old.End-now) * time.Second
 			log.Debugf("ACK %s to %s for the %v left of its stored lease (database failing)", ip, req.ClientHWAddr, lt)
 			s.fill(req, resp, ip, lt)

@@ -15,7 +15,9 @@ import (
 // it retransmits, and is answered once a write succeeds. What it can
 // answer safely it still does: a renewal whose stored lease still runs is
 // ACKed for what remains of it (RFC 2131 §4.3.2 lets the server choose the
-// lease time), since nothing new needs remembering. Every request still
+// lease time), since nothing new needs remembering -- but not a client
+// SELECTING after a DISCOVER, which holds no lease and may have released
+// that one to the peer. Every request still
 // tries its write, so service resumes by itself with the first write that
 // succeeds. Failures are logged at Error, at most once per period with
 // their count; the recovery is logged once.

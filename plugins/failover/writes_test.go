@@ -31,6 +31,24 @@ func TestARenewalWhileTheDiskFailsIsAnsweredDownTo10sLeft(t *testing.T) {
 	h.mustDrop(renew)
 }
 
+// TestASelectingClientIsNotAnsweredFromTheStoredLease: while the
+// database cannot be written, a client that comes back through DISCOVER
+// and REQUEST (SELECTING) for the address of its stored lease gets no ACK:
+// it holds no lease, it may have released this one to the peer, and an
+// answer that nothing remembers would be lost to the peer's RELEASED
+// (docs/simulation.md, seed 54722). Its renewal, from a client that holds
+// the lease, is still answered.
+func TestASelectingClientIsNotAnsweredFromTheStoredLease(t *testing.T) {
+	h, fs := newFailingHarness(t)
+	ip := h.dora(1)
+	fs.fail(storageFailures[0].err)
+	if got := h.offer(1); got != ip {
+		t.Fatalf("Offered %s, want the stored %s", got, ip)
+	}
+	h.mustDrop(packet(t, 1, dhcpv4.MessageTypeRequest, serverIdent("192.0.2.1"), requested(ip)))
+	h.mustAck(packet(t, 1, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(net.ParseIP(ip))))
+}
+
 // TestEveryWriteOfAnAddressIsCounted: two copies of one REQUEST (a
 // retransmission) are written one after the other. While either is being
 // written the address counts as being written, so that no answer is taken

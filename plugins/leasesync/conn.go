@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -50,6 +51,10 @@ type link struct {
 	// buf and written together, one write (and one TCP segment) for a
 	// burst of updates or acknowledgements rather than one each.
 	held bool
+	// stamped counts the frames the reader has stamped with their
+	// arrival time and handed to the session (read by tests, which must
+	// know a frame was stamped before they move the clock).
+	stamped atomic.Uint64
 }
 
 func (l *link) close() { l.once.Do(func() { l.conn.Close() }) }
@@ -378,7 +383,9 @@ func (s *Session) read(l *link) {
 		if body == nil {
 			continue
 		}
-		if !s.post(event{kind: evFrame, link: l, body: body, at: s.clk.Now()}) {
+		ev := event{kind: evFrame, link: l, body: body, at: s.clk.Now()}
+		l.stamped.Add(1)
+		if !s.post(ev) {
 			return
 		}
 	}

@@ -16,6 +16,30 @@ type inflight struct {
 	xid  uint32
 	sent lease.Binding
 	at   time.Time
+	// earlier are the updates of the same address sent on this link
+	// before sent, oldest first, whose BNDACKs have not come. An update
+	// the peer sends meanwhile duels at the peer with each of them in
+	// turn, and loses to the peer's copy of ours if any of them wins:
+	// ApplyPeer must judge it against them all, not against the latest
+	// alone (docs/protocol.md §13.4).
+	earlier []sentUpdate
+}
+
+// sentUpdate is one update of an address superseded by a later one
+// before its BNDACK came.
+type sentUpdate struct {
+	xid  uint32
+	sent lease.Binding
+}
+
+// unacked returns the bindings of every update of in not yet
+// acknowledged, oldest first.
+func (in *inflight) unacked() []lease.Binding {
+	out := make([]lease.Binding, 0, len(in.earlier)+1)
+	for _, e := range in.earlier {
+		out = append(out, e.sent)
+	}
+	return append(out, in.sent)
 }
 
 // pendingAck is a BNDACK waiting for the binding it acknowledges to be
@@ -183,8 +207,13 @@ func (s *Session) applyUpdate(u *wire.BindingUpdate, now time.Time) {
 	} else {
 		// A binding we announced and the peer changed at the same time:
 		// the peer's copy is now the one in force (ISC's duel rules are
-		// applied by ApplyPeer against the stored binding).
-		reason, msg, done := s.db.ApplyPeer(b, now.Unix())
+		// applied by ApplyPeer against the stored binding and against
+		// each of our updates of it still in flight).
+		var unacked []lease.Binding
+		if in, ok := s.out.inflight[b.IP]; ok {
+			unacked = in.unacked()
+		}
+		reason, msg, done := s.db.ApplyPeer(b, now.Unix(), unacked...)
 		if reason != 0 {
 			ack.RejectReason, ack.Message = wire.RejectReason(reason), msg
 		} else {
@@ -213,6 +242,17 @@ func (s *Session) logReject(ack *wire.BindingAck) {
 func (s *Session) acked(a *wire.BindingAck, now, at time.Time) {
 	ip, ok := lease.IPFromAddr(a.Addr)
 	in, sent := s.out.inflight[ip]
+	if ok && sent && in.xid != a.XID {
+		// An update superseded before its BNDACK: the peer has
+		// handled it, and those before it (it takes ours in order).
+		for i, e := range in.earlier {
+			if e.xid == a.XID {
+				in.earlier = slices.Delete(in.earlier, 0, i+1)
+				s.out.inflight[ip] = in
+				break
+			}
+		}
+	}
 	if !ok || !sent || in.xid != a.XID {
 		log.WithField("address", a.Addr.String()).Debugf("ignoring a BNDACK with xid %d: no update of ours waits for it", a.XID)
 		if s.link != nil {
@@ -308,7 +348,16 @@ func (s *Session) flushHeld(now time.Time) error {
 			return err
 		}
 		// Taken after the update is encoded: it leaves no earlier.
-		o.inflight[ip] = inflight{xid: u.XID, sent: b, at: s.clk.Now()}
+		next := inflight{xid: u.XID, sent: b, at: s.clk.Now()}
+		if prev, ok := o.inflight[ip]; ok {
+			next.earlier = append(slices.Clip(prev.earlier), sentUpdate{xid: prev.xid, sent: prev.sent})
+			if over := len(next.earlier) - s.link.params.maxUnacked; over > 0 {
+				// A peer that stops acknowledging must not grow
+				// it without end: the oldest go.
+				next.earlier = next.earlier[over:]
+			}
+		}
+		o.inflight[ip] = next
 		s.met.updatesSent.Inc()
 	}
 	for _, ip := range stale {

@@ -125,6 +125,31 @@ func TestAStaleBindingAckIsIgnored(t *testing.T) {
 	}
 }
 
+// TestTheBNDACKOfASupersededUpdateEndsItsDuel: an update of an address
+// superseded before its BNDACK stays among those the peer's updates must
+// beat (ApplyPeer) until its own BNDACK comes; that BNDACK settles nothing
+// else. A peer update that arrives after it was sent after the peer had
+// handled ours, so duelling it with ours would refuse it for nothing.
+func TestTheBNDACKOfASupersededUpdateEndsItsDuel(t *testing.T) {
+	ip := mustIP("192.0.2.20")
+	db := &stubBindings{}
+	s := stubSession(t, stubSecondary, db)
+	first := lease.Binding{IP: ip, State: lease.Active, End: 1000, SentExpiry: 1500}
+	second := lease.Binding{IP: ip, State: lease.Abandoned, End: 1100, SentExpiry: 1500}
+	s.out.inflight[ip] = inflight{xid: 6, sent: second, at: time.Unix(100, 0), earlier: []sentUpdate{{xid: 5, sent: first}}}
+	in := s.out.inflight[ip]
+	if got := in.unacked(); len(got) != 2 || got[0].State != lease.Active || got[1].State != lease.Abandoned {
+		t.Fatalf("Unacknowledged updates %v, want the ACTIVE then the ABANDONED", got)
+	}
+	ack := &wire.BindingAck{Header: wire.Header{XID: 5}}
+	ack.Addr = ip.Addr()
+	s.acked(ack, time.Unix(101, 0), time.Unix(101, 0))
+	in, ok := s.out.inflight[ip]
+	if !ok || in.xid != 6 || len(in.earlier) != 0 || len(db.acked) != 0 {
+		t.Fatalf("After the BNDACK of the superseded update: in flight %v %+v, settled %v", ok, in, db.acked)
+	}
+}
+
 // TestSecondaryKeepsItsMaxLeaseOwnership: the secondary gives back only
 // what it holds beyond max-lease-ownership percent of the free addresses
 // (ISC dhcp_failover_pool_dobalance): it keeps a reserve to serve new

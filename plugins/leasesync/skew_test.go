@@ -195,8 +195,10 @@ func TestSkewIsMeasuredWhenFramesArriveNotWhenHandled(t *testing.T) {
 
 	// Hold the session goroutine while both frames arrive.
 	blocked, release := make(chan struct{}), make(chan struct{})
-	tg.s.post(event{kind: evInspect, fn: func() { close(blocked); <-release }})
+	var l *link
+	tg.s.post(event{kind: evInspect, fn: func() { l = tg.s.link; close(blocked); <-release }})
 	<-blocked
+	before := l.stamped.Load()
 	p.send(&wire.Contact{Header: wire.Header{Time: uint32(t0.Unix())}})
 	u := &wire.BindingUpdate{Header: wire.Header{Time: uint32(t0.Unix())}}
 	u.Addr, u.Status, u.HWAddr = netip.MustParseAddr("192.0.2.161"), wire.BindingStatus(lease.Active), []byte{1, 2, 0, 0, 0, 0, 0xd}
@@ -204,7 +206,7 @@ func TestSkewIsMeasuredWhenFramesArriveNotWhenHandled(t *testing.T) {
 	u.LeaseExpiry, u.PotentialExpiry = uint32(t0.Unix()+600), uint32(t0.Unix()+900)
 	p.send(u)
 	deadline := time.Now().Add(10 * time.Second)
-	for len(tg.s.events) < 2 { // the reader has posted both
+	for l.stamped.Load() < before+2 { // the reader has stamped both
 		if time.Now().After(deadline) {
 			t.Fatal("The frames did not reach the session's queue")
 		}

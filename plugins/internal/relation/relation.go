@@ -87,8 +87,11 @@ type Bindings interface {
 	// ApplyPeer stores a binding the peer announced, durably, if the rules
 	// (ISC's, docs/protocol.md §13.3) allow it; else it returns a reject reason
 	// (the wire's code) and a message.
-	// When accepted, the binding is durable once done settles.
-	ApplyPeer(b lease.Binding, now int64) (reason uint8, msg string, done *lease.Batch)
+	// When accepted, the binding is durable once done settles. unacked
+	// are this server's updates of the address sent and not yet
+	// acknowledged, oldest first: the peer's update must win the duel
+	// with each of them (docs/protocol.md §13.4).
+	ApplyPeer(b lease.Binding, now int64, unacked ...lease.Binding) (reason uint8, msg string, done *lease.Batch)
 	// Sent records that the update of sent is being written to the link:
 	// the peer may hold it from now on, acknowledged or not. It returns
 	// false, recording nothing, when the binding has changed since Get
