@@ -60,14 +60,14 @@ type Server struct {
 	health   storeHealth
 	// acks is the commit the last acknowledgement from the peer went
 	// into (see Acked); unsaved holds the acknowledged addresses whose
-	// write failed: Sweep writes them again (see saveAcks).
+	// write failed: Sweep writes them again (see resaveAcks).
 	acks    *ackCommit
 	unsaved map[lease.IP]bool
 	// peerCommit collects the peer's updates that went into the current
 	// commit (see ApplyPeer).
 	peerCommit *peerCommit
 	// superseded holds failed changes that had already been replaced in
-	// memory (see undoLocked).
+	// memory (see undoLocked, durable.go).
 	superseded map[lease.IP]undoRecord
 	// writing counts, per address, the client bindings submitted whose
 	// write (and undo, if it failed) has not finished: while there is
@@ -318,6 +318,7 @@ func (s *Server) Sweep() {
 		if !ok {
 			break
 		}
+		orig := b
 		switch b.State {
 		case lease.Active:
 			if !expireActive {
@@ -334,15 +335,20 @@ func (s *Server) Sweep() {
 			b = lease.Binding{IP: b.IP, State: lease.Free, PeerExpiry: b.PeerExpiry, SentExpiry: b.SentExpiry}
 		}
 		s.mark(&b)
-		s.table.Put(b)
-		last = s.commit.Submit(b)
+		// Not hidden, and not undone if it fails (see below).
+		last = s.put(b, orig, true, false).batch
 		changed = append(changed, b.IP)
 	}
 	s.mu.Unlock()
 	if last != nil {
+		// The commits settle in order: the last says how the store
+		// fares now.
 		if err := s.wrote(last.Wait(), "expired leases"); err != nil {
-			// Memory is ahead of the disk; the rows are written again
-			// at the next change or re-expired after a restart.
+			// Not undone, unlike a client's change: the expiry is
+			// the safe side (the lease has ended, no client is told
+			// otherwise). Memory is ahead of the disk; the rows are
+			// written again at the next change or re-expired after a
+			// restart.
 			return
 		}
 		s.announce(changed...)
@@ -818,79 +824,6 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 	log.Debugf("ACK %s to %s for %v", ip, req.ClientHWAddr, lt)
 	s.fill(req, resp, ip, lt)
 	return resp, false
-}
-
-// writeClient stores b, a client's change of its address (a lease, a
-// release, a decline) that replaces old (had: old existed). Call with s.mu
-// held; it returns with s.mu released, once the write has settled.
-//
-// While the write runs, b is in memory but maybe never on disk: the
-// address counts in writing, so that the session does not see it (Get)
-// and a failed write is not answered from it (request). A failed write
-// puts old back. Either way the session is then told of the address, and
-// reads what the disk holds: the peer hears of b only once it is durable,
-// and of old again if b failed, so that its view matches our disk.
-func (s *Server) writeClient(b, old lease.Binding, had bool, what string) error {
-	s.table.Put(b)
-	batch := s.commit.Submit(b)
-	s.writing[b.IP]++
-	s.mu.Unlock()
-	err := s.wrote(batch.Wait(), what)
-	s.mu.Lock()
-	if err != nil {
-		s.undoLocked(b, old, had)
-	}
-	s.doneWriting(b.IP)
-	s.mu.Unlock()
-	s.announce(b.IP)
-	return err
-}
-
-// doneWriting ends one write of ip counted in writing. It reports whether
-// the session asked for ip while it was hidden (Get): the address must be
-// announced. Call with s.mu held.
-func (s *Server) doneWriting(ip lease.IP) (asked bool) {
-	if s.writing[ip]--; s.writing[ip] <= 0 {
-		delete(s.writing, ip)
-		asked = s.hidden[ip]
-		delete(s.hidden, ip)
-	}
-	return asked
-}
-
-// undoLocked puts back the binding a failed write replaced, unless it has
-// changed again since. Call with s.mu held.
-func (s *Server) undoLocked(b, old lease.Binding, had bool) {
-	if !had {
-		old = lease.Binding{IP: b.IP, State: lease.Free}
-	}
-	cur, ok := s.table.Get(b.IP)
-	if !ok || !sameBinding(&cur, &b) {
-		// Replaced before its write failed: if the write of what
-		// replaced it fails too, memory must go back to old, which the
-		// disk may hold, rather than to b, which it never did.
-		if len(s.superseded) >= maxSuperseded {
-			clear(s.superseded)
-		}
-		s.superseded[b.IP] = undoRecord{b: b, old: old}
-		return
-	}
-	if sup, ok := s.superseded[b.IP]; ok {
-		if sameBinding(&old, &sup.b) {
-			old = sup.old
-		}
-		delete(s.superseded, b.IP)
-	}
-	s.table.Put(old)
-}
-
-// maxSuperseded bounds Server.superseded: it only grows while writes fail
-// and one address changes twice before its first write has failed.
-const maxSuperseded = 4096
-
-// sameBinding reports whether a and b are the same change of an address.
-func sameBinding(a, b *lease.Binding) bool {
-	return a.End == b.End && a.State == b.State && a.Key() == b.Key()
 }
 
 // applyClientChange changes the binding of ip if it belongs to the client
