@@ -446,7 +446,8 @@ func (s *Server) Transfer(n int, now int64) []lease.IP {
 	}
 	var moves []write
 	// A candidate the policy refuses stays in the table (Allocate).
-	usable := func(ip lease.IP) bool { return s.usableBy(ip, "", now) }
+	p := s.policyAt(now)
+	usable := func(ip lease.IP) bool { return p.usableBy(s.table, ip, "") }
 	s.mu.Lock()
 	for len(moves) < n {
 		ip, ok := s.table.Allocate(now, usable)

@@ -78,65 +78,6 @@ type Server struct {
 	hidden map[lease.IP]bool
 }
 
-// reusable is the ownership rule: which existing bindings may go to a new
-// client. A single server owns every free, expired or released address;
-// in a relationship the primary allocates FREE addresses and the secondary
-// BACKUP ones, and an expired or released address becomes free only when
-// the peer has acknowledged it (docs/protocol.md §18).
-func (s *Server) reusable(b *lease.Binding) bool {
-	if s.rel == nil {
-		return lease.DefaultReusable(b)
-	}
-	own := lease.Backup
-	if s.primary {
-		own = lease.Free
-	}
-	v := s.rel.View()
-	if b.State == own && !stale(v) {
-		return true
-	}
-	if v.MyState != fsm.PartnerDown {
-		return false
-	}
-	switch b.State {
-	case lease.Free, lease.Backup, lease.Expired, lease.Released, lease.Reset:
-		return s.now().Unix() >= partnerDownReuse(v, b)
-	}
-	return false
-}
-
-// partnerDownReuse is when, in PARTNER-DOWN, an address that is not ours
-// may be given to a new client (docs/protocol.md §18; docs/invariants.md, invariant 5): MCLT
-// after PARTNER-DOWN began, after the binding's end, and after every
-// expiry the peer may hold -- the peer, if it is in fact alive, cannot have
-// granted past that bound plus MCLT. The peer holds what it acknowledged
-// (PeerExpiry) or what it received since, which it adopts before its
-// BNDACK leaves; that ack may be lost with the link, so the wait covers
-// what was sent (SentExpiry, never lowered: see request) as well.
-func partnerDownReuse(v *relation.View, b *lease.Binding) int64 {
-	return max(pdStart(v), b.End, b.PeerExpiry, b.SentExpiry) + v.MCLT
-}
-
-// pdStart is when PARTNER-DOWN began for the reuse rules
-// (relation.View.PartnerDownStart, which failoverctl status shows too).
-func pdStart(v *relation.View) int64 { return v.PartnerDownStart() }
-
-// partnerDownOpen is true when the peer's never-used addresses may be used:
-// in PARTNER-DOWN, MCLT after entering it, once the peer has been heard or
-// the operator has declared partner-down since this process started.
-func (s *Server) partnerDownOpen(now int64) bool {
-	v := s.view()
-	return v != nil && v.MyState == fsm.PartnerDown && (v.Contacted || v.OperatorPartnerDown) &&
-		now >= pdStart(v)+v.MCLT
-}
-
-// stale is true in PARTNER-DOWN when the peer has not been heard since this
-// process started: while we were away the peer may have given our own free
-// addresses too, so they wait for MCLT like the peer's.
-func stale(v *relation.View) bool {
-	return v.MyState == fsm.PartnerDown && !v.Contacted
-}
-
 // Committer queues bindings for durable writes. The server uses a
 // lease.Committer, which writes in groups from a goroutine of its own; a
 // driver that must decide when each write ends (the deterministic
@@ -179,7 +120,9 @@ func loadServerWith(cfg Config, store lease.Store, now func() time.Time, rel *re
 	// Until the first sweep has seen the view, assume the reuse rule may
 	// have refused our own free addresses (stale): reopen requeues them.
 	s.wasStale = rel != nil
-	s.table = lease.NewTable(cfg.Pools, s.reusable, s.ownsNew)
+	s.table = lease.NewTable(cfg.Pools,
+		func(b *lease.Binding) bool { return s.policyAt(s.now().Unix()).reusable(b) },
+		func(now int64) bool { return s.policyAt(now).ownsNew() })
 	s.superseded = make(map[lease.IP]undoRecord)
 	s.writing = make(map[lease.IP]int)
 	s.unsaved = make(map[lease.IP]bool)
@@ -355,35 +298,6 @@ func (s *Server) Sweep() {
 	}
 }
 
-// reopen re-examines the bindings when the state makes more of them
-// usable: when the peer is first heard after a restart in PARTNER-DOWN
-// (our own free addresses, which the reuse rule refused until then, and
-// which an allocation may have taken off the free queue meanwhile), and in
-// PARTNER-DOWN, from MCLT after entering it and then every reuseScan as
-// more leases pass their end plus MCLT. Never-used addresses need nothing
-// here: the table asks ownsNew at each allocation. Call with s.mu held.
-func (s *Server) reopen(now int64) {
-	if v := s.view(); v != nil {
-		st := stale(v)
-		if s.wasStale && !st {
-			s.table.RequeueAll()
-		}
-		s.wasStale = st
-	}
-	if !s.partnerDownOpen(now) {
-		s.pdOpen = false
-		return
-	}
-	if !s.pdOpen || now >= s.pdScan+reuseScan {
-		s.pdOpen, s.pdScan = true, now
-		s.table.RequeueAll()
-	}
-}
-
-// reuseScan is how often, in PARTNER-DOWN, the addresses of the peer are
-// re-examined for reuse, in seconds.
-const reuseScan = 10
-
 // view is the relationship's current view, or nil for a single server.
 func (s *Server) view() *relation.View {
 	if s.rel == nil {
@@ -512,24 +426,6 @@ func (s *Server) mine(req *dhcpv4.DHCPv4, v *relation.View) bool {
 	return v.HBA.Serves(lbhash.Bucket(key), v.Primary)
 }
 
-// grant applies the MCLT rule to a desired lease time L (docs/protocol.md §16,
-// as ISC): a lease may run at most MCLT past the expiry the peer has
-// acknowledged (peerExpiry). It returns the lease to give and the potential
-// expiry to announce to the peer, which lets the next renewal have L.
-func grant(desired, now, peerExpiry, mclt int64) (granted, potential int64) {
-	switch {
-	case desired <= mclt:
-		granted = desired
-	case peerExpiry <= now:
-		granted = mclt
-	case now+desired > peerExpiry+mclt:
-		granted = peerExpiry + mclt - now
-	default:
-		granted = desired
-	}
-	return granted, now + desired + granted/2
-}
-
 // leaseTime is what the client asked for (option 51) within bounds, else
 // the configured time.
 func (s *Server) leaseTime(req *dhcpv4.DHCPv4) time.Duration {
@@ -538,90 +434,6 @@ func (s *Server) leaseTime(req *dhcpv4.DHCPv4) time.Duration {
 		return s.cfg.LeaseTime
 	}
 	return min(want, s.cfg.MaxLeaseTime)
-}
-
-// usableBy reports whether the client with key may be given ip now: it is
-// in a pool, no other client holds an offer of it, and it is either the
-// client's own (bound, expired or released, so that a returning client
-// keeps its address) or a free address this server owns (docs/protocol.md §18).
-func (s *Server) usableBy(ip lease.IP, key string, now int64) bool {
-	if !s.table.InPool(ip) || s.table.HeldByOther(ip, key, now) {
-		return false
-	}
-	b, ok := s.table.Get(ip)
-	if s.renewOnly() {
-		return ok && b.State == lease.Active && b.Key() == key && b.Until() > now
-	}
-	if !ok {
-		return s.ownsNew(now)
-	}
-	if b.Key() == key && (b.State == lease.Active || returnable(&b) && !s.staleNow()) {
-		return true
-	}
-	return s.reusable(&b)
-}
-
-// staleNow is stale for the current view (false for a single server):
-// then even an expired or released address that never left for the peer
-// may have been taken by it, in PARTNER-DOWN while we were away, and goes
-// to no one, its old client included, before the reuse rules allow it.
-func (s *Server) staleNow() bool {
-	v := s.view()
-	return v != nil && stale(v)
-}
-
-// returnable reports whether an expired or released address may go back
-// to its last client outside the ownership rules: only until its EXPIRED
-// or RELEASED has been transmitted. From then the peer may store it as
-// free and give it to another client, ack or no ack (ISC's rewind rule
-// applies from transmission too), so only reusable decides. A pending
-// change loaded from disk counts as transmitted (see load).
-func returnable(b *lease.Binding) bool {
-	return (b.State == lease.Expired || b.State == lease.Released) && !b.Transmitted
-}
-
-// ownsNew is the rule for never-used addresses, which are FREE and so the
-// primary's: the primary's unless it restarted in PARTNER-DOWN and has not
-// heard its peer since; the secondary's only in PARTNER-DOWN once MCLT has
-// passed; no one's while renewing only. The table asks it at each
-// allocation (lease.NewTable), usableBy for each address: one rule, so
-// that the table never walks its never-used addresses for a policy that
-// refuses them.
-func (s *Server) ownsNew(now int64) bool {
-	if s.renewOnly() {
-		return false
-	}
-	v := s.view()
-	return s.primary && (v == nil || !stale(v)) || s.partnerDownOpen(now)
-}
-
-// renewOnly is true while a server restarted without reaching its peer
-// is in COMMUNICATIONS-INTERRUPTED or PARTNER-DOWN: while it was down the
-// peer may have declared it down (PARTNER-DOWN) and be taking its free
-// addresses -- and a PARTNER-DOWN saved before the restart may no longer
-// hold. Renewals stay within the MCLT rule, which keeps them inside what
-// such a peer waits for; new allocations wait for contact, or for the
-// operator to declare partner-down again. (ISC serves as usual here, which
-// lets both servers give the same address.)
-func (s *Server) renewOnly() bool {
-	v := s.view()
-	return v != nil && !v.Contacted && !v.OperatorPartnerDown &&
-		(v.MyState == fsm.CommInterrupted || v.MyState == fsm.PartnerDown)
-}
-
-// renewOnlyCap bounds a lease time g granted at now for the binding b
-// while renewing only: the lease never runs past what the peer can know of
-// it, the stored end or the potential expiry it acknowledged
-// (PeerExpiry), whichever is later. A peer that declared us down while we
-// were away waits for no more than that plus MCLT; the MCLT rule alone
-// lets each renewal go MCLT past the last, ever further beyond. A potential
-// expiry sent but not acknowledged may never have reached the peer and
-// does not count. Outside renewals-only, g is returned as is.
-func (s *Server) renewOnlyCap(g, now int64, b *lease.Binding) int64 {
-	if !s.renewOnly() {
-		return g
-	}
-	return max(min(g, max(b.Until(), b.PeerExpiry)-now), 0)
 }
 
 // inUse reports whether ip is bound or offered to a client other than key,
@@ -638,35 +450,36 @@ func (s *Server) inUse(ip lease.IP, key string, now int64) bool {
 // choose picks the address to offer: the client's current or last
 // binding, the address it holds an offer for, the address it asks for, or
 // any available one. It must be called with s.mu held.
-func (s *Server) choose(c client, requested lease.IP, now int64) (lease.IP, bool) {
-	if b, ok := s.table.ByClient(c.key); ok && s.usableBy(b.IP, c.key, now) {
+func (s *Server) choose(p policy, c client, requested lease.IP) (lease.IP, bool) {
+	if b, ok := s.table.ByClient(c.key); ok && p.usableBy(s.table, b.IP, c.key) {
 		return b.IP, true
 	}
-	if ip, ok := s.table.Held(c.key, now); ok {
+	if ip, ok := s.table.Held(c.key, p.now); ok {
 		return ip, true
 	}
-	if requested != 0 && s.usableBy(requested, c.key, now) {
+	if requested != 0 && p.usableBy(s.table, requested, c.key) {
 		return requested, true
 	}
-	if s.renewOnly() {
+	if p.renewOnly() {
 		return 0, false
 	}
 	// The queues are lazy: the policy has the last word on a candidate,
 	// and one it refuses stays in the table for later.
-	return s.table.Allocate(now, func(ip lease.IP) bool { return s.usableBy(ip, c.key, now) })
+	return s.table.Allocate(p.now, func(ip lease.IP) bool { return p.usableBy(s.table, ip, c.key) })
 }
 
 func (s *Server) discover(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bool) {
 	now := s.now().Unix()
 	requested, _ := lease.IPFromNet(req.RequestedIPAddress())
+	p := s.policyAt(now)
 	s.mu.Lock()
-	ip, ok := s.choose(c, requested, now)
+	ip, ok := s.choose(p, c, requested)
 	if ok {
 		s.table.Hold(ip, c.key, now+int64(s.cfg.OfferHold/time.Second))
 	}
 	s.mu.Unlock()
 	if !ok {
-		if s.renewOnly() {
+		if p.renewOnly() {
 			s.met.drops[dropWaitingPeer].Inc()
 			log.Debugf("dropping DISCOVER from %s: restarted without reaching the peer, renewals only", req.ClientHWAddr)
 			return nil, true
@@ -678,12 +491,12 @@ func (s *Server) discover(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, b
 		return nil, true
 	}
 	lt := s.leaseTime(req)
-	if v := s.view(); v != nil {
+	if p.v != nil {
 		s.mu.Lock()
 		b, _ := s.table.Get(ip)
 		s.mu.Unlock()
-		g, _ := grant(int64(lt/time.Second), now, b.PeerExpiry, v.MCLT)
-		lt = time.Duration(s.renewOnlyCap(g, now, &b)) * time.Second
+		g, _ := grant(int64(lt/time.Second), now, b.PeerExpiry, p.v.MCLT)
+		lt = time.Duration(p.renewOnlyCap(g, &b)) * time.Second
 	}
 	log.Debugf("offering %s to %s", ip, req.ClientHWAddr)
 	s.fill(req, resp, ip, lt)
@@ -762,7 +575,8 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 		log.Debugf("ignoring REQUEST from %s for %s: not in a pool", req.ClientHWAddr, ip)
 		return nil, true
 	}
-	if !s.usableBy(ip, c.key, now) {
+	p := s.policyAt(now)
+	if !p.usableBy(s.table, ip, c.key) {
 		busy := s.inUse(ip, c.key, now)
 		s.mu.Unlock()
 		if busy {
@@ -786,9 +600,9 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 		CLTT:       now,
 		PeerExpiry: old.PeerExpiry,
 	}
-	if v := s.view(); v != nil {
-		g, potential := grant(int64(lt/time.Second), now, old.PeerExpiry, v.MCLT)
-		g = s.renewOnlyCap(g, now, &old)
+	if p.v != nil {
+		g, potential := grant(int64(lt/time.Second), now, old.PeerExpiry, p.v.MCLT)
+		g = p.renewOnlyCap(g, &old)
 		lt = time.Duration(g) * time.Second
 		b.End = now + g
 		// Never below what the peer may already hold: a shorter
