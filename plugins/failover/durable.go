@@ -27,6 +27,18 @@ import (
 //   - an expiry (Sweep) and an acknowledgement (Acked) are not undone:
 //     memory keeps the change, which is the safe side (see there).
 
+// Committer queues bindings for durable writes. The server uses a
+// lease.Committer, which writes in groups from a goroutine of its own; a
+// driver that must decide when each write ends (the deterministic
+// simulation of a pair, in the leasesync tests) gives its own to NewDriven.
+type Committer interface {
+	// Submit queues b and returns the batch that settles once b is
+	// durable or its write has failed.
+	Submit(b lease.Binding) *lease.Batch
+	// Close writes what is queued and closes the store.
+	Close() error
+}
+
 // write is one change of a binding submitted to the store: b replaced
 // old (had: old existed), and batch settles when b is durable or has
 // failed.
