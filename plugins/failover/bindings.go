@@ -425,7 +425,7 @@ func (s *Server) Sent(sent lease.Binding) bool {
 	}
 	if cur.Pending && !cur.Transmitted {
 		cur.Transmitted = true
-		s.table.Put(cur)
+		s.setLocked(cur)
 	}
 	return true
 }
@@ -446,11 +446,11 @@ func (s *Server) Transfer(n int, now int64) []lease.IP {
 	}
 	var moves []write
 	// A candidate the policy refuses stays in the table (Allocate).
-	p := s.policyAt(now)
-	usable := func(ip lease.IP) bool { return p.usableBy(s.table, ip, "") }
+	// A candidate the policy refuses stays in the table (Allocate).
+	judge := s.policyAt(now).judge(s.table, "")
 	s.mu.Lock()
 	for len(moves) < n {
-		ip, ok := s.table.Allocate(now, usable)
+		ip, ok := s.table.Allocate(now, judge)
 		if !ok {
 			break
 		}

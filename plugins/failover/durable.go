@@ -56,7 +56,7 @@ type write struct {
 // it for writing. Call with s.mu held; the caller waits for the write
 // without it, then settles it (settleLocked).
 func (s *Server) put(b, old lease.Binding, had, hide bool) write {
-	s.table.Put(b)
+	s.setLocked(b)
 	w := write{b: b, old: old, had: had, batch: s.commit.Submit(b), hide: hide}
 	if hide {
 		s.writing[b.IP]++
@@ -140,7 +140,7 @@ func (s *Server) undoLocked(b, old lease.Binding, had bool) {
 		}
 		delete(s.superseded, b.IP)
 	}
-	s.table.Put(old)
+	s.setLocked(old)
 }
 
 // undoRecord is a failed change that had been replaced in memory, and

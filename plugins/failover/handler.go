@@ -158,7 +158,7 @@ func (s *Server) choose(p policy, c client, requested lease.IP) (lease.IP, bool)
 	}
 	// The queues are lazy: the policy has the last word on a candidate,
 	// and one it refuses stays in the table for later.
-	return s.table.Allocate(p.now, func(ip lease.IP) bool { return p.usableBy(s.table, ip, c.key) })
+	return s.table.Allocate(p.now, p.judge(s.table, c.key))
 }
 
 func (s *Server) discover(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bool) {
@@ -168,7 +168,9 @@ func (s *Server) discover(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, b
 	s.mu.Lock()
 	ip, ok := s.choose(p, c, requested)
 	if ok {
-		s.table.Hold(ip, c.key, now+int64(s.cfg.OfferHold/time.Second))
+		if freed, ok := s.table.Hold(ip, c.key, now+int64(s.cfg.OfferHold/time.Second)); ok {
+			s.offerLocked(freed)
+		}
 	}
 	s.mu.Unlock()
 	if !ok {
@@ -234,7 +236,7 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 		// SELECTING: the client chose an offer.
 		if our := resp.ServerIdentifier(); our != nil && !sid.Equal(our) {
 			s.mu.Lock()
-			s.table.Unhold(c.key)
+			s.unholdLocked(c.key)
 			s.mu.Unlock()
 			s.met.drops[dropOtherServer].Inc()
 			log.Debugf("%s chose server %s", req.ClientHWAddr, sid)

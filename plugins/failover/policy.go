@@ -88,6 +88,51 @@ func (p policy) stale() bool {
 	return p.v != nil && stale(p.v)
 }
 
+// judge is the policy's word on the candidates the table finds for a new
+// client with key (lease.Table.Allocate): a binding reusable does not
+// accept leaves the table's queue; any other candidate usableBy refuses
+// waits where it is (a never-used one stays its pool's next). With
+// offerLocked, the one place that decides whether an address is usable:
+// the table keeps no rule of its own.
+func (p policy) judge(t *lease.Table, key string) lease.Judge {
+	return func(ip lease.IP, b *lease.Binding) lease.Verdict {
+		if b != nil && !p.reusable(b) {
+			return lease.Skip
+		}
+		if p.usableBy(t, ip, key) {
+			return lease.Take
+		}
+		return lease.Wait
+	}
+}
+
+// setLocked puts b in the table, and among the table's candidates for a
+// new client if the policy makes it reusable now. Every binding enters
+// the table through it. Call with s.mu held (or while loading, before
+// the server is shared).
+func (s *Server) setLocked(b lease.Binding) {
+	s.table.Put(b)
+	if s.policyAt(s.now().Unix()).reusable(&b) {
+		s.table.Offer(b.IP)
+	}
+}
+
+// offerLocked offers ip, whose offer hold has ended, to new clients if
+// the policy makes its binding reusable now. Call with s.mu held.
+func (s *Server) offerLocked(ip lease.IP) {
+	if b, ok := s.table.Get(ip); ok && s.policyAt(s.now().Unix()).reusable(&b) {
+		s.table.Offer(ip)
+	}
+}
+
+// unholdLocked ends the offer hold of the client with key, if any, and
+// offers its address to others. Call with s.mu held.
+func (s *Server) unholdLocked(key string) {
+	if ip, ok := s.table.Unhold(key); ok {
+		s.offerLocked(ip)
+	}
+}
+
 // usableBy reports whether the client with key may be given ip: it is
 // in a pool, no other client holds an offer of it, and it is either the
 // client's own (bound, expired or released, so that a returning client
@@ -123,10 +168,9 @@ func returnable(b *lease.Binding) bool {
 // ownsNew is the rule for never-used addresses, which are FREE and so the
 // primary's: the primary's unless it restarted in PARTNER-DOWN and has not
 // heard its peer since; the secondary's only in PARTNER-DOWN once MCLT has
-// passed; no one's while renewing only. The table asks it at each
-// allocation (lease.NewTable), usableBy for each address: one rule, so
-// that the table never walks its never-used addresses for a policy that
-// refuses them.
+// passed; no one's while renewing only. usableBy asks it for each
+// never-used candidate the table finds (judge): a refused one stays its
+// pool's next.
 func (p policy) ownsNew() bool {
 	if p.renewOnly() {
 		return false
@@ -187,13 +231,13 @@ func grant(desired, now, peerExpiry, mclt int64) (granted, potential int64) {
 // which an allocation may have taken off the free queue meanwhile), and in
 // PARTNER-DOWN, from MCLT after entering it and then every reuseScan as
 // more leases pass their end plus MCLT. Never-used addresses need nothing
-// here: the table asks ownsNew at each allocation. Call with s.mu held.
+// here: judge asks ownsNew at each allocation. Call with s.mu held.
 func (s *Server) reopen(now int64) {
 	p := s.policyAt(now)
 	if p.v != nil {
 		st := stale(p.v)
 		if s.wasStale && !st {
-			s.table.RequeueAll()
+			s.table.RequeueAll(p.reusable)
 		}
 		s.wasStale = st
 	}
@@ -203,7 +247,7 @@ func (s *Server) reopen(now int64) {
 	}
 	if !s.pdOpen || now >= s.pdScan+reuseScan {
 		s.pdOpen, s.pdScan = true, now
-		s.table.RequeueAll()
+		s.table.RequeueAll(p.reusable)
 	}
 }
 

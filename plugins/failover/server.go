@@ -103,9 +103,7 @@ func loadServerWith(cfg Config, store lease.Store, now func() time.Time, rel *re
 	// Until the first sweep has seen the view, assume the reuse rule may
 	// have refused our own free addresses (stale): reopen requeues them.
 	s.wasStale = rel != nil
-	s.table = lease.NewTable(cfg.Pools,
-		func(b *lease.Binding) bool { return s.policyAt(s.now().Unix()).reusable(b) },
-		func(now int64) bool { return s.policyAt(now).ownsNew() })
+	s.table = lease.NewTable(cfg.Pools)
 	s.superseded = make(map[lease.IP]undoRecord)
 	s.writing = make(map[lease.IP]int)
 	s.unsaved = make(map[lease.IP]bool)
@@ -155,7 +153,7 @@ func (s *Server) load(store lease.Store) error {
 			for i := range batch {
 				// It may have reached the peer before a crash.
 				batch[i].Transmitted = batch[i].Pending
-				s.table.Put(batch[i])
+				s.setLocked(batch[i])
 			}
 			empty <- batch[:0]
 		}
@@ -237,7 +235,9 @@ func (s *Server) Sweep() {
 		expireActive = false
 	}
 	s.mu.Lock()
-	s.table.ExpireHolds(now)
+	for _, ip := range s.table.ExpireHolds(now) {
+		s.offerLocked(ip)
+	}
 	s.reopen(now)
 	for i := 0; i < sweepBatch; i++ {
 		b, ok := s.table.NextEnd(now)
