@@ -392,3 +392,26 @@ func TestClientKeyNeedsAnIdentity(t *testing.T) {
 		}
 	}
 }
+
+// The table keeps no rule of its own: a stored binding becomes a candidate
+// only when its owner offers it, and the owner's judge has the last word
+// on it (Skip takes it off the queue until it is offered again).
+func TestOnlyOfferedBindingsAreCandidates(t *testing.T) {
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.10")}})
+	tb.Put(Binding{IP: ip("192.0.2.10"), State: Free})
+	if a, ok := tb.Allocate(0, nil); ok {
+		t.Fatalf("Allocate gave %s, never offered", a)
+	}
+	tb.Offer(ip("192.0.2.10"))
+	skip := func(IP, *Binding) Verdict { return Skip }
+	if a, ok := tb.Allocate(0, skip); ok {
+		t.Fatalf("Allocate gave %s, skipped", a)
+	}
+	if a, ok := tb.Allocate(0, nil); ok {
+		t.Fatalf("Allocate gave %s, skipped and not offered again", a)
+	}
+	tb.Offer(ip("192.0.2.10"))
+	if a, ok := tb.Allocate(0, nil); !ok || a != ip("192.0.2.10") {
+		t.Fatalf("Allocate = %s, %v after the offer", a, ok)
+	}
+}
