@@ -45,7 +45,7 @@ func TestRenewalsOnlyNeverRunPastWhatThePeerKnows(t *testing.T) {
 	h, rel := newPairHarness(t, true, 256, fsm.CommInterrupted)
 	t0 := h.clock.Now().Unix()
 	ip := mustIP("192.0.2.100")
-	h.s.table.Put(lease.Binding{IP: ip, State: lease.Active, HWAddr: append([]byte{1}, mac(1)...), Start: t0 - 500, End: t0 + 100,
+	h.s.setLocked(lease.Binding{IP: ip, State: lease.Active, HWAddr: append([]byte{1}, mac(1)...), Start: t0 - 500, End: t0 + 100,
 		CLTT: t0 - 500, PeerExpiry: t0 + 100, SentExpiry: t0 + 100})
 	v := *rel.View()
 	v.Contacted, v.Connected = false, false

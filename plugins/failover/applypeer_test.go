@@ -53,7 +53,7 @@ func TestThePeersCLTTIsNotStored(t *testing.T) {
 	now := h.clock.Now().Unix()
 	hw := []byte{1, 2, 0, 0, 0, 0, 1}
 	ip := mustIP("192.0.2.100")
-	h.s.table.Put(lease.Binding{IP: ip, State: lease.Active, HWAddr: hw, Start: now - 50, End: now + 550, CLTT: now - 50})
+	h.s.setLocked(lease.Binding{IP: ip, State: lease.Active, HWAddr: hw, Start: now - 50, End: now + 550, CLTT: now - 50})
 	if r := applied(t, h, lease.Binding{IP: ip, State: lease.Active, HWAddr: hw, Start: now - 10, End: now + 590, CLTT: now - 10}); r != 0 {
 		t.Fatalf("The same client's renewal by the peer rejected: %d", r)
 	}
@@ -82,7 +82,7 @@ func TestTheSecondaryTakesThePrimarysExpiryWithin65s(t *testing.T) {
 		h, _ := newPairHarness(t, false, 128, fsm.Normal)
 		now := h.clock.Now().Unix()
 		ip := mustIP("192.0.2.100")
-		h.s.table.Put(lease.Binding{IP: ip, State: lease.Active, HWAddr: hw, Start: now - 500, End: now + c.left})
+		h.s.setLocked(lease.Binding{IP: ip, State: lease.Active, HWAddr: hw, Start: now - 500, End: now + c.left})
 		if r := applied(t, h, lease.Binding{IP: ip, State: lease.Expired, HWAddr: hw, End: now + c.left}); r != c.want {
 			t.Errorf("EXPIRED for a lease ending in %ds: reason %d, want %d", c.left, r, c.want)
 		}
@@ -196,7 +196,7 @@ func TestThePeersUpdateMustBeatEachOfOursInFlight(t *testing.T) {
 	renewed := lease.Binding{IP: ip, State: lease.Active, HWAddr: []byte{1, 2, 0, 0, 0, 0, 1}, Start: now - 1, End: now + 59, CLTT: now - 1, SentExpiry: now + 330, Pending: true}
 	abandoned := lease.Binding{IP: ip, State: lease.Abandoned, Start: now, End: now + 120, CLTT: now, SentExpiry: now + 330, Pending: true}
 	backup := lease.Binding{IP: ip, State: lease.Backup, PeerExpiry: now - 2}
-	h.s.table.Put(abandoned)
+	h.s.setLocked(abandoned)
 	if r, _, _ := h.s.ApplyPeer(backup, now, renewed, abandoned); r != rejectLessCritical {
 		t.Fatalf("The primary's BACKUP crossing our ACTIVE: reason %d, want %d", r, rejectLessCritical)
 	}

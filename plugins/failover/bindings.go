@@ -143,8 +143,8 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64, unacked ...lease.Binding
 	b.SentExpiry = cur.SentExpiry
 	b.Pending = false
 	s.table.ClearHold(b.IP)
-	s.table.Put(b)
-	batch := s.commit.Submit(b)
+	w := s.put(b, cur, had, true)
+	batch := w.batch
 	// Updates that share a commit share one watcher: a goroutine per
 	// update would be one per BNDUPD in flight.
 	pc := s.peerCommit
@@ -153,8 +153,7 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64, unacked ...lease.Binding
 		pc = &peerCommit{batch: batch, done: lease.NewPending()}
 		s.peerCommit = pc
 	}
-	pc.undo = append(pc.undo, undoRecord{b: b, old: cur, had: had})
-	s.writing[b.IP]++
+	pc.writes = append(pc.writes, w)
 	s.mu.Unlock()
 	if first {
 		if settled(batch) {
@@ -167,29 +166,13 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64, unacked ...lease.Binding
 	return 0, "", pc.done
 }
 
-// settled reports whether b has been written (or has failed) already.
-func settled(b *lease.Batch) bool {
-	select {
-	case <-b.Done():
-		return true
-	default:
-		return false
-	}
-}
-
 // peerCommit is the peer's updates that went into one commit.
 type peerCommit struct {
 	batch *lease.Batch
 	// done settles after batch, once a failed commit has been undone in
 	// memory: the BNDACK waits for it.
-	done *lease.Batch
-	undo []undoRecord // guarded by Server.mu
-}
-
-// undoRecord is a binding change and what it replaced.
-type undoRecord struct {
-	b, old lease.Binding
-	had    bool
+	done   *lease.Batch
+	writes []write // guarded by Server.mu
 }
 
 // settlePeer waits for the commit of pc. Updates that were not stored are
@@ -198,20 +181,7 @@ type undoRecord struct {
 func (s *Server) settlePeer(pc *peerCommit) {
 	err := s.wrote(pc.batch.Wait(), "peer update")
 	s.mu.Lock()
-	if err != nil {
-		// Newest first: a second update of the same address in this
-		// commit replaced the first, which must come off after it.
-		for i := len(pc.undo) - 1; i >= 0; i-- {
-			u := pc.undo[i]
-			s.undoLocked(u.b, u.old, u.had)
-		}
-	}
-	var asked []lease.IP
-	for _, u := range pc.undo {
-		if s.doneWriting(u.b.IP) {
-			asked = append(asked, u.b.IP)
-		}
-	}
+	asked := s.settleLocked(pc.writes, func(int) bool { return err != nil })
 	if s.peerCommit == pc {
 		s.peerCommit = nil
 	}
@@ -343,14 +313,15 @@ func (s *Server) Acked(sent lease.Binding, now int64) bool {
 		s.mu.Unlock()
 		return false
 	}
+	old := cur
 	cur.Pending = false
 	cur.PeerExpiry = cur.SentExpiry
 	switch cur.State {
 	case lease.Expired, lease.Released, lease.Reset:
 		cur.State = lease.Free // both servers now agree it is free
 	}
-	s.table.Put(cur)
-	ac := s.saveAck(cur)
+	// Not hidden nor undone if the write fails (see watchAcks).
+	ac := s.joinAcks(cur.IP, s.put(cur, old, true, false).batch)
 	s.mu.Unlock()
 	s.watchAcks(ac)
 	return true
@@ -364,18 +335,17 @@ type ackCommit struct {
 	ips   []lease.IP // guarded by Server.mu
 }
 
-// saveAck submits b, acknowledged by the peer, for writing. It returns
-// the commit to watch (watchAcks), nil if an earlier call returned it.
-// The caller holds s.mu.
-func (s *Server) saveAck(b lease.Binding) *ackCommit {
-	batch := s.commit.Submit(b)
+// joinAcks records that the binding of ip, acknowledged by the peer, went
+// into batch. It returns the commit to watch (watchAcks), nil if an
+// earlier call returned it. The caller holds s.mu.
+func (s *Server) joinAcks(ip lease.IP, batch *lease.Batch) *ackCommit {
 	ac := s.acks
 	first := ac == nil || ac.batch != batch
 	if first {
 		ac = &ackCommit{batch: batch}
 		s.acks = ac
 	}
-	ac.ips = append(ac.ips, b.IP)
+	ac.ips = append(ac.ips, ip)
 	if !first {
 		return nil
 	}
@@ -430,7 +400,8 @@ func (s *Server) resaveAcks() {
 		}
 		delete(s.unsaved, ip)
 		if cur, ok := s.table.Get(ip); ok {
-			if ac := s.saveAck(cur); ac != nil {
+			// Memory holds it already: only the write is redone.
+			if ac := s.joinAcks(ip, s.commit.Submit(cur)); ac != nil {
 				watch = append(watch, ac)
 			}
 		}
@@ -454,7 +425,7 @@ func (s *Server) Sent(sent lease.Binding) bool {
 	}
 	if cur.Pending && !cur.Transmitted {
 		cur.Transmitted = true
-		s.table.Put(cur)
+		s.setLocked(cur)
 	}
 	return true
 }
@@ -473,24 +444,22 @@ func (s *Server) Transfer(n int, now int64) []lease.IP {
 	if !s.primary {
 		to = lease.Free
 	}
-	type move struct {
-		undoRecord
-		batch *lease.Batch
-	}
-	var moves []move
+	var moves []write
 	// A candidate the policy refuses stays in the table (Allocate).
-	usable := func(ip lease.IP) bool { return s.usableBy(ip, "", now) }
+	// A candidate the policy refuses stays in the table (Allocate).
+	judge := s.policyAt(now).judge(s.table, "")
 	s.mu.Lock()
 	for len(moves) < n {
-		ip, ok := s.table.Allocate(now, usable)
+		ip, ok := s.table.Allocate(now, judge)
 		if !ok {
 			break
 		}
 		b, had := s.table.Get(ip)
 		old := b
 		b.IP, b.State, b.Start, b.SentExpiry, b.Pending, b.Transmitted = ip, to, now, now, true, false
-		s.table.Put(b)
-		moves = append(moves, move{undoRecord{b: b, old: old, had: had}, s.commit.Submit(b)})
+		// Not hidden: the session, which asked for the move, announces
+		// only what is returned, what is on disk.
+		moves = append(moves, s.put(b, old, had, false))
 	}
 	s.mu.Unlock()
 	// Only what is on disk is announced. An address whose write failed
@@ -498,25 +467,27 @@ func (s *Server) Transfer(n int, now int64) []lease.IP {
 	// reach the peer at the next resync while the disk still had it as
 	// ours.
 	var moved []lease.IP
-	var failed []undoRecord
+	var failed []write
 	var err error
 	for _, m := range moves {
 		if werr := m.batch.Wait(); werr != nil {
-			failed = append(failed, m.undoRecord)
+			failed = append(failed, m)
 			err = cmp.Or(err, werr)
 			continue
 		}
 		moved = append(moved, m.b.IP)
 	}
-	if len(failed) > 0 {
+	if len(moves) > 0 {
 		s.wrote(err, "pool balance")
+	}
+	if len(failed) > 0 {
+		// Undone oldest first (settleLocked undoes the last first):
+		// the addresses, all distinct, go back to the free queue in
+		// the order they left it.
+		slices.Reverse(failed)
 		s.mu.Lock()
-		for _, u := range failed {
-			s.undoLocked(u.b, u.old, u.had)
-		}
+		s.settleLocked(failed, func(int) bool { return true })
 		s.mu.Unlock()
-	} else if len(moves) > 0 {
-		s.wrote(nil, "pool balance")
 	}
 	return moved
 }

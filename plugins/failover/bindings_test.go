@@ -145,7 +145,7 @@ func TestPartnerDownWaitsForThePotentialExpirySentNotOnlyAcknowledged(t *testing
 						h.clock.Now().Unix(), reuse)
 				}
 				h.s.mu.Lock()
-				h.s.table.Unhold(clientOf(packet(t, 2, dhcpv4.MessageTypeDiscover)).key)
+				h.s.unholdLocked(clientOf(packet(t, 2, dhcpv4.MessageTypeDiscover)).key)
 				h.s.mu.Unlock()
 				h.clock.Advance(10 * time.Second)
 			}
@@ -237,7 +237,7 @@ func TestADuelOverOneClientKeepsTheLaterEnd(t *testing.T) {
 				ip := mustIP("192.0.2.100")
 				side.local.IP, side.in.IP = ip, ip
 				side.in.Pending = false
-				h.s.table.Put(side.local)
+				h.s.setLocked(side.local)
 				if r, _, done := h.s.ApplyPeer(side.in, now); r == 0 {
 					if err := done.Wait(); err != nil {
 						t.Fatal(err)
@@ -270,7 +270,7 @@ func TestAnInfiniteLeaseNeverCountsAsEnded(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, _ := newPairHarness(t, tc.primary, 128, fsm.Normal)
-			h.s.table.Put(infinite)
+			h.s.setLocked(infinite)
 			if r, msg, _ := h.s.ApplyPeer(tc.in, h.clock.Now().Unix()); r != rejectConflict {
 				t.Fatalf("ApplyPeer = %d (%s), want %d: the lease never ends", r, msg, rejectConflict)
 			}

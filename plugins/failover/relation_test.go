@@ -142,7 +142,7 @@ func TestLoadBalancingAnswersOnlyOurBuckets(t *testing.T) {
 			mine++
 			// Free the offer: the pool has four addresses.
 			h.s.mu.Lock()
-			h.s.table.Unhold(clientOf(packet(t, i, dhcpv4.MessageTypeDiscover)).key)
+			h.s.unholdLocked(clientOf(packet(t, i, dhcpv4.MessageTypeDiscover)).key)
 			h.s.mu.Unlock()
 		} else {
 			theirs++
@@ -206,7 +206,7 @@ func TestPeerUpdatesAreCheckedAsISCChecksThem(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h, _ := newPairHarness(t, tc.primary, 128, fsm.Normal)
 			if tc.local != nil {
-				h.s.table.Put(*tc.local)
+				h.s.setLocked(*tc.local)
 			}
 			r, msg, done := h.s.ApplyPeer(tc.in, h.clock.Now().Unix())
 			if r != tc.want {
@@ -281,7 +281,7 @@ func TestDuelingUpdates(t *testing.T) {
 			h, _ := newPairHarness(t, tc.primary, 128, fsm.Normal)
 			ip := mustIP("192.0.2.100")
 			tc.local.IP, tc.in.IP = ip, ip
-			h.s.table.Put(tc.local)
+			h.s.setLocked(tc.local)
 			r, msg, done := h.s.ApplyPeer(tc.in, now)
 			if r != tc.want {
 				t.Fatalf("ApplyPeer = %d (%s), want %d", r, msg, tc.want)
@@ -319,7 +319,7 @@ func TestPartnerDownTakesThePeersAddressesOnlyAfterMCLT(t *testing.T) {
 	t0 := h.clock.Now().Unix()
 	h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
 	// An expired lease of the primary's, known to us.
-	h.s.table.Put(lease.Binding{IP: mustIP("192.0.2.103"), State: lease.Expired, HWAddr: []byte{1, 2, 0, 0, 0, 0, 7},
+	h.s.setLocked(lease.Binding{IP: mustIP("192.0.2.103"), State: lease.Expired, HWAddr: []byte{1, 2, 0, 0, 0, 0, 7},
 		Start: t0 - 100, End: t0 + 40, PeerExpiry: t0 + 50})
 	setState(rel, fsm.PartnerDown, t0)
 	h.s.Sweep()
@@ -354,7 +354,7 @@ func TestPartnerDownTakesThePeersAddressesOnlyAfterMCLT(t *testing.T) {
 	setState(rel, fsm.CommInterrupted, h.clock.Now().Unix())
 	h.s.Sweep()
 	h.s.mu.Lock()
-	h.s.table.Unhold(clientOf(packet(t, 4, dhcpv4.MessageTypeDiscover)).key)
+	h.s.unholdLocked(clientOf(packet(t, 4, dhcpv4.MessageTypeDiscover)).key)
 	h.s.mu.Unlock()
 	h.mustDrop(packet(t, 5, dhcpv4.MessageTypeDiscover))
 }
@@ -364,7 +364,7 @@ func TestPartnerDownTakesThePeersAddressesOnlyAfterMCLT(t *testing.T) {
 func TestCommunicationsInterruptedAllocatesOnlyOwnAddresses(t *testing.T) {
 	h, _ := newPairHarness(t, true, 256, fsm.CommInterrupted)
 	for _, ip := range []string{"192.0.2.100", "192.0.2.101", "192.0.2.102", "192.0.2.103"} {
-		h.s.table.Put(lease.Binding{IP: mustIP(ip), State: lease.Backup})
+		h.s.setLocked(lease.Binding{IP: mustIP(ip), State: lease.Backup})
 	}
 	h.clock.Advance(24 * time.Hour)
 	h.s.Sweep()
@@ -400,7 +400,7 @@ func TestRestartedInPartnerDownWaitsForContactOrOperator(t *testing.T) {
 	v.MyStos, v.Contacted, v.Connected = t0-3600, false, false
 	rel.SetView(&v)
 	h.s.Sweep()
-	h.s.table.Put(lease.Binding{IP: mustIP("192.0.2.103"), State: lease.Backup})
+	h.s.setLocked(lease.Binding{IP: mustIP("192.0.2.103"), State: lease.Backup})
 	h.mustDrop(packet(t, 1, dhcpv4.MessageTypeDiscover))
 	// The operator declares partner-down again (a no-op for the state
 	// machine: the state's start stays an hour ago). MCLT must pass from
@@ -436,7 +436,7 @@ func TestSecondaryExpiresActiveLeasesOnlyWhenItMayServeAlone(t *testing.T) {
 			h, _ := newPairHarness(t, false, 128, tc.state)
 			t0 := h.clock.Now().Unix()
 			ip := mustIP("192.0.2.101")
-			h.s.table.Put(lease.Binding{IP: ip, State: lease.Active, HWAddr: []byte{1, 2, 0, 0, 0, 0, 7},
+			h.s.setLocked(lease.Binding{IP: ip, State: lease.Active, HWAddr: []byte{1, 2, 0, 0, 0, 0, 7},
 				Start: t0 - 100, End: t0 - 1, PeerExpiry: t0 + 50})
 			h.s.Sweep()
 			b, _ := h.s.Get(ip)
@@ -521,7 +521,7 @@ func TestRefusedNeverUsedAddressesAreNotLost(t *testing.T) {
 			t0 := h.clock.Now().Unix()
 			if tc.free {
 				for ip := mustIP("192.0.2.100"); ip <= mustIP("192.0.2.103"); ip++ {
-					h.s.table.Put(lease.Binding{IP: ip, State: lease.Free})
+					h.s.setLocked(lease.Binding{IP: ip, State: lease.Free})
 				}
 			}
 			v := *rel.View()

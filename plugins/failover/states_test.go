@@ -93,11 +93,11 @@ func TestWhatEachStateDoesForClients(t *testing.T) {
 						if primary {
 							ownFree, peerFree = lease.Free, lease.Backup
 						}
-						h.s.table.Put(lease.Binding{IP: mustIP("192.0.2.100"), State: lease.Active, HWAddr: append([]byte{1}, mac(bound)...),
+						h.s.setLocked(lease.Binding{IP: mustIP("192.0.2.100"), State: lease.Active, HWAddr: append([]byte{1}, mac(bound)...),
 							Start: now, End: now + 600, PeerExpiry: now + 900})
-						h.s.table.Put(lease.Binding{IP: mustIP("192.0.2.101"), State: ownFree})
-						h.s.table.Put(lease.Binding{IP: mustIP("192.0.2.102"), State: ownFree})
-						h.s.table.Put(lease.Binding{IP: mustIP("192.0.2.103"), State: peerFree})
+						h.s.setLocked(lease.Binding{IP: mustIP("192.0.2.101"), State: ownFree})
+						h.s.setLocked(lease.Binding{IP: mustIP("192.0.2.102"), State: ownFree})
+						h.s.setLocked(lease.Binding{IP: mustIP("192.0.2.103"), State: peerFree})
 						stos := now
 						if afterMCLT {
 							stos = now - 60

@@ -262,7 +262,7 @@ func TestUndoOfTwoFailedChangesInSeparateCommits(t *testing.T) {
 	first.End, second.End = orig.End+600, orig.End+1200
 	h.s.mu.Lock()
 	defer h.s.mu.Unlock()
-	h.s.table.Put(second)
+	h.s.setLocked(second)
 	h.s.undoLocked(first, orig, true) // the first commit fails
 	if b, _ := h.s.table.Get(ip); b.End != second.End {
 		t.Fatalf("Undoing a replaced change changed memory to %s", b)

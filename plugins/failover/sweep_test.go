@@ -25,7 +25,7 @@ func TestTheSweepAnnouncesWhatItExpired(t *testing.T) {
 	rel.SetNotify(func(ip lease.IP) { mu.Lock(); told = append(told, ip); mu.Unlock() })
 	t0 := h.clock.Now().Unix()
 	ip := mustIP("192.0.2.101")
-	h.s.table.Put(lease.Binding{IP: ip, State: lease.Active, HWAddr: []byte{1, 2, 0, 0, 0, 0, 7}, Start: t0 - 100, End: t0 - 1})
+	h.s.setLocked(lease.Binding{IP: ip, State: lease.Active, HWAddr: []byte{1, 2, 0, 0, 0, 0, 7}, Start: t0 - 100, End: t0 - 1})
 	h.s.Sweep()
 	if b, _ := h.stored("192.0.2.101"); b.State != lease.Expired {
 		t.Fatalf("On disk after the sweep: %s, want expired", b)

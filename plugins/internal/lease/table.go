@@ -10,11 +10,17 @@ import (
 //
 //   - a cursor per pool walks addresses that have never had a binding (a
 //     pool of a million addresses costs nothing until it is used);
-//   - a FIFO of addresses that became reusable (expired, released, freed),
-//     oldest first, so that a returning client is likely to find its old
-//     address still unused;
+//   - a FIFO of addresses the owner offered as reusable (Offer: expired,
+//     released, freed), oldest first, so that a returning client is likely
+//     to find its old address still unused;
 //   - a FIFO of offer holds, which all last the same time;
 //   - a min-heap of lease ends, for expiry.
+//
+// The table does not decide who may have an address: its owner does, and
+// the table never calls back into the owner's rules on its own. The owner
+// offers the addresses its rules make reusable (Offer, RequeueAll, and
+// the addresses Hold, Unhold and ExpireHolds free), and has the last word
+// on each candidate Allocate finds (Judge).
 //
 // Table is not safe for concurrent use; its owner serialises access.
 type Table struct {
@@ -28,13 +34,6 @@ type Table struct {
 	holdQ  fifo[holdItem]
 	freeQ  fifo[IP]
 	ends   endHeap
-	// reusable reports whether an existing binding may be given to a new
-	// client; the owner of the table decides (ownership, failover state).
-	reusable func(*Binding) bool
-	// ownsNew reports whether addresses with no binding at all (free,
-	// owned by the primary) are this server's to allocate now; the owner
-	// of the table decides, by the same rule its policy applies.
-	ownsNew func(now int64) bool
 	// inPool counts the bindings of the pools by state, so that Counts
 	// (the control socket's status, pool balancing) is O(1) rather than a
 	// walk of every binding under the owner's lock.
@@ -125,27 +124,42 @@ func DefaultReusable(b *Binding) bool {
 	return b.State == Free || b.State == Expired || b.State == Released
 }
 
+// Verdict is the owner's word on a candidate Allocate found.
+type Verdict uint8
+
+const (
+	// Take: the address goes to the caller.
+	Take Verdict = iota
+	// Skip: a queued binding the rules no longer make reusable leaves
+	// the queue; the owner offers it again when they do (Offer,
+	// RequeueAll).
+	Skip
+	// Wait: not now. The candidate stays where it is (a never-used one
+	// its pool's next, a queued one first in the queue).
+	Wait
+)
+
+// Judge is the owner's rule on a candidate for allocation: ip with its
+// binding b, or b nil for an address that has never had one (FREE, and so
+// the primary's).
+type Judge func(ip IP, b *Binding) Verdict
+
+// DefaultJudge is the rule of a server without a peer: every never-used
+// address, and the bindings DefaultReusable accepts.
+func DefaultJudge(_ IP, b *Binding) Verdict {
+	if b == nil || DefaultReusable(b) {
+		return Take
+	}
+	return Skip
+}
+
 // NewTable returns an empty table over pools (which must not overlap).
-// reusable decides whether an existing binding may go to a new client
-// (nil means DefaultReusable); ownsNew decides whether never-used
-// addresses, which are FREE and so the primary's, may be allocated by this
-// server at a given time (nil means always, as for a server without a
-// peer). Both are asked again at every allocation: the table keeps no copy
-// of the owner's rules that could fall behind them.
-func NewTable(pools []Range, reusable func(*Binding) bool, ownsNew func(now int64) bool) *Table {
-	if reusable == nil {
-		reusable = DefaultReusable
-	}
-	if ownsNew == nil {
-		ownsNew = func(int64) bool { return true }
-	}
+func NewTable(pools []Range) *Table {
 	t := &Table{
 		byIP:     index{other: make(map[IP]*entry)},
 		byClient: make(map[string]IP),
 		holds:    make(map[IP]hold),
 		heldBy:   make(map[string]IP),
-		reusable: reusable,
-		ownsNew:  ownsNew,
 	}
 	for _, r := range pools {
 		t.pools = append(t.pools, &pool{Range: r, next: r.Start, slots: make([]*entry, r.Size())})
@@ -201,7 +215,9 @@ func (t *Table) ByClient(key string) (Binding, bool) {
 // Len is the number of addresses with a binding.
 func (t *Table) Len() int { return t.byIP.n }
 
-// Put stores b, replacing any binding of b.IP, and updates every index.
+// Put stores b, replacing any binding of b.IP, and updates every index. It
+// does not make b.IP allocatable: Offer does, if the owner's rules make b
+// reusable.
 func (t *Table) Put(b Binding) {
 	e, ok := t.byIP.get(b.IP)
 	pooled := t.InPool(b.IP)
@@ -233,9 +249,15 @@ func (t *Table) Put(b Binding) {
 	case e.hidx >= 0:
 		heap.Remove(&t.ends, int(e.hidx))
 	}
-	if !e.queued && pooled && t.reusable(&e.Binding) {
+}
+
+// Offer queues ip among the candidates of Allocate: its owner's rules make
+// its binding reusable now. An address outside the pools, without a
+// binding, or queued already is left as it is.
+func (t *Table) Offer(ip IP) {
+	if e, ok := t.byIP.get(ip); ok && !e.queued && t.InPool(ip) {
 		e.queued = true
-		t.freeQ.push(b.IP)
+		t.freeQ.push(ip)
 	}
 }
 
@@ -256,20 +278,12 @@ func timed(b *Binding) bool {
 	return false
 }
 
-// Requeue re-examines ip after the reuse rule may have changed its answer
-// (for instance when the peer acknowledged an expiry).
-func (t *Table) Requeue(ip IP) {
-	if e, ok := t.byIP.get(ip); ok {
-		t.Put(e.Binding)
-	}
-}
-
-// RequeueAll re-examines every binding of the pools, after the reuse rule
-// changed its answers (a failover state change, time passing in
-// PARTNER-DOWN). It is linear in the bindings.
-func (t *Table) RequeueAll() {
+// RequeueAll offers every binding of the pools that reusable accepts, for
+// an owner whose rules changed their answers (a failover state change,
+// time passing in PARTNER-DOWN). It is linear in the bindings.
+func (t *Table) RequeueAll(reusable func(*Binding) bool) {
 	t.byIP.each(func(ip IP, e *entry) bool {
-		if !e.queued && t.InPool(ip) && t.reusable(&e.Binding) {
+		if !e.queued && t.InPool(ip) && reusable(&e.Binding) {
 			e.queued = true
 			t.freeQ.push(ip)
 		}
@@ -284,9 +298,12 @@ func (t *Table) RequeueAll() {
 // clients send: a lapsed hold taken over by another client drops the first
 // client's index entry, and a hold renewed within the same second queues
 // no second expiry.
-func (t *Table) Hold(ip IP, key string, until int64) {
-	if old, ok := t.heldBy[key]; ok && old != ip {
-		t.release(old)
+//
+// It returns the address the client held before, if that hold ended: the
+// owner offers it if its rules make it reusable (Offer).
+func (t *Table) Hold(ip IP, key string, until int64) (freed IP, ok bool) {
+	if old, held := t.heldBy[key]; held && old != ip {
+		freed, ok = old, t.release(old)
 	}
 	prev, had := t.holds[ip]
 	if had && prev.key != key && t.heldBy[prev.key] == ip {
@@ -297,6 +314,7 @@ func (t *Table) Hold(ip IP, key string, until int64) {
 	if !had || prev.until != until {
 		t.holdQ.push(holdItem{ip: ip, until: until})
 	}
+	return freed, ok
 }
 
 // HoldCounts returns the sizes of the hold indexes, for tests of their
@@ -337,100 +355,108 @@ func (t *Table) ClearHold(ip IP) {
 	}
 }
 
-// Unhold ends the hold of the client with key, if any, and makes its
-// address allocatable again.
-func (t *Table) Unhold(key string) {
-	if ip, ok := t.heldBy[key]; ok {
-		t.release(ip)
+// Unhold ends the hold of the client with key, if any. It returns the
+// address freed: the owner offers it if its rules make it reusable.
+func (t *Table) Unhold(key string) (IP, bool) {
+	if ip, ok := t.heldBy[key]; ok && t.release(ip) {
+		return ip, true
 	}
+	return 0, false
 }
 
-func (t *Table) release(ip IP) {
+// release ends the hold of ip; it reports whether there was one.
+func (t *Table) release(ip IP) bool {
 	h, ok := t.holds[ip]
 	if !ok {
-		return
+		return false
 	}
 	delete(t.holds, ip)
 	if t.heldBy[h.key] == ip {
 		delete(t.heldBy, h.key)
 	}
-	t.makeAvailable(ip)
+	t.remember(ip)
+	return true
 }
 
-// makeAvailable puts ip back in the free queue if a new client may have it.
-func (t *Table) makeAvailable(ip IP) {
+// remember gives a freed address of the pools a binding, so that the
+// owner can offer it.
+func (t *Table) remember(ip IP) {
 	if !t.InPool(ip) {
 		return
 	}
-	e, ok := t.byIP.get(ip)
-	if !ok {
+	if _, ok := t.byIP.get(ip); !ok {
 		// A never-used address whose offer lapsed: the cursor has passed
 		// it, so remember it as free (whoever may allocate it now: a
 		// never-used address is FREE, and one left out here would never
 		// be allocated again).
-		e = &entry{Binding: Binding{IP: ip, State: Free}, hidx: -1}
-		t.byIP.add(ip, e)
+		t.byIP.add(ip, &entry{Binding: Binding{IP: ip, State: Free}, hidx: -1})
 		t.inPool[Free]++
-	}
-	if !e.queued && t.reusable(&e.Binding) {
-		e.queued = true
-		t.freeQ.push(ip)
 	}
 }
 
-// ExpireHolds ends every hold whose time has come.
-func (t *Table) ExpireHolds(now int64) {
+// ExpireHolds ends every hold whose time has come. It returns the
+// addresses freed, in the order their holds ended: the owner offers those
+// its rules make reusable.
+func (t *Table) ExpireHolds(now int64) []IP {
+	var freed []IP
 	for t.holdQ.len() > 0 && t.holdQ.peek().until <= now {
 		it := t.holdQ.pop()
 		if h, ok := t.holds[it.ip]; ok && h.until == it.until {
 			t.release(it.ip)
+			freed = append(freed, it.ip)
 		}
 	}
+	return freed
 }
 
 // Allocate picks an address for a new client: first one that has never been
-// used, then the one that has been reusable longest. accept (nil accepts
-// all) is the owner's last word on a candidate; a candidate it refuses is
-// not used up: a never-used one stays its pool's next candidate (the walk
-// goes on to the next pool) and a queued one stays first in the queue, and
-// Allocate reports none. The owner's rules are meant to refuse only for
-// reasons that hold for every candidate (the failover state, the time):
-// a refusal of one address alone would keep the ones behind it waiting.
-// The address is not held or bound: the caller does that. It returns false
-// when the pools are exhausted.
-func (t *Table) Allocate(now int64, accept func(IP) bool) (IP, bool) {
-	if t.ownsNew(now) {
-		for _, p := range t.pools {
-			for !p.done {
-				ip := p.next
-				if _, used := t.byIP.get(ip); used || t.heldAt(ip, now) {
-					// A binding or a hold accounts for it.
-					p.advance()
-					continue
-				}
-				if accept != nil && !accept(ip) {
-					break
-				}
+// used, then the one that has been offered longest. judge (nil:
+// DefaultJudge) is the owner's word on each candidate. A candidate it
+// makes Wait is not used up: a never-used one stays its pool's next (the
+// walk goes on to the next pool) and a queued one stays first in the
+// queue, and Allocate reports none; one it Skips leaves the queue. The
+// owner's rules are meant to make a candidate Wait only for reasons that
+// hold for every candidate (the failover state, the time): a refusal of
+// one address alone would keep the ones behind it waiting. The address is
+// not held or bound: the caller does that. It returns false when the
+// pools are exhausted.
+func (t *Table) Allocate(now int64, judge Judge) (IP, bool) {
+	if judge == nil {
+		judge = DefaultJudge
+	}
+	for _, p := range t.pools {
+		for !p.done {
+			ip := p.next
+			if _, used := t.byIP.get(ip); used || t.heldAt(ip, now) {
+				// A binding or a hold accounts for it.
 				p.advance()
-				return ip, true
+				continue
 			}
+			if judge(ip, nil) != Take {
+				break
+			}
+			p.advance()
+			return ip, true
 		}
 	}
 	for t.freeQ.len() > 0 {
 		ip := t.freeQ.peek()
 		e, ok := t.byIP.get(ip)
-		if !ok || !t.reusable(&e.Binding) || !t.InPool(ip) || t.heldAt(ip, now) {
-			// Not (or no longer) reusable: its next change queues it
-			// again, as does RequeueAll when the rule changes; a held
-			// one comes back when its hold lapses.
+		v := Skip
+		if ok && t.InPool(ip) && !t.heldAt(ip, now) {
+			v = judge(ip, &e.Binding)
+		}
+		switch v {
+		case Wait:
+			return 0, false
+		case Skip:
+			// Not (or no longer) reusable: the owner offers it again
+			// when it is; a held one comes back when its hold lapses.
 			t.freeQ.pop()
 			if ok {
 				e.queued = false
 			}
 			continue
-		}
-		if accept != nil && !accept(ip) {
-			return 0, false
 		}
 		t.freeQ.pop()
 		e.queued = false

@@ -16,19 +16,38 @@ func ip(s string) IP {
 
 func hw(last byte) []byte { return []byte{1, 0x02, 0, 0, 0, 0, last} }
 
+// put stores b and, as the owner of a table for a server without a peer
+// does, offers it if DefaultReusable accepts it.
+func put(tb *Table, b Binding) {
+	tb.Put(b)
+	if DefaultReusable(&b) {
+		tb.Offer(b.IP)
+	}
+}
+
+// expireHolds ends the holds due at now and offers what they free, as
+// put does.
+func expireHolds(tb *Table, now int64) {
+	for _, a := range tb.ExpireHolds(now) {
+		if b, ok := tb.Get(a); ok && DefaultReusable(&b) {
+			tb.Offer(a)
+		}
+	}
+}
+
 func active(a IP, key byte, end int64) Binding {
 	return Binding{IP: a, State: Active, HWAddr: hw(key), Start: 1, End: end}
 }
 
 func TestAllocateTakesNeverUsedAddressesInOrderThenOldestFreed(t *testing.T) {
-	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.12")}, {ip("192.0.2.20"), ip("192.0.2.20")}}, nil, nil)
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.12")}, {ip("192.0.2.20"), ip("192.0.2.20")}})
 	var got []IP
 	for i := 0; i < 4; i++ {
 		a, ok := tb.Allocate(0, nil)
 		if !ok {
 			t.Fatalf("Allocate %d failed", i)
 		}
-		tb.Put(active(a, byte(i), 100))
+		put(tb, active(a, byte(i), 100))
 		got = append(got, a)
 	}
 	want := []IP{ip("192.0.2.10"), ip("192.0.2.11"), ip("192.0.2.12"), ip("192.0.2.20")}
@@ -43,16 +62,16 @@ func TestAllocateTakesNeverUsedAddressesInOrderThenOldestFreed(t *testing.T) {
 	// Free two, the second one first: they come back in the order freed.
 	b, _ := tb.Get(ip("192.0.2.12"))
 	b.State = Released
-	tb.Put(b)
+	put(tb, b)
 	b, _ = tb.Get(ip("192.0.2.10"))
 	b.State = Expired
-	tb.Put(b)
+	put(tb, b)
 	for _, w := range []IP{ip("192.0.2.12"), ip("192.0.2.10")} {
 		a, ok := tb.Allocate(0, nil)
 		if !ok || a != w {
 			t.Fatalf("Allocate = %s, %v; want %s", a, ok, w)
 		}
-		tb.Put(active(a, 9, 100))
+		put(tb, active(a, 9, 100))
 	}
 	if err := tb.Validate(); err != nil {
 		t.Fatal(err)
@@ -60,27 +79,27 @@ func TestAllocateTakesNeverUsedAddressesInOrderThenOldestFreed(t *testing.T) {
 }
 
 func TestAllocateSkipsLoadedBindingsAndHeldAddresses(t *testing.T) {
-	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}}, nil, nil)
-	tb.Put(active(ip("192.0.2.10"), 1, 100))
-	tb.Put(Binding{IP: ip("192.0.2.11"), State: Abandoned, End: 50})
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}})
+	put(tb, active(ip("192.0.2.10"), 1, 100))
+	put(tb, Binding{IP: ip("192.0.2.11"), State: Abandoned, End: 50})
 	tb.Hold(ip("192.0.2.12"), "other", 10)
 	a, ok := tb.Allocate(5, nil)
 	if !ok || a != ip("192.0.2.13") {
 		t.Fatalf("Allocate = %s, %v; want 192.0.2.13", a, ok)
 	}
-	tb.Put(active(a, 2, 100))
+	put(tb, active(a, 2, 100))
 	if a, ok := tb.Allocate(5, nil); ok {
 		t.Fatalf("Allocate gave %s while the rest is bound or held", a)
 	}
 	// The hold lapses: the address comes back.
-	tb.ExpireHolds(10)
+	expireHolds(tb, 10)
 	if a, ok := tb.Allocate(10, nil); !ok || a != ip("192.0.2.12") {
 		t.Fatalf("After the hold lapsed Allocate = %s, %v; want 192.0.2.12", a, ok)
 	}
 }
 
 func TestHoldBelongsToOneClientAndMovesWithIt(t *testing.T) {
-	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}}, nil, nil)
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}})
 	tb.Hold(ip("192.0.2.10"), "a", 30)
 	if got, ok := tb.Held("a", 20); !ok || got != ip("192.0.2.10") {
 		t.Fatalf("Held(a) = %s, %v", got, ok)
@@ -106,36 +125,36 @@ func TestHoldBelongsToOneClientAndMovesWithIt(t *testing.T) {
 }
 
 func TestByClientFollowsTheLatestBinding(t *testing.T) {
-	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}}, nil, nil)
-	tb.Put(active(ip("192.0.2.10"), 1, 100))
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}})
+	put(tb, active(ip("192.0.2.10"), 1, 100))
 	k := ClientKey(nil, hw(1))
 	if b, ok := tb.ByClient(k); !ok || b.IP != ip("192.0.2.10") {
 		t.Fatalf("ByClient = %v, %v", b, ok)
 	}
 	// The address goes to another client: the first loses it.
-	tb.Put(active(ip("192.0.2.10"), 2, 100))
+	put(tb, active(ip("192.0.2.10"), 2, 100))
 	if b, ok := tb.ByClient(k); ok {
 		t.Fatalf("ByClient of the former holder = %v", b)
 	}
 	// Client identifier wins over the hardware address.
 	withID := Binding{IP: ip("192.0.2.11"), State: Active, ClientID: []byte{1, 2}, HWAddr: hw(1), End: 9}
-	tb.Put(withID)
+	put(tb, withID)
 	if _, ok := tb.ByClient(ClientKey([]byte{1, 2}, hw(7))); !ok {
 		t.Fatal("A client is not found by its client identifier")
 	}
 }
 
 func TestNextEndOrdersByEndAndForgetsChangedBindings(t *testing.T) {
-	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.20")}}, nil, nil)
-	tb.Put(active(ip("192.0.2.10"), 1, 300))
-	tb.Put(active(ip("192.0.2.11"), 2, 100))
-	tb.Put(active(ip("192.0.2.12"), 3, 200))
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.20")}})
+	put(tb, active(ip("192.0.2.10"), 1, 300))
+	put(tb, active(ip("192.0.2.11"), 2, 100))
+	put(tb, active(ip("192.0.2.12"), 3, 200))
 	// Renewing moves the lease to the back.
-	tb.Put(active(ip("192.0.2.11"), 2, 400))
+	put(tb, active(ip("192.0.2.11"), 2, 400))
 	// Releasing takes it off.
 	b, _ := tb.Get(ip("192.0.2.10"))
 	b.State = Released
-	tb.Put(b)
+	put(tb, b)
 	if _, ok := tb.NextEnd(199); ok {
 		t.Fatal("NextEnd found a lease before any end")
 	}
@@ -147,7 +166,7 @@ func TestNextEndOrdersByEndAndForgetsChangedBindings(t *testing.T) {
 		}
 		order = append(order, b.IP)
 		b.State = Expired
-		tb.Put(b)
+		put(tb, b)
 	}
 	if len(order) != 2 || order[0] != ip("192.0.2.12") || order[1] != ip("192.0.2.11") {
 		t.Fatalf("Expiry order %v, want [192.0.2.12 192.0.2.11]", order)
@@ -158,10 +177,10 @@ func TestNextEndOrdersByEndAndForgetsChangedBindings(t *testing.T) {
 }
 
 func TestCountsTreatUnusedAddressesAsFree(t *testing.T) {
-	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.19")}}, nil, nil)
-	tb.Put(active(ip("192.0.2.10"), 1, 300))
-	tb.Put(Binding{IP: ip("192.0.2.11"), State: Abandoned, End: 5})
-	tb.Put(active(ip("198.51.100.1"), 2, 300)) // outside the pools
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.19")}})
+	put(tb, active(ip("192.0.2.10"), 1, 300))
+	put(tb, Binding{IP: ip("192.0.2.11"), State: Abandoned, End: 5})
+	put(tb, active(ip("198.51.100.1"), 2, 300)) // outside the pools
 	c := tb.Counts()
 	if c[Active] != 1 || c[Abandoned] != 1 || c[Free] != 8 {
 		t.Fatalf("Counts = %v", c)
@@ -169,13 +188,22 @@ func TestCountsTreatUnusedAddressesAsFree(t *testing.T) {
 }
 
 func TestSecondaryDoesNotAllocateThePrimarysFreeAddresses(t *testing.T) {
-	reuse := func(b *Binding) bool { return b.State == Backup }
-	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}}, reuse, never)
-	if a, ok := tb.Allocate(0, nil); ok {
+	secondary := func(_ IP, b *Binding) Verdict {
+		switch {
+		case b == nil:
+			return Wait // never-used: FREE, the primary's
+		case b.State == Backup:
+			return Take
+		}
+		return Skip
+	}
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}})
+	if a, ok := tb.Allocate(0, secondary); ok {
 		t.Fatalf("Allocate without BACKUP addresses gave %s", a)
 	}
 	tb.Put(Binding{IP: ip("192.0.2.12"), State: Backup})
-	if a, ok := tb.Allocate(0, nil); !ok || a != ip("192.0.2.12") {
+	tb.Offer(ip("192.0.2.12")) // the secondary's own
+	if a, ok := tb.Allocate(0, secondary); !ok || a != ip("192.0.2.12") {
 		t.Fatalf("Allocate = %s, %v; want the BACKUP address", a, ok)
 	}
 }
@@ -189,22 +217,19 @@ func allocateAll(tb *Table, now int64) map[IP]bool {
 			return got
 		}
 		got[a] = true
-		tb.Put(active(a, byte(len(got)), now+100))
+		put(tb, active(a, byte(len(got)), now+100))
 	}
 }
-
-// never is an ownsNew rule that gives no never-used address.
-func never(int64) bool { return false }
 
 // A candidate the owner refuses is not used up: a never-used address stays
 // the pool's next, a queued one stays first, until the owner accepts them
 // (issue 15, path 5: a refused DISCOVER used to run the cursor to the end).
 func TestRefusedCandidatesStayAllocatable(t *testing.T) {
-	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}, {ip("192.0.2.20"), ip("192.0.2.21")}}, nil, nil)
-	tb.Put(Binding{IP: ip("192.0.2.21"), State: Free})
-	tb.Put(Binding{IP: ip("192.0.2.12"), State: Released})
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.13")}, {ip("192.0.2.20"), ip("192.0.2.21")}})
+	put(tb, Binding{IP: ip("192.0.2.21"), State: Free})
+	put(tb, Binding{IP: ip("192.0.2.12"), State: Released})
 	var asked []IP
-	refuse := func(a IP) bool { asked = append(asked, a); return false }
+	refuse := func(a IP, _ *Binding) Verdict { asked = append(asked, a); return Wait }
 	for i := 0; i < 3; i++ {
 		if a, ok := tb.Allocate(0, refuse); ok {
 			t.Fatalf("Allocate gave %s, refused", a)
@@ -228,17 +253,23 @@ func TestRefusedCandidatesStayAllocatable(t *testing.T) {
 // free, for when it says yes again.
 func TestNeverUsedRuleIsAskedAtEachAllocation(t *testing.T) {
 	owns := true
-	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.11")}}, nil, func(int64) bool { return owns })
-	a, ok := tb.Allocate(0, nil)
+	judge := func(a IP, b *Binding) Verdict {
+		if b == nil && !owns {
+			return Wait
+		}
+		return DefaultJudge(a, b)
+	}
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.11")}})
+	a, ok := tb.Allocate(0, judge)
 	if !ok || a != ip("192.0.2.10") {
 		t.Fatalf("Allocate = %s, %v", a, ok)
 	}
 	tb.Hold(a, "k", 5)
 	owns = false
-	if b, ok := tb.Allocate(1, nil); ok {
+	if b, ok := tb.Allocate(1, judge); ok {
 		t.Fatalf("The rule says no, yet Allocate gave %s", b)
 	}
-	tb.ExpireHolds(5)
+	expireHolds(tb, 5)
 	owns = true
 	if got := allocateAll(tb, 6); len(got) != 2 {
 		t.Fatalf("Allocatable after the lapsed offer: %v, want both addresses", got)
@@ -249,7 +280,7 @@ func TestMillionAddressPoolAllocatesInConstantTime(t *testing.T) {
 	// A million addresses do not fit in the documentation and benchmark
 	// ranges; these are values in memory only, never sent anywhere.
 	r := Range{ip("100.64.0.0"), ip("100.64.0.0") + 999_999}
-	tb := NewTable([]Range{r}, nil, nil)
+	tb := NewTable([]Range{r})
 	// Every address once, then every one again after freeing: the work is
 	// linear in the allocations, never a scan of the pool per allocation.
 	for i := 0; i < 1_000_000; i++ {
@@ -257,7 +288,7 @@ func TestMillionAddressPoolAllocatesInConstantTime(t *testing.T) {
 		if !ok || a != r.Start+IP(i) {
 			t.Fatalf("Allocation %d = %s, %v", i, a, ok)
 		}
-		tb.Put(Binding{IP: a, State: Active, End: 10})
+		put(tb, Binding{IP: a, State: Active, End: 10})
 	}
 	if _, ok := tb.Allocate(0, nil); ok {
 		t.Fatal("A full million-address pool still allocates")
@@ -268,7 +299,7 @@ func TestMillionAddressPoolAllocatesInConstantTime(t *testing.T) {
 			break
 		}
 		b.State = Expired
-		tb.Put(b)
+		put(tb, b)
 	}
 	n := 0
 	for {
@@ -284,27 +315,27 @@ func TestMillionAddressPoolAllocatesInConstantTime(t *testing.T) {
 
 func BenchmarkAllocate(b *testing.B) {
 	r := Range{ip("100.64.0.0"), ip("100.64.0.0") + 1<<20} // values only
-	tb := NewTable([]Range{r}, nil, nil)
+	tb := NewTable([]Range{r})
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		a, ok := tb.Allocate(0, nil)
 		if !ok {
 			b.StopTimer()
-			tb = NewTable([]Range{r}, nil, nil)
+			tb = NewTable([]Range{r})
 			b.StartTimer()
 			continue
 		}
-		tb.Put(Binding{IP: a, State: Active, End: 10, HWAddr: hw(byte(i))})
+		put(tb, Binding{IP: a, State: Active, End: 10, HWAddr: hw(byte(i))})
 	}
 }
 
 func BenchmarkByClient(b *testing.B) {
 	r := Range{ip("198.18.0.0"), ip("198.18.0.0") + 65535}
-	tb := NewTable([]Range{r}, nil, nil)
+	tb := NewTable([]Range{r})
 	keys := make([]string, 65536)
 	for i := range keys {
 		h := []byte{1, 2, 0, 0, 0, byte(i >> 8), byte(i)}
-		tb.Put(Binding{IP: r.Start + IP(i), State: Active, End: 10, HWAddr: h})
+		put(tb, Binding{IP: r.Start + IP(i), State: Active, End: 10, HWAddr: h})
 		keys[i] = ClientKey(nil, h)
 	}
 	b.ReportAllocs()
@@ -327,13 +358,13 @@ func TestEntryFitsA128ByteSizeClass(t *testing.T) {
 // balance ask of a table of 65,536 bindings, under the owner's lock.
 func BenchmarkCounts(b *testing.B) {
 	r := Range{ip("198.18.0.0"), ip("198.18.0.0") + 65535}
-	tb := NewTable([]Range{r}, nil, nil)
+	tb := NewTable([]Range{r})
 	for i := 0; i < 65536; i++ {
 		st := Active
 		if i%2 == 0 {
 			st = Backup
 		}
-		tb.Put(Binding{IP: r.Start + IP(i), State: st, End: 10, HWAddr: []byte{1, 2, 0, 0, 0, byte(i >> 8), byte(i)}})
+		put(tb, Binding{IP: r.Start + IP(i), State: st, End: 10, HWAddr: []byte{1, 2, 0, 0, 0, byte(i >> 8), byte(i)}})
 	}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -359,5 +390,28 @@ func TestClientKeyNeedsAnIdentity(t *testing.T) {
 		if got := ClientKey(tc.id, tc.hw); got != tc.want {
 			t.Errorf("ClientKey(%x, %x) = %q, want %q", tc.id, tc.hw, got, tc.want)
 		}
+	}
+}
+
+// The table keeps no rule of its own: a stored binding becomes a candidate
+// only when its owner offers it, and the owner's judge has the last word
+// on it (Skip takes it off the queue until it is offered again).
+func TestOnlyOfferedBindingsAreCandidates(t *testing.T) {
+	tb := NewTable([]Range{{ip("192.0.2.10"), ip("192.0.2.10")}})
+	tb.Put(Binding{IP: ip("192.0.2.10"), State: Free})
+	if a, ok := tb.Allocate(0, nil); ok {
+		t.Fatalf("Allocate gave %s, never offered", a)
+	}
+	tb.Offer(ip("192.0.2.10"))
+	skip := func(IP, *Binding) Verdict { return Skip }
+	if a, ok := tb.Allocate(0, skip); ok {
+		t.Fatalf("Allocate gave %s, skipped", a)
+	}
+	if a, ok := tb.Allocate(0, nil); ok {
+		t.Fatalf("Allocate gave %s, skipped and not offered again", a)
+	}
+	tb.Offer(ip("192.0.2.10"))
+	if a, ok := tb.Allocate(0, nil); !ok || a != ip("192.0.2.10") {
+		t.Fatalf("Allocate = %s, %v after the offer", a, ok)
 	}
 }

@@ -1,0 +1,416 @@
+package failover
+
+import (
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/sirupsen/logrus"
+
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lbhash"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/relation"
+)
+
+// The DHCP message handlers: Handler4 and what it calls for each message.
+
+// client is what identifies the sender of a request.
+type client struct {
+	key      string
+	clientID []byte
+	hwaddr   []byte
+}
+
+func clientOf(req *dhcpv4.DHCPv4) client {
+	var c client
+	if id := req.Options.Get(dhcpv4.OptionClientIdentifier); len(id) > 0 {
+		c.clientID = id
+	}
+	hw := make([]byte, 1, 1+len(req.ClientHWAddr))
+	hw[0] = byte(req.HWType)
+	c.hwaddr = append(hw, req.ClientHWAddr...)
+	c.key = lease.ClientKey(c.clientID, c.hwaddr)
+	return c
+}
+
+// Handler4 is the plugin's handler: it answers DISCOVER, REQUEST and INFORM,
+// and takes RELEASE and DECLINE, for clients of its network.
+func (s *Server) Handler4(req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool) {
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	default:
+		s.met.drops[dropOverload].Inc()
+		log.Debugf("dropping %s from %s: %d requests in progress", req.MessageType(), req.ClientHWAddr, maxInFlight)
+		return nil, true
+	}
+	giaddr, _ := netip.AddrFromSlice(req.GatewayIPAddr.To4())
+	if !s.cfg.serves(giaddr) {
+		s.met.drops[dropForeignRelay].Inc()
+		log.Debugf("dropping %s from %s: relay %s is not on %s", req.MessageType(), req.ClientHWAddr, giaddr, s.cfg.Subnet)
+		return nil, true
+	}
+	c := clientOf(req)
+	if c.key == "" {
+		// Nothing tells this client from another (Kea drops these too):
+		// every such client would share one lease.
+		s.met.drops[dropNoIdentity].Inc()
+		log.Debugf("dropping %s: no hardware address and no client identifier", req.MessageType())
+		return nil, true
+	}
+	v := s.view()
+	if v != nil && !v.MayServe {
+		s.met.drops[dropStateForbids].Inc()
+		log.Debugf("dropping %s from %s: failover state %s serves no client", req.MessageType(), req.ClientHWAddr, v.MyState)
+		return nil, true
+	}
+	switch req.MessageType() {
+	case dhcpv4.MessageTypeDiscover:
+		if v != nil && !s.mine(req, v) {
+			s.met.drops[dropNotOurBucket].Inc()
+			log.Debugf("dropping DISCOVER from %s: its hash bucket belongs to the peer", req.ClientHWAddr)
+			return nil, true
+		}
+		out, stop := s.discover(req, resp, c)
+		if out != nil {
+			s.met.answers[answerOffer].Inc()
+		}
+		return out, stop
+	case dhcpv4.MessageTypeRequest:
+		out, stop := s.request(req, resp, c)
+		switch {
+		case out == nil:
+		case stop:
+			s.met.answers[answerNak].Inc()
+		default:
+			s.met.answers[answerAck].Inc()
+		}
+		return out, stop
+	case dhcpv4.MessageTypeRelease:
+		s.release(req, c)
+		return nil, true
+	case dhcpv4.MessageTypeDecline:
+		s.decline(req, c)
+		return nil, true
+	case dhcpv4.MessageTypeInform:
+		s.met.answers[answerInform].Inc()
+		resp.YourIPAddr = net.IPv4zero
+		return resp, false
+	}
+	s.met.drops[dropNotClient].Inc()
+	log.Debugf("dropping %s from %s: not a client message", req.MessageType(), req.ClientHWAddr)
+	return nil, true
+}
+
+// mine is RFC 3074 load balancing as ISC applies it (docs/protocol.md §17): in
+// NORMAL a DISCOVER is answered only by the server whose hash buckets hold
+// the client, unless its secs field exceeds load-balance-max-seconds (0
+// turns balancing off). Other requests and other states are not balanced.
+func (s *Server) mine(req *dhcpv4.DHCPv4, v *relation.View) bool {
+	if v.MyState != fsm.Normal {
+		return true
+	}
+	if lbhash.SecsOverride(req.NumSeconds, v.LBMaxSecs, false) {
+		return true
+	}
+	key := lbhash.PacketKey(req.Options.Get(dhcpv4.OptionClientIdentifier), req.ClientHWAddr)
+	return v.HBA.Serves(lbhash.Bucket(key), v.Primary)
+}
+
+// leaseTime is what the client asked for (option 51) within bounds, else
+// the configured time.
+func (s *Server) leaseTime(req *dhcpv4.DHCPv4) time.Duration {
+	want := req.IPAddressLeaseTime(0)
+	if want <= 0 {
+		return s.cfg.LeaseTime
+	}
+	return min(want, s.cfg.MaxLeaseTime)
+}
+
+// inUse reports whether ip is bound or offered to a client other than key,
+// or abandoned: a request for it is refused with a NAK. A free address
+// that is the peer's is not in use: the peer answers for it.
+func (s *Server) inUse(ip lease.IP, key string, now int64) bool {
+	if s.table.HeldByOther(ip, key, now) {
+		return true
+	}
+	b, ok := s.table.Get(ip)
+	return ok && (b.State == lease.Abandoned || b.State == lease.Active && b.Key() != key)
+}
+
+// choose picks the address to offer: the client's current or last
+// binding, the address it holds an offer for, the address it asks for, or
+// any available one. It must be called with s.mu held.
+func (s *Server) choose(p policy, c client, requested lease.IP) (lease.IP, bool) {
+	if b, ok := s.table.ByClient(c.key); ok && p.usableBy(s.table, b.IP, c.key) {
+		return b.IP, true
+	}
+	if ip, ok := s.table.Held(c.key, p.now); ok {
+		return ip, true
+	}
+	if requested != 0 && p.usableBy(s.table, requested, c.key) {
+		return requested, true
+	}
+	if p.renewOnly() {
+		return 0, false
+	}
+	// The queues are lazy: the policy has the last word on a candidate,
+	// and one it refuses stays in the table for later.
+	return s.table.Allocate(p.now, p.judge(s.table, c.key))
+}
+
+func (s *Server) discover(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bool) {
+	now := s.now().Unix()
+	requested, _ := lease.IPFromNet(req.RequestedIPAddress())
+	p := s.policyAt(now)
+	s.mu.Lock()
+	ip, ok := s.choose(p, c, requested)
+	if ok {
+		if freed, ok := s.table.Hold(ip, c.key, now+int64(s.cfg.OfferHold/time.Second)); ok {
+			s.offerLocked(freed)
+		}
+	}
+	s.mu.Unlock()
+	if !ok {
+		if p.renewOnly() {
+			s.met.drops[dropWaitingPeer].Inc()
+			log.Debugf("dropping DISCOVER from %s: restarted without reaching the peer, renewals only", req.ClientHWAddr)
+			return nil, true
+		}
+		s.met.drops[dropPoolExhausted].Inc()
+		s.exhaustedLog.Do(s.now(), func(n int) {
+			log.WithFields(logrus.Fields{"pools": s.cfg.Pools, "dropped": n}).Warn("no free address to offer")
+		})
+		return nil, true
+	}
+	lt := s.leaseTime(req)
+	if p.v != nil {
+		s.mu.Lock()
+		b, _ := s.table.Get(ip)
+		s.mu.Unlock()
+		g, _ := grant(int64(lt/time.Second), now, b.PeerExpiry, p.v.MCLT)
+		lt = time.Duration(p.renewOnlyCap(g, &b)) * time.Second
+	}
+	log.Debugf("offering %s to %s", ip, req.ClientHWAddr)
+	s.fill(req, resp, ip, lt)
+	return resp, false
+}
+
+// fill sets the address and lease times of an OFFER or ACK.
+func (s *Server) fill(req, resp *dhcpv4.DHCPv4, ip lease.IP, lt time.Duration) {
+	resp.YourIPAddr = ip.Net()
+	resp.UpdateOption(dhcpv4.OptIPAddressLeaseTime(lt))
+	resp.UpdateOption(dhcpv4.OptRenewTimeValue(lt / 2))
+	resp.UpdateOption(dhcpv4.OptRebindingTimeValue(lt * 7 / 8))
+}
+
+// nak turns resp into a DHCPNAK and stops the chain (no options after it).
+func nak(req, resp *dhcpv4.DHCPv4, why string) (*dhcpv4.DHCPv4, bool) {
+	log.Debugf("NAK to %s: %s", req.ClientHWAddr, why)
+	n, err := dhcpv4.NewReplyFromRequest(req,
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeNak),
+		dhcpv4.WithOption(dhcpv4.OptMessage(why)),
+	)
+	if err != nil {
+		return nil, true
+	}
+	if sid := resp.ServerIdentifier(); sid != nil {
+		n.UpdateOption(dhcpv4.OptServerIdentifier(sid))
+	}
+	n.YourIPAddr = net.IPv4zero
+	n.ClientIPAddr = net.IPv4zero
+	return n, true
+}
+
+func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bool) {
+	now := s.now().Unix()
+	sid := req.ServerIdentifier()
+	requested, _ := lease.IPFromNet(req.RequestedIPAddress())
+	ciaddr, _ := lease.IPFromNet(req.ClientIPAddr)
+	var ip lease.IP
+	selecting := sid != nil && !sid.IsUnspecified()
+	switch {
+	case selecting:
+		// SELECTING: the client chose an offer.
+		if our := resp.ServerIdentifier(); our != nil && !sid.Equal(our) {
+			s.mu.Lock()
+			s.unholdLocked(c.key)
+			s.mu.Unlock()
+			s.met.drops[dropOtherServer].Inc()
+			log.Debugf("%s chose server %s", req.ClientHWAddr, sid)
+			return nil, true
+		}
+		if requested == 0 {
+			s.met.drops[dropMalformed].Inc()
+			log.Debugf("dropping REQUEST from %s: SELECTING without a requested address", req.ClientHWAddr)
+			return nil, true
+		}
+		ip = requested
+	case ciaddr != 0:
+		ip = ciaddr // RENEWING or REBINDING
+	case requested != 0:
+		ip = requested // INIT-REBOOT
+	default:
+		s.met.drops[dropMalformed].Inc()
+		log.Debugf("dropping REQUEST from %s: no address named", req.ClientHWAddr)
+		return nil, true
+	}
+	if !s.cfg.Subnet.Contains(ip.Addr()) {
+		// The client is on the wrong network, or remembers another one.
+		return nak(req, resp, "address not on this network")
+	}
+	lt := s.leaseTime(req)
+	s.mu.Lock()
+	if !s.table.InPool(ip) {
+		s.mu.Unlock()
+		// Not ours to speak for: another server may own it.
+		s.met.drops[dropPeerAddress].Inc()
+		log.Debugf("ignoring REQUEST from %s for %s: not in a pool", req.ClientHWAddr, ip)
+		return nil, true
+	}
+	p := s.policyAt(now)
+	if !p.usableBy(s.table, ip, c.key) {
+		busy := s.inUse(ip, c.key, now)
+		s.mu.Unlock()
+		if busy {
+			return nak(req, resp, "address in use")
+		}
+		s.met.drops[dropPeerAddress].Inc()
+		log.Debugf("ignoring REQUEST from %s for %s: a free address of the peer's", req.ClientHWAddr, ip)
+		return nil, true
+	}
+	old, had := s.table.Get(ip)
+	// Only a binding on disk may answer for a failed write below.
+	durable := s.writing[ip] == 0
+	b := lease.Binding{
+		IP:         ip,
+		State:      lease.Active,
+		ClientID:   c.clientID,
+		HWAddr:     c.hwaddr,
+		Hostname:   req.HostName(),
+		Start:      now,
+		End:        now + int64(lt/time.Second),
+		CLTT:       now,
+		PeerExpiry: old.PeerExpiry,
+	}
+	if p.v != nil {
+		g, potential := grant(int64(lt/time.Second), now, old.PeerExpiry, p.v.MCLT)
+		g = p.renewOnlyCap(g, &old)
+		lt = time.Duration(g) * time.Second
+		b.End = now + g
+		// Never below what the peer may already hold: a shorter
+		// potential expiry can be lost, and the peer then renews up to
+		// the longer one (partnerDownReuse waits for SentExpiry).
+		potential = max(potential, old.SentExpiry)
+		b.SentExpiry = potential
+		if potential < b.PeerExpiry {
+			b.PeerExpiry = potential
+		}
+		b.Pending = true
+	}
+	s.table.ClearHold(ip)
+	err := s.writeClient(b, old, had, "lease")
+	if err != nil {
+		if !selecting && durable && had && old.State == lease.Active && old.Key() == c.key && old.End-now >= minStoredRenewal {
+			// A renewal: the stored lease runs until old.End. Answer
+			// with what remains of it; nothing new to remember. Not
+			// to a client SELECTING after a DISCOVER: it holds no
+			// lease, and may have released this one to the peer,
+			// whose RELEASED would then free the lease we answered
+			// from without our knowing of the answer
+			// (docs/simulation.md, seed 54722).
+			lt = time.Duration(old.End-now) * time.Second
+			log.Debugf("ACK %s to %s for the %v left of its stored lease (database failing)", ip, req.ClientHWAddr, lt)
+			s.fill(req, resp, ip, lt)
+			return resp, false
+		}
+		s.met.drops[dropStoreError].Inc()
+		log.Debugf("no ACK of %s to %s: the lease cannot be stored", ip, req.ClientHWAddr)
+		return nil, true
+	}
+	log.Debugf("ACK %s to %s for %v", ip, req.ClientHWAddr, lt)
+	s.fill(req, resp, ip, lt)
+	return resp, false
+}
+
+// applyClientChange changes the binding of ip if it belongs to the client
+// (a release or a decline), and waits until the change is durable.
+func (s *Server) applyClientChange(ip lease.IP, c client, what string, change func(*lease.Binding)) {
+	s.mu.Lock()
+	b, ok := s.table.Get(ip)
+	if !ok || b.Key() != c.key || (b.State != lease.Active && what != "decline") {
+		s.mu.Unlock()
+		if what == "decline" {
+			s.declineUnbound(ip, c)
+			return
+		}
+		log.Debugf("ignoring %s of %s from %s: not its lease", what, ip, c.key)
+		return
+	}
+	orig := b
+	change(&b)
+	s.mark(&b)
+	// Memory never runs ahead of the disk on what a client holds.
+	s.writeClient(b, orig, true, what)
+}
+
+func (s *Server) release(req *dhcpv4.DHCPv4, c client) {
+	ip, ok := lease.IPFromNet(req.ClientIPAddr)
+	if !ok || ip == 0 {
+		return
+	}
+	now := s.now().Unix()
+	s.applyClientChange(ip, c, "release", func(b *lease.Binding) {
+		b.State = lease.Released
+		b.End = now
+		b.CLTT = now
+	})
+}
+
+func (s *Server) decline(req *dhcpv4.DHCPv4, c client) {
+	ip, ok := lease.IPFromNet(req.RequestedIPAddress())
+	if !ok || ip == 0 {
+		return
+	}
+	s.applyClientChange(ip, c, "decline", func(b *lease.Binding) { s.abandon(b) })
+}
+
+// declineUnbound handles a DECLINE of an address that was offered to (held
+// for) the client but not yet bound to it.
+func (s *Server) declineUnbound(ip lease.IP, c client) {
+	now := s.now().Unix()
+	s.mu.Lock()
+	held, ok := s.table.Held(c.key, now)
+	if !ok || held != ip {
+		s.mu.Unlock()
+		log.Debugf("ignoring DECLINE of %s from %s: not offered to it", ip, c.key)
+		return
+	}
+	b, had := s.table.Get(ip)
+	orig := b
+	b.IP = ip
+	s.abandon(&b)
+	s.mark(&b)
+	s.table.ClearHold(ip)
+	s.writeClient(b, orig, had, "decline")
+}
+
+// abandon marks b as in use by an unknown host until decline-hold passes.
+func (s *Server) abandon(b *lease.Binding) {
+	now := s.now().Unix()
+	log.WithField("address", b.IP.String()).Warn("address declined by a client: another host may be using it")
+	*b = lease.Binding{
+		IP:         b.IP,
+		State:      lease.Abandoned,
+		Start:      now,
+		End:        now + int64(s.cfg.DeclineHold/time.Second),
+		CLTT:       now,
+		SentExpiry: b.SentExpiry,
+		PeerExpiry: b.PeerExpiry,
+	}
+	if b.End == now {
+		b.End = now + 1 // the heap needs a non-zero end
+	}
+}
