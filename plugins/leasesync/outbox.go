@@ -215,7 +215,7 @@ func (s *Session) applyUpdate(u *wire.BindingUpdate, now time.Time) {
 		}
 		reason, msg, done := s.db.ApplyPeer(b, now.Unix(), unacked...)
 		if reason != 0 {
-			ack.RejectReason, ack.Message = wire.RejectReason(reason), msg
+			ack.RejectReason, ack.Message = rejectToWire(reason), msg
 		} else {
 			// The peer's copy is in force: ours, if queued or in
 			// flight, is not sent (its ack would be ignored).
