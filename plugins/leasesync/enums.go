@@ -1,12 +1,67 @@
 package leasesync
 
 import (
+	"fmt"
+
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/relation"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
 )
 
 // The enums the other packages share with the wire are translated here,
-// value by value, and only here. TestRejectMapping pins every pair.
+// and only here, value by value: lease.State is numbered as the wire
+// numbers it, but a cast would carry any byte the peer sends into a
+// state, and would silently go wrong if either side gained a value.
+// TestBindingStatusMapping and TestRejectMapping pin every pair.
+
+// codeMap is a one-to-one mapping between the values of an enum of ours
+// (A) and the codes of a wire option (B).
+type codeMap[A, B ~uint8] struct {
+	what, option string // names for errors: "binding state", "binding-status"
+	pairs        []codePair[A, B]
+}
+
+// codePair is one value of ours and its code.
+type codePair[A, B ~uint8] struct {
+	ours A
+	wire B
+}
+
+// toWire returns the code paired with a; it fails for a value no pair
+// names.
+func (m *codeMap[A, B]) toWire(a A) (B, error) {
+	for _, p := range m.pairs {
+		if p.ours == a {
+			return p.wire, nil
+		}
+	}
+	return 0, fmt.Errorf("%s %d has no %s", m.what, uint8(a), m.option)
+}
+
+// fromWire returns the value paired with code b; it fails for a code no
+// pair names.
+func (m *codeMap[A, B]) fromWire(b B) (A, error) {
+	for _, p := range m.pairs {
+		if p.wire == b {
+			return p.ours, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown %s %d", m.option, uint8(b))
+}
+
+// bindingStatuses pairs each binding state with its binding-status code.
+var bindingStatuses = codeMap[lease.State, wire.BindingStatus]{
+	what: "binding state", option: "binding-status",
+	pairs: []codePair[lease.State, wire.BindingStatus]{
+		{lease.Free, wire.StatusFree},
+		{lease.Active, wire.StatusActive},
+		{lease.Expired, wire.StatusExpired},
+		{lease.Released, wire.StatusReleased},
+		{lease.Abandoned, wire.StatusAbandoned},
+		{lease.Reset, wire.StatusReset},
+		{lease.Backup, wire.StatusBackup},
+	},
+}
 
 // rejectToWire is the reject-reason of r, which must not be 0 (accepted).
 // A reason this table lacks (a failover plugin newer than it) goes out as

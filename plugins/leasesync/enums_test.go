@@ -8,9 +8,72 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/relation"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
 )
+
+// enum describes one side of a mapping for checkMapping: whether a value
+// is one the enum defines, and the value's name as the other side spells
+// it.
+type enum[T ~uint8] struct {
+	defined func(T) bool
+	name    func(T) string
+}
+
+// checkMapping checks to and from over every byte: each value either
+// enum defines maps to the value of the other of the same number and
+// name, and back; every other value is refused. It returns how many
+// values of A are mapped.
+func checkMapping[A, B ~uint8](t *testing.T, ea enum[A], eb enum[B], to func(A) (B, error), from func(B) (A, error)) int {
+	t.Helper()
+	checkSide(t, eb, ea, from, to)
+	return checkSide(t, ea, eb, to, from)
+}
+
+// checkSide is checkMapping from A's side.
+func checkSide[A, B ~uint8](t *testing.T, ea enum[A], eb enum[B], to func(A) (B, error), from func(B) (A, error)) int {
+	t.Helper()
+	mapped := 0
+	for v := range 256 {
+		a := A(v)
+		b, err := to(a)
+		switch {
+		case !ea.defined(a) && err == nil:
+			t.Errorf("%v (%d) maps to %v, want an error", a, v, b)
+		case !ea.defined(a):
+		case err != nil:
+			t.Errorf("%v (%d) has no mapping: %v", a, v, err)
+		case uint8(b) != uint8(v) || eb.name(b) != ea.name(a):
+			t.Errorf("%v (%d) maps to %v (%d), want number %d, name %s", a, v, b, uint8(b), v, ea.name(a))
+		default:
+			mapped++
+			if back, err := from(b); err != nil || back != a {
+				t.Errorf("%v maps back to %v, %v; want %v", b, back, err, a)
+			}
+		}
+	}
+	return mapped
+}
+
+// TestBindingStatusMapping pins lease.State to wire.BindingStatus both
+// ways, over every byte. A value is defined if Valid says so or if it has
+// a name: an enum that gains a value without a mapping fails here.
+func TestBindingStatusMapping(t *testing.T) {
+	ls := enum[lease.State]{
+		defined: func(s lease.State) bool { return s.Valid() || !strings.HasPrefix(s.String(), "state(") },
+		name:    func(s lease.State) string { return strings.ToUpper(s.String()) },
+	}
+	ws := enum[wire.BindingStatus]{
+		defined: func(s wire.BindingStatus) bool {
+			return s.Valid() || !strings.HasPrefix(s.String(), "BindingStatus(")
+		},
+		name: wire.BindingStatus.String,
+	}
+	if n := checkMapping(t, ls, ws, bindingStatuses.toWire, bindingStatuses.fromWire); n != 7 {
+		t.Errorf("%d binding states mapped, want the draft's 7", n)
+	}
+}
 
 // TestRejectMapping pins each reject reason of the failover plugin to the
 // wire's code of the same number, and checks that relation.Rejects lists
@@ -77,4 +140,12 @@ func rejectConstants(t *testing.T) int {
 		}
 	}
 	return n
+}
+
+// TestOutOfRange checks what becomes of a value no mapping names: a
+// binding in no state is not announced.
+func TestOutOfRange(t *testing.T) {
+	if _, err := bindingToWire(&lease.Binding{IP: 1, State: 42}); err == nil {
+		t.Error("bindingToWire of a binding in state 42 succeeded")
+	}
 }

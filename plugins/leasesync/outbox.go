@@ -332,8 +332,15 @@ func (s *Session) flushHeld(now time.Time) error {
 			o.deferred[ip] = true
 			continue
 		}
+		wb, err := bindingToWire(&b)
+		if err != nil {
+			// Not loaded from the store, which checks states: a
+			// bug. The peer must not be told a wrong state.
+			log.WithField("relationship", s.cfg.Name).Errorf("cannot announce a binding: %v", err)
+			continue
+		}
 		u := &wire.BindingUpdate{}
-		u.Binding = bindingToWire(&b)
+		u.Binding = wb
 		// Before the write: a write that fails may still have
 		// reached the peer.
 		if !s.db.Sent(b) {
