@@ -3,16 +3,18 @@ package leasesync
 import (
 	"fmt"
 
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/relation"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
 )
 
 // The enums the other packages share with the wire are translated here,
-// and only here, value by value: lease.State is numbered as the wire
-// numbers it, but a cast would carry any byte the peer sends into a
-// state, and would silently go wrong if either side gained a value.
-// TestBindingStatusMapping and TestRejectMapping pin every pair.
+// and only here, value by value: lease.State and fsm.State are numbered as
+// the wire numbers them, but a cast would carry any byte the peer sends
+// into a state, and would silently go wrong if either side gained a value.
+// TestBindingStatusMapping, TestServerStateMapping and TestRejectMapping
+// pin every pair.
 
 // codeMap is a one-to-one mapping between the values of an enum of ours
 // (A) and the codes of a wire option (B).
@@ -63,6 +65,26 @@ var bindingStatuses = codeMap[lease.State, wire.BindingStatus]{
 	},
 }
 
+// serverStates pairs each failover state with its server-state code.
+var serverStates = codeMap[fsm.State, wire.ServerState]{
+	what: "failover state", option: "server-state",
+	pairs: []codePair[fsm.State, wire.ServerState]{
+		{fsm.Unknown, wire.StateUnknown},
+		{fsm.Startup, wire.StateStartup},
+		{fsm.Normal, wire.StateNormal},
+		{fsm.CommInterrupted, wire.StateCommunicationsInterrupted},
+		{fsm.PartnerDown, wire.StatePartnerDown},
+		{fsm.PotentialConflict, wire.StatePotentialConflict},
+		{fsm.Recover, wire.StateRecover},
+		{fsm.Paused, wire.StatePaused},
+		{fsm.Shutdown, wire.StateShutdown},
+		{fsm.RecoverDone, wire.StateRecoverDone},
+		{fsm.ResolutionInterrupted, wire.StateResolutionInterrupted},
+		{fsm.ConflictDone, wire.StateConflictDone},
+		{fsm.RecoverWait, wire.StateRecoverWait},
+	},
+}
+
 // rejectToWire is the reject-reason of r, which must not be 0 (accepted).
 // A reason this table lacks (a failover plugin newer than it) goes out as
 // MISC-REJECT, the draft's "unknown reason", rather than as a number the
@@ -81,4 +103,36 @@ func rejectToWire(r relation.Reject) wire.RejectReason {
 		return wire.RejectLessCritBindInfo
 	}
 	return wire.RejectMiscReject
+}
+
+// relStateOf is the stored form of p: its states as server-state codes
+// (lease.RelState).
+func relStateOf(p *fsm.Persistent) (lease.RelState, error) {
+	my, err := serverStates.toWire(p.MyState)
+	if err != nil {
+		return lease.RelState{}, err
+	}
+	peer, err := serverStates.toWire(p.PeerState)
+	if err != nil {
+		return lease.RelState{}, err
+	}
+	return lease.RelState{MyState: uint8(my), MyStos: p.MyStos,
+		PeerState: uint8(peer), PeerStos: p.PeerStos, MCLT: p.MCLT}, nil
+}
+
+// persistentOf reads a stored state. A state that is no failover state
+// is logged and read as unknown-state, with no start time: the machine
+// then recovers (our state) or waits to hear the peer's (docs/protocol.md
+// §12.1).
+func persistentOf(rel string, saved *lease.RelState) fsm.Persistent {
+	p := fsm.Persistent{MyStos: saved.MyStos, PeerStos: saved.PeerStos, MCLT: saved.MCLT}
+	var err error
+	if p.MyState, err = serverStates.fromWire(wire.ServerState(saved.MyState)); err != nil {
+		log.WithField("relationship", rel).Warnf("stored failover state unusable: %v", err)
+	}
+	if p.PeerState, err = serverStates.fromWire(wire.ServerState(saved.PeerState)); err != nil {
+		log.WithField("relationship", rel).Warnf("stored state of the peer unusable: %v", err)
+		p.PeerStos = 0
+	}
+	return p
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/relation"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
@@ -72,6 +73,26 @@ func TestBindingStatusMapping(t *testing.T) {
 	}
 	if n := checkMapping(t, ls, ws, bindingStatuses.toWire, bindingStatuses.fromWire); n != 7 {
 		t.Errorf("%d binding states mapped, want the draft's 7", n)
+	}
+}
+
+// TestServerStateMapping pins fsm.State to wire.ServerState the same way;
+// names are compared through fsm.ParseState, which reads the draft's.
+func TestServerStateMapping(t *testing.T) {
+	fs := enum[fsm.State]{defined: fsm.State.Valid, name: fsm.State.String}
+	ws := enum[wire.ServerState]{
+		defined: func(s wire.ServerState) bool {
+			return s.Valid() || !strings.HasPrefix(s.String(), "ServerState(")
+		},
+		name: func(s wire.ServerState) string {
+			if st, err := fsm.ParseState(s.String()); err == nil {
+				return st.String()
+			}
+			return s.String()
+		},
+	}
+	if n := checkMapping(t, fs, ws, serverStates.toWire, serverStates.fromWire); n != len(fsm.AllStates) {
+		t.Errorf("%d failover states mapped, want %d", n, len(fsm.AllStates))
 	}
 }
 
@@ -143,9 +164,23 @@ func rejectConstants(t *testing.T) int {
 }
 
 // TestOutOfRange checks what becomes of a value no mapping names: a
-// binding in no state is not announced.
+// binding in no state is not announced, a stored state that is no
+// failover state is read as unknown-state (the machine recovers), and the
+// peer's stored state so read loses its start time.
 func TestOutOfRange(t *testing.T) {
 	if _, err := bindingToWire(&lease.Binding{IP: 1, State: 42}); err == nil {
 		t.Error("bindingToWire of a binding in state 42 succeeded")
+	}
+	got := persistentOf("r", &lease.RelState{MyState: 12, MyStos: 5, PeerState: 253, PeerStos: 6, MCLT: 7})
+	if want := (fsm.Persistent{MyState: fsm.Unknown, MyStos: 5, MCLT: 7}); got != want {
+		t.Errorf("persistentOf(12, 253) = %+v, want %+v", got, want)
+	}
+	saved := lease.RelState{MyState: 254, MyStos: 5, PeerState: 4, PeerStos: 6, MCLT: 7}
+	p := persistentOf("r", &saved)
+	if back, err := relStateOf(&p); err != nil || back != saved {
+		t.Errorf("relStateOf(persistentOf(%+v)) = %+v, %v", saved, back, err)
+	}
+	if _, err := relStateOf(&fsm.Persistent{PeerState: 99}); err == nil {
+		t.Error("relStateOf of peer state 99 succeeded")
 	}
 }

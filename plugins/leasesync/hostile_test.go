@@ -483,7 +483,7 @@ func normalTargetWith(t *testing.T, o targetOpts, mods ...func(*wire.Connect)) (
 		rows = append(rows, lease.Binding{IP: mustIP(fmt.Sprintf("192.0.2.%d", i)), State: lease.Backup, PeerExpiry: now, SentExpiry: now})
 	}
 	o.rows = rows
-	o.saved = &lease.RelState{MyState: uint8(fsm.Normal), MyStos: now - 100, PeerState: uint8(fsm.Normal), PeerStos: now - 100, MCLT: 30}
+	o.saved = &lease.RelState{MyState: uint8(wire.StateNormal), MyStos: now - 100, PeerState: uint8(wire.StateNormal), PeerStos: now - 100, MCLT: 30}
 	tg := startTarget(t, o)
 	p := dialFrom(t, tg, peerIP)
 	p.connect(mods...)
