@@ -16,7 +16,7 @@ import (
 
 // applied runs ApplyPeer and waits for the update to be durable; it
 // returns the reject reason (0: stored).
-func applied(t *testing.T, h *harness, in lease.Binding) uint8 {
+func applied(t *testing.T, h *harness, in lease.Binding) relation.Reject {
 	t.Helper()
 	r, _, done := h.s.ApplyPeer(in, h.clock.Now().Unix())
 	if r == 0 {
@@ -77,7 +77,7 @@ func TestTheSecondaryTakesThePrimarysExpiryWithin65s(t *testing.T) {
 	hw := []byte{1, 2, 0, 0, 0, 0, 1}
 	for _, c := range []struct {
 		left int64
-		want uint8
+		want relation.Reject
 	}{{65, 0}, {66, rejectConflict}} {
 		h, _ := newPairHarness(t, false, 128, fsm.Normal)
 		now := h.clock.Now().Unix()

@@ -9,15 +9,16 @@ import (
 
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/relation"
 )
 
 // Reject reasons of the failover protocol used here (docs/protocol.md §9).
 const (
-	rejectIllegalAddress = 1  // not part of any address pool
-	rejectConflict       = 2  // address in use by another client / invalid transition
-	rejectMissingInfo    = 3  // missing binding information
-	rejectOther          = 6  // unknown reason (ISC uses it for malformed bindings)
-	rejectLessCritical   = 16 // dueling updates: ours wins
+	rejectIllegalAddress = relation.RejectIllegalAddress
+	rejectConflict       = relation.RejectConflict
+	rejectMissingInfo    = relation.RejectMissingInfo
+	rejectOther          = relation.RejectOther
+	rejectLessCritical   = relation.RejectLessCritical
 )
 
 // The methods below implement relation.Bindings for the leasesync session.
@@ -80,7 +81,7 @@ func (s *Server) All(fn func(lease.IP)) {
 // BNDUPD (docs/protocol.md §13.3), then the binding is stored. The returned
 // batch settles when it is durable; the BNDACK waits for it. unacked are
 // our updates of the address in flight, oldest first (see duelLost).
-func (s *Server) ApplyPeer(in lease.Binding, now int64, unacked ...lease.Binding) (uint8, string, *lease.Batch) {
+func (s *Server) ApplyPeer(in lease.Binding, now int64, unacked ...lease.Binding) (relation.Reject, string, *lease.Batch) {
 	if !s.table.InPool(in.IP) {
 		return rejectIllegalAddress, "unknown IP address", nil
 	}
@@ -249,8 +250,8 @@ func (s *Server) peerWinsDuel(cur, in *lease.Binding, now int64) bool {
 
 // transition is ISC's check of a binding change the peer announces
 // (docs/protocol.md §13.3): 0 if it is allowed, else the reject reason.
-func (s *Server) transition(cur, in *lease.Binding, normal bool, now int64) (uint8, string) {
-	refuse := func() (uint8, string) {
+func (s *Server) transition(cur, in *lease.Binding, normal bool, now int64) (relation.Reject, string) {
+	refuse := func() (relation.Reject, string) {
 		return rejectConflict, fmt.Sprintf("%s: invalid state transition: %s to %s", in.IP, cur.State, in.State)
 	}
 	to := in.State

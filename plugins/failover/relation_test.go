@@ -181,7 +181,7 @@ func TestPeerUpdatesAreCheckedAsISCChecksThem(t *testing.T) {
 		primary bool
 		local   *lease.Binding
 		in      lease.Binding
-		want    uint8
+		want    relation.Reject
 	}{
 		{name: "Outside the pools", in: lease.Binding{IP: mustIP("192.0.2.50"), State: lease.Active, HWAddr: hw}, want: 1},
 		{name: "Active without chaddr", in: lease.Binding{IP: mustIP("192.0.2.100"), State: lease.Active}, want: 3},
@@ -241,7 +241,7 @@ func TestDuelingUpdates(t *testing.T) {
 		primary bool
 		local   lease.Binding
 		in      lease.Binding
-		want    uint8
+		want    relation.Reject
 	}{
 		{name: "Our running lease beats the peer's pool transfer",
 			local: lease.Binding{State: lease.Active, HWAddr: hw, End: now + 30, Pending: true},

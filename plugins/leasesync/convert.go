@@ -11,18 +11,23 @@ import (
 
 // bindingToWire is the BNDUPD body ISC sends for a binding (docs/protocol.md
 // §6.7): expiry and potential expiry always (0 for never), the lease start
-// as start-time-of-state, cltt when known.
-func bindingToWire(b *lease.Binding) wire.Binding {
+// as start-time-of-state, cltt when known. It fails for a binding whose
+// state is none of lease's (the store loads no such binding).
+func bindingToWire(b *lease.Binding) (wire.Binding, error) {
+	st, err := bindingStatuses.toWire(b.State)
+	if err != nil {
+		return wire.Binding{}, fmt.Errorf("%s: %w", b.IP, err)
+	}
 	return wire.Binding{
 		Addr:             b.IP.Addr(),
-		Status:           wire.BindingStatus(b.State),
+		Status:           st,
 		ClientID:         b.ClientID,
 		HWAddr:           b.HWAddr,
 		LeaseExpiry:      uint32(b.End),
 		PotentialExpiry:  uint32(b.SentExpiry),
 		StartTimeOfState: uint32(b.Start),
 		CLTT:             uint32(b.CLTT),
-	}
+	}, nil
 }
 
 // maxHWAddr is the longest client-hardware-address ISC accepts (htype
@@ -46,9 +51,9 @@ func bindingFromWire(w *wire.Binding, c timeCorrection) (lease.Binding, error) {
 	if !ok {
 		return lease.Binding{}, errors.New("binding update lacks required options (assigned-IP-address)")
 	}
-	st := lease.State(w.Status)
-	if !st.Valid() {
-		return lease.Binding{}, fmt.Errorf("binding update lacks required options (binding-status %d)", w.Status)
+	st, err := bindingStatuses.fromWire(w.Status)
+	if err != nil {
+		return lease.Binding{}, fmt.Errorf("binding update lacks required options (%w)", err)
 	}
 	if len(w.HWAddr) > maxHWAddr {
 		return lease.Binding{}, fmt.Errorf("chaddr too long (%d bytes)", len(w.HWAddr))

@@ -51,7 +51,7 @@ func TestAPeerUpdateMustWinAgainstEveryUpdateOfOursInFlight(t *testing.T) {
 	if a := tg.dhcp(renew); a == nil || a.MessageType() != dhcpv4.MessageTypeAck {
 		t.Fatalf("The renewal got %v", a)
 	}
-	if u := nextUpdateOf(t, p, ip); u.Status != wire.BindingStatus(lease.Active) {
+	if u := nextUpdateOf(t, p, ip); u.Status != wire.StatusActive {
 		t.Fatalf("The renewal was announced as %d", u.Status)
 	}
 	decline, err := dhcpv4.New(dhcpv4.WithHwAddr(clientMAC(10)), dhcpv4.WithMessageType(dhcpv4.MessageTypeDecline),
@@ -61,12 +61,12 @@ func TestAPeerUpdateMustWinAgainstEveryUpdateOfOursInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	tg.dhcp(decline)
-	if u := nextUpdateOf(t, p, ip); u.Status != wire.BindingStatus(lease.Abandoned) {
+	if u := nextUpdateOf(t, p, ip); u.Status != wire.StatusAbandoned {
 		t.Fatalf("The decline was announced as %d", u.Status)
 	}
 	// The primary's update, sent before it heard of either.
 	u := &wire.BindingUpdate{}
-	u.Addr, u.Status = netip.MustParseAddr(ip), wire.BindingStatus(lease.Backup)
+	u.Addr, u.Status = netip.MustParseAddr(ip), wire.StatusBackup
 	p.send(u)
 	for {
 		b, err := p.next()

@@ -415,7 +415,7 @@ func TestMessagesOutOfSequenceAreRefused(t *testing.T) {
 		tg := startTarget(t, targetOpts{})
 		p := dialFrom(t, tg, peerIP)
 		u := &wire.BindingUpdate{}
-		u.Addr, u.Status, u.HWAddr = netip.MustParseAddr("192.0.2.150"), wire.BindingStatus(lease.Active), []byte{1, 2, 0, 0, 0, 0, 1}
+		u.Addr, u.Status, u.HWAddr = netip.MustParseAddr("192.0.2.150"), wire.StatusActive, []byte{1, 2, 0, 0, 0, 0, 1}
 		p.send(u)
 		p.expectDisconnect(wire.RejectMiscReject, "BNDUPD received before CONNECT")
 	})
@@ -438,7 +438,7 @@ func TestMessagesOutOfSequenceAreRefused(t *testing.T) {
 		// Messages are handled in order: once this one is answered, the
 		// ones before it have been.
 		u := &wire.BindingUpdate{}
-		u.Addr, u.Status = netip.MustParseAddr("198.51.100.1"), wire.BindingStatus(lease.Free)
+		u.Addr, u.Status = netip.MustParseAddr("198.51.100.1"), wire.StatusFree
 		p.send(u)
 		expect[*wire.BindingAck](p)
 		if v := tg.s.Relationship().View(); !v.Connected || v.MyState != before {
@@ -483,7 +483,7 @@ func normalTargetWith(t *testing.T, o targetOpts, mods ...func(*wire.Connect)) (
 		rows = append(rows, lease.Binding{IP: mustIP(fmt.Sprintf("192.0.2.%d", i)), State: lease.Backup, PeerExpiry: now, SentExpiry: now})
 	}
 	o.rows = rows
-	o.saved = &lease.RelState{MyState: uint8(fsm.Normal), MyStos: now - 100, PeerState: uint8(fsm.Normal), PeerStos: now - 100, MCLT: 30}
+	o.saved = &lease.RelState{MyState: uint8(wire.StateNormal), MyStos: now - 100, PeerState: uint8(wire.StateNormal), PeerStos: now - 100, MCLT: 30}
 	tg := startTarget(t, o)
 	p := dialFrom(t, tg, peerIP)
 	p.connect(mods...)
@@ -502,19 +502,19 @@ func TestBindingUpdatesThatWouldBreakTheTableAreRejectedWithAReason(t *testing.T
 		text   string
 	}{
 		{name: "A second client for a bound address",
-			b:      wire.Binding{Addr: netip.MustParseAddr("192.0.2.150"), Status: wire.BindingStatus(lease.Active), HWAddr: []byte{1, 2, 0, 0, 0, 0, 0xb}, LeaseExpiry: now + 600},
+			b:      wire.Binding{Addr: netip.MustParseAddr("192.0.2.150"), Status: wire.StatusActive, HWAddr: []byte{1, 2, 0, 0, 0, 0, 0xb}, LeaseExpiry: now + 600},
 			reason: wire.RejectFatalConflict, text: "bound to another client"},
 		{name: "Outside the pools",
-			b:      wire.Binding{Addr: netip.MustParseAddr("198.51.100.7"), Status: wire.BindingStatus(lease.Active), HWAddr: []byte{1, 2, 0, 0, 0, 0, 0xb}},
+			b:      wire.Binding{Addr: netip.MustParseAddr("198.51.100.7"), Status: wire.StatusActive, HWAddr: []byte{1, 2, 0, 0, 0, 0, 0xb}},
 			reason: wire.RejectIllegalIPAddr, text: "unknown IP address"},
 		{name: "Active without a chaddr",
-			b:      wire.Binding{Addr: netip.MustParseAddr("192.0.2.151"), Status: wire.BindingStatus(lease.Active)},
+			b:      wire.Binding{Addr: netip.MustParseAddr("192.0.2.151"), Status: wire.StatusActive},
 			reason: wire.RejectMissingBindInfo, text: "without CHADDR"},
 		{name: "Undefined binding status",
 			b:      wire.Binding{Addr: netip.MustParseAddr("192.0.2.151"), Status: 77},
 			reason: wire.RejectMissingBindInfo, text: "binding-status 77"},
 		{name: "Hardware address too long",
-			b:      wire.Binding{Addr: netip.MustParseAddr("192.0.2.151"), Status: wire.BindingStatus(lease.Active), HWAddr: make([]byte, 40)},
+			b:      wire.Binding{Addr: netip.MustParseAddr("192.0.2.151"), Status: wire.StatusActive, HWAddr: make([]byte, 40)},
 			reason: wire.RejectMissingBindInfo, text: "chaddr too long"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -544,7 +544,7 @@ func TestAFloodOfBindingUpdatesOutsideThePoolsNeitherBlocksNorGrows(t *testing.T
 		for i := 0; i < flood; i++ {
 			u := &wire.BindingUpdate{}
 			u.Addr = netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})
-			u.Status, u.HWAddr = wire.BindingStatus(lease.Active), []byte{1, 2, 0, 0, byte(i >> 8), byte(i)}
+			u.Status, u.HWAddr = wire.StatusActive, []byte{1, 2, 0, 0, byte(i >> 8), byte(i)}
 			u.Header = wire.Header{Time: uint32(time.Now().Unix()), XID: uint32(i + 1)}
 			raw, _ := wire.ToBytes(u)
 			if _, err := p.c.Write(raw); err != nil {
@@ -592,7 +592,7 @@ func TestBindingUpdatesThatCannotBeStoredAreRejected(t *testing.T) {
 	tg, p := normalTarget(t)
 	tg.store.SetFail(errors.New("disk full"))
 	u := &wire.BindingUpdate{}
-	u.Addr, u.Status, u.HWAddr = netip.MustParseAddr("192.0.2.160"), wire.BindingStatus(lease.Active), []byte{1, 2, 0, 0, 0, 0, 0xc}
+	u.Addr, u.Status, u.HWAddr = netip.MustParseAddr("192.0.2.160"), wire.StatusActive, []byte{1, 2, 0, 0, 0, 0, 0xc}
 	u.LeaseExpiry = uint32(time.Now().Unix() + 600)
 	p.send(u)
 	if a := expect[*wire.BindingAck](p); a.RejectReason != wire.RejectMiscReject || a.Message != "database update failed" {
@@ -631,12 +631,12 @@ func TestTheUpdateQueueIsBoundedByThePool(t *testing.T) {
 	}()
 	for i := 0; i < 2000; i++ {
 		u := &wire.BindingUpdate{}
-		u.Addr, u.Status = netip.AddrFrom4([4]byte{192, 0, 2, byte(180 + i%10)}), wire.BindingStatus(lease.Backup)
+		u.Addr, u.Status = netip.AddrFrom4([4]byte{192, 0, 2, byte(180 + i%10)}), wire.StatusBackup
 		p.send(u)
 		p.send(&wire.UpdateRequestAll{})
 	}
 	u := &wire.BindingUpdate{}
-	u.Addr, u.Status = marker, wire.BindingStatus(lease.Free)
+	u.Addr, u.Status = marker, wire.StatusFree
 	p.send(u)
 	select {
 	case <-done:
@@ -660,7 +660,7 @@ func TestAPeerThatStopsReadingDoesNotBlockDHCP(t *testing.T) {
 	go func() {
 		// BNDACKs are owed for each of these; none is ever read.
 		u := &wire.BindingUpdate{}
-		u.Status, u.HWAddr = wire.BindingStatus(lease.Active), []byte{1, 2, 0, 0, 0, 0, 1}
+		u.Status, u.HWAddr = wire.StatusActive, []byte{1, 2, 0, 0, 0, 0, 1}
 		for i := 0; ; i++ {
 			u.Addr = netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})
 			u.Header = wire.Header{Time: uint32(time.Now().Unix()), XID: uint32(i + 1)}

@@ -129,7 +129,7 @@ func TestAStaleUpdateDoneDoesNotEndRecover(t *testing.T) {
 	// was sent before has been handled.
 	handled := func() {
 		u := &wire.BindingUpdate{}
-		u.Addr, u.Status = netip.MustParseAddr("198.51.100.1"), wire.BindingStatus(lease.Free)
+		u.Addr, u.Status = netip.MustParseAddr("198.51.100.1"), wire.StatusFree
 		p.send(u)
 		expect[*wire.BindingAck](p)
 	}
@@ -248,7 +248,7 @@ func ackThenMark(p *rawPeer, m *wire.BindingUpdate, mark bool, marker netip.Addr
 	p.send(ack)
 	if mark {
 		u := &wire.BindingUpdate{}
-		u.Addr, u.Status = marker, wire.BindingStatus(lease.Free)
+		u.Addr, u.Status = marker, wire.StatusFree
 		p.send(u)
 	}
 	return mark

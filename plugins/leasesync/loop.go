@@ -293,10 +293,11 @@ func (s *Session) endRound() {
 		log.WithField("relationship", s.cfg.Name).Info(n)
 	}
 	if rd.Persist != nil {
-		if err := s.db.SaveState(lease.RelState{
-			MyState: uint8(rd.Persist.MyState), MyStos: rd.Persist.MyStos,
-			PeerState: uint8(rd.Persist.PeerState), PeerStos: rd.Persist.PeerStos, MCLT: rd.Persist.MCLT,
-		}); err != nil {
+		rs, err := relStateOf(rd.Persist)
+		if err == nil {
+			err = s.db.SaveState(rs)
+		}
+		if err != nil {
 			log.WithError(err).Error("cannot store the failover state")
 		}
 	}

@@ -215,7 +215,7 @@ func (s *Session) applyUpdate(u *wire.BindingUpdate, now time.Time) {
 		}
 		reason, msg, done := s.db.ApplyPeer(b, now.Unix(), unacked...)
 		if reason != 0 {
-			ack.RejectReason, ack.Message = wire.RejectReason(reason), msg
+			ack.RejectReason, ack.Message = rejectToWire(reason), msg
 		} else {
 			// The peer's copy is in force: ours, if queued or in
 			// flight, is not sent (its ack would be ignored).
@@ -332,8 +332,15 @@ func (s *Session) flushHeld(now time.Time) error {
 			o.deferred[ip] = true
 			continue
 		}
+		wb, err := bindingToWire(&b)
+		if err != nil {
+			// Not loaded from the store, which checks states: a
+			// bug. The peer must not be told a wrong state.
+			log.WithField("relationship", s.cfg.Name).Errorf("cannot announce a binding: %v", err)
+			continue
+		}
 		u := &wire.BindingUpdate{}
-		u.Binding = bindingToWire(&b)
+		u.Binding = wb
 		// Before the write: a write that fails may still have
 		// reached the peer.
 		if !s.db.Sent(b) {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
-	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
 )
 
@@ -44,7 +43,7 @@ func release(t *testing.T, tg *target, n int, ip string) {
 func expectReleased(p *rawPeer, ip string) *wire.BindingUpdate {
 	for {
 		u := expect[*wire.BindingUpdate](p)
-		if u.Binding.Addr.String() == ip && u.Binding.Status == wire.BindingStatus(lease.Released) {
+		if u.Binding.Addr.String() == ip && u.Binding.Status == wire.StatusReleased {
 			return u
 		}
 	}

@@ -181,11 +181,7 @@ func (s *Session) prepare() (fsm.State, error) {
 		return 0, err
 	}
 	now := s.clk.Now().Unix()
-	p := fsm.Persistent{
-		MyState: fsm.State(saved.MyState), MyStos: saved.MyStos,
-		PeerState: fsm.State(saved.PeerState), PeerStos: saved.PeerStos,
-		MCLT: saved.MCLT,
-	}
+	p := persistentOf(s.cfg.Name, &saved)
 	mclt := int64(s.cfg.MCLT.Seconds())
 	if mclt == 0 {
 		mclt = p.MCLT
@@ -329,11 +325,12 @@ func (s *Session) receive(b wire.Body, now, at time.Time) error {
 	case *wire.State:
 		// A server past its startup is never in unknown-state or
 		// startup: only a STATE flagged as startup may say so.
-		if st := fsm.State(msg.ServerState); !st.Valid() || (st == fsm.Unknown || st == fsm.Startup) && msg.Flags&wire.FlagStartup == 0 {
+		st, err := serverStates.fromWire(msg.ServerState)
+		if err != nil || (st == fsm.Unknown || st == fsm.Startup) && msg.Flags&wire.FlagStartup == 0 {
 			return &rejection{wire.RejectMiscReject, fmt.Sprintf("peer reports the impossible state %d", msg.ServerState)}
 		}
 		s.contacted = true
-		s.m.PeerState(fsm.State(msg.ServerState), msg.Flags&wire.FlagStartup != 0, now.Unix())
+		s.m.PeerState(st, msg.Flags&wire.FlagStartup != 0, now.Unix())
 	case *wire.BindingUpdate:
 		s.applyUpdate(msg, now)
 	case *wire.BindingAck:
@@ -408,7 +405,11 @@ func (s *Session) sendFSM(m fsm.Message, now time.Time) error {
 		if m.Startup {
 			flags = wire.FlagStartup
 		}
-		return s.send(&wire.State{Header: h, ServerState: wire.ServerState(m.State), Flags: flags, StartTimeOfState: uint32(m.Stos)}, now)
+		st, err := serverStates.toWire(m.State)
+		if err != nil {
+			return err
+		}
+		return s.send(&wire.State{Header: h, ServerState: st, Flags: flags, StartTimeOfState: uint32(m.Stos)}, now)
 	case fsm.MsgUpdReq:
 		return s.send(&wire.UpdateRequest{Header: h}, now)
 	case fsm.MsgUpdReqAll:

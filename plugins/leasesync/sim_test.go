@@ -626,7 +626,7 @@ func (w *simWorld) observeSent(e *simEnd, f []byte) {
 		// in PARTNER-DOWN: the receiver may extend the client up to it
 		// plus MCLT.
 		w.sent[e.i][ip] = max(w.sent[e.i][ip], p)
-		w.logf("%s sends BNDUPD xid=%d %s %s end=%d pot=%d", nodeName(e.i), m.XID, m.Addr, lease.State(m.Status),
+		w.logf("%s sends BNDUPD xid=%d %s %s end=%d pot=%d", nodeName(e.i), m.XID, m.Addr, m.Status,
 			rel(int64(m.LeaseExpiry)-n.offset), rel(p))
 	case *wire.BindingAck:
 		w.logf("%s sends BNDACK xid=%d %s reject=%d", nodeName(e.i), m.XID, m.Addr, m.RejectReason)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
 )
 
@@ -201,7 +200,7 @@ func TestSkewIsMeasuredWhenFramesArriveNotWhenHandled(t *testing.T) {
 	before := l.stamped.Load()
 	p.send(&wire.Contact{Header: wire.Header{Time: uint32(t0.Unix())}})
 	u := &wire.BindingUpdate{Header: wire.Header{Time: uint32(t0.Unix())}}
-	u.Addr, u.Status, u.HWAddr = netip.MustParseAddr("192.0.2.161"), wire.BindingStatus(lease.Active), []byte{1, 2, 0, 0, 0, 0, 0xd}
+	u.Addr, u.Status, u.HWAddr = netip.MustParseAddr("192.0.2.161"), wire.StatusActive, []byte{1, 2, 0, 0, 0, 0, 0xd}
 	u.StartTimeOfState, u.CLTT = uint32(t0.Unix()), uint32(t0.Unix())
 	u.LeaseExpiry, u.PotentialExpiry = uint32(t0.Unix()+600), uint32(t0.Unix()+900)
 	p.send(u)

@@ -36,7 +36,7 @@ func TestPoolRequestOutsideNormalTransfersNothing(t *testing.T) {
 	clk := &fakeClock{now: time.Now()}
 	now := clk.Now().Unix()
 	tg := startTarget(t, targetOpts{clk: clk, rows: backupRows(now),
-		saved: &lease.RelState{MyState: uint8(fsm.PartnerDown), MyStos: now - 100, PeerState: uint8(fsm.Recover), PeerStos: now - 100, MCLT: 30}})
+		saved: &lease.RelState{MyState: uint8(wire.StatePartnerDown), MyStos: now - 100, PeerState: uint8(wire.StateRecover), PeerStos: now - 100, MCLT: 30}})
 	p := dialFrom(t, tg, peerIP)
 	p.connect()
 	p.send(&wire.State{ServerState: wire.StateRecover, StartTimeOfState: uint32(now)})
@@ -91,7 +91,7 @@ func TestShutdownToRecoverWaitsMCLTWhenUpdatesArePending(t *testing.T) {
 					Start: now - 10, End: now + 600, CLTT: now - 10, SentExpiry: now + 600, Pending: true})
 			}
 			tg := startTarget(t, targetOpts{clk: clk, rows: rows,
-				saved: &lease.RelState{MyState: uint8(fsm.Shutdown), MyStos: now - 100, PeerState: uint8(fsm.PartnerDown), PeerStos: now - 100, MCLT: 30}})
+				saved: &lease.RelState{MyState: uint8(wire.StateShutdown), MyStos: now - 100, PeerState: uint8(wire.StatePartnerDown), PeerStos: now - 100, MCLT: 30}})
 			p := dialFrom(t, tg, peerIP)
 			p.connect()
 			p.send(&wire.State{ServerState: wire.StatePartnerDown, StartTimeOfState: uint32(now - 100)})
@@ -148,7 +148,7 @@ func restartedWithPeer(t *testing.T, saved fsm.State, ago int64, peer wire.Serve
 	clk := &fakeClock{now: time.Now()}
 	now := clk.Now().Unix()
 	tg := startTarget(t, targetOpts{clk: clk, saved: &lease.RelState{MyState: uint8(saved), MyStos: now - ago,
-		PeerState: uint8(fsm.Normal), PeerStos: now - ago, MCLT: 30}})
+		PeerState: uint8(wire.StateNormal), PeerStos: now - ago, MCLT: 30}})
 	p := dialFrom(t, tg, peerIP)
 	p.connect()
 	p.send(&wire.State{ServerState: peer, StartTimeOfState: uint32(now - ago)})

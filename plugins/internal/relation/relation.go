@@ -70,6 +70,27 @@ func (v *View) OwnFree() lease.State {
 	return lease.Backup
 }
 
+// Reject is why the failover plugin refuses a binding the peer announced
+// (Bindings.ApplyPeer); 0 accepts it. The values are the failover
+// protocol's reject-reason codes (docs/protocol.md §9), but only the
+// reasons the failover plugin gives are named here: leasesync turns each
+// into the wire's reject reason (and a test there pins every pair), so
+// that neither the failover plugin nor this package depends on the wire
+// codec.
+type Reject uint8
+
+// The reject reasons the failover plugin gives.
+const (
+	RejectIllegalAddress Reject = 1  // not part of any address pool
+	RejectConflict       Reject = 2  // address in use by another client / invalid transition
+	RejectMissingInfo    Reject = 3  // missing binding information
+	RejectOther          Reject = 6  // unknown reason (ISC uses it for malformed bindings)
+	RejectLessCritical   Reject = 16 // dueling updates: ours wins
+)
+
+// Rejects lists every named reject reason.
+var Rejects = []Reject{RejectIllegalAddress, RejectConflict, RejectMissingInfo, RejectOther, RejectLessCritical}
+
 // Bindings is the binding database of a relationship, implemented by the
 // failover plugin. The session calls it from its own goroutine.
 type Bindings interface {
@@ -85,13 +106,13 @@ type Bindings interface {
 	// All calls fn for every binding that has a record.
 	All(fn func(lease.IP))
 	// ApplyPeer stores a binding the peer announced, durably, if the rules
-	// (ISC's, docs/protocol.md §13.3) allow it; else it returns a reject reason
-	// (the wire's code) and a message.
+	// (ISC's, docs/protocol.md §13.3) allow it; else it returns one of the
+	// reject reasons above and a message.
 	// When accepted, the binding is durable once done settles. unacked
 	// are this server's updates of the address sent and not yet
 	// acknowledged, oldest first: the peer's update must win the duel
 	// with each of them (docs/protocol.md §13.4).
-	ApplyPeer(b lease.Binding, now int64, unacked ...lease.Binding) (reason uint8, msg string, done *lease.Batch)
+	ApplyPeer(b lease.Binding, now int64, unacked ...lease.Binding) (reason Reject, msg string, done *lease.Batch)
 	// Sent records that the update of sent is being written to the link:
 	// the peer may hold it from now on, acknowledged or not. It returns
 	// false, recording nothing, when the binding has changed since Get
