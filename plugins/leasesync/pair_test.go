@@ -270,7 +270,7 @@ func agree(leases map[string]int, p, s *node) func() bool {
 	return func() bool {
 		for ip, i := range leases {
 			for _, n := range []*node{p, s} {
-				b, ok := n.srv.Get(mustIP(ip))
+				b, ok := n.srv.Observe(mustIP(ip))
 				if !ok || b.State != lease.Active || len(b.HWAddr) < 2 || !bytes.Equal(b.HWAddr[1:], clientMAC(i)) {
 					last = fmt.Sprintf("%s of client %d on the %s: %v (found %v)", ip, i, n.name, b, ok)
 					return false
@@ -466,8 +466,8 @@ func TestThousandsOfUpdatesArriveInOrderWithoutLoss(t *testing.T) {
 			return false
 		}
 		for ip := range leases {
-			a, _ := p.srv.Get(mustIP(ip))
-			b, _ := s.srv.Get(mustIP(ip))
+			a, _ := p.srv.Observe(mustIP(ip))
+			b, _ := s.srv.Observe(mustIP(ip))
 			if a.End != b.End {
 				return false
 			}
@@ -572,11 +572,11 @@ func TestTimesFromASkewedPeerAreCorrected(t *testing.T) {
 		break
 	}
 	waitFor(t, "the lease on the secondary", func() bool {
-		b, ok := s.srv.Get(mustIP(ip))
+		b, ok := s.srv.Observe(mustIP(ip))
 		return ok && b.State == lease.Active
 	}, p, s)
-	pb, _ := p.srv.Get(mustIP(ip))
-	sb, _ := s.srv.Get(mustIP(ip))
+	pb, _ := p.srv.Observe(mustIP(ip))
+	sb, _ := s.srv.Observe(mustIP(ip))
 	// Allow a second for the measurement's resolution.
 	if d := pb.End - 30 - sb.End; d < -1 || d > 1 {
 		t.Fatalf("The primary's lease ends at %d (its clock), the secondary stored %d; want %d±1", pb.End, sb.End, pb.End-30)
