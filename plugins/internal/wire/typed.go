@@ -676,118 +676,64 @@ func (p *PoolResponse) AppendTo(buf []byte) ([]byte, error) {
 // ToBytes encodes p into a new slice.
 func (p *PoolResponse) ToBytes() ([]byte, error) { return ToBytes(p) }
 
-// appendEmpty encodes a message without options. ISC parses no option in
-// POOLREQ, UPDREQALL, UPDDONE, UPDREQ and CONTACT; any option present on
-// receipt is skipped (and kept only in Message).
-func appendEmpty(buf []byte, t MessageType, h *Header) ([]byte, error) {
-	e := newEncoder(buf, t, h, 0)
-	return e.finish()
+// empty is the body of the five messages that carry no options: POOLREQ,
+// UPDREQALL, UPDDONE, UPDREQ and CONTACT. ISC parses no option in them; any
+// option present on receipt is skipped (and kept only in Message). K names
+// the message type, so that each is a type of its own for a type switch.
+type empty[K emptyKind] struct{ Header }
+
+// emptyKind gives the message type of an empty body.
+type emptyKind interface{ msgType() MessageType }
+
+type (
+	poolReqKind   struct{}
+	updReqAllKind struct{}
+	updDoneKind   struct{}
+	updReqKind    struct{}
+	contactKind   struct{}
+)
+
+func (poolReqKind) msgType() MessageType   { return MsgPoolReq }
+func (updReqAllKind) msgType() MessageType { return MsgUpdReqAll }
+func (updDoneKind) msgType() MessageType   { return MsgUpdDone }
+func (updReqKind) msgType() MessageType    { return MsgUpdReq }
+func (contactKind) msgType() MessageType   { return MsgContact }
+
+type (
+	// PoolRequest is a POOLREQ (type 1, no options): give me addresses.
+	PoolRequest = empty[poolReqKind]
+	// UpdateRequestAll is an UPDREQALL (type 7, no options): send me
+	// every binding.
+	UpdateRequestAll = empty[updReqAllKind]
+	// UpdateDone is an UPDDONE (type 8, no options), with the xid of the
+	// latest UPDREQ/UPDREQALL received.
+	UpdateDone = empty[updDoneKind]
+	// UpdateRequest is an UPDREQ (type 9, no options): send me the
+	// bindings I have not acknowledged.
+	UpdateRequest = empty[updReqKind]
+	// Contact is a CONTACT (type 11, no options), the keep-alive.
+	Contact = empty[contactKind]
+)
+
+func (*empty[K]) setOption(OptionCode, []byte) {}
+
+// Type returns the message type: MsgPoolReq, MsgUpdReqAll, MsgUpdDone,
+// MsgUpdReq or MsgContact.
+func (*empty[K]) Type() MessageType {
+	var k K
+	return k.msgType()
 }
 
-// PoolRequest is a POOLREQ (no options).
-type PoolRequest struct{ Header }
+func (e *empty[K]) reset() { *e = empty[K]{} }
 
-func (*PoolRequest) setOption(OptionCode, []byte) {}
+// FromBytes decodes the frame, applying ISC's receive rules.
+func (e *empty[K]) FromBytes(b []byte) error { return decodeBody(b, e) }
 
-// Type returns MsgPoolReq.
-func (*PoolRequest) Type() MessageType { return MsgPoolReq }
+// FromMessage fills e from a decoded message.
+func (e *empty[K]) FromMessage(m *Message) error { return fromMessage(m, e) }
 
-func (p *PoolRequest) reset() { *p = PoolRequest{} }
-
-// FromBytes decodes a POOLREQ frame, applying ISC's receive rules.
-func (p *PoolRequest) FromBytes(b []byte) error { return decodeBody(b, p) }
-
-// FromMessage fills p from a decoded message.
-func (p *PoolRequest) FromMessage(m *Message) error { return fromMessage(m, p) }
-
-// AppendTo appends the POOLREQ to buf.
-func (p *PoolRequest) AppendTo(buf []byte) ([]byte, error) {
-	return appendEmpty(buf, MsgPoolReq, &p.Header)
-}
-
-// UpdateRequestAll is an UPDREQALL (type 7, no options): send me every
-// binding.
-type UpdateRequestAll struct{ Header }
-
-func (*UpdateRequestAll) setOption(OptionCode, []byte) {}
-
-// Type returns MsgUpdReqAll.
-func (*UpdateRequestAll) Type() MessageType { return MsgUpdReqAll }
-
-func (u *UpdateRequestAll) reset() { *u = UpdateRequestAll{} }
-
-// FromBytes decodes an UPDREQALL frame, applying ISC's receive rules.
-func (u *UpdateRequestAll) FromBytes(b []byte) error { return decodeBody(b, u) }
-
-// FromMessage fills u from a decoded message.
-func (u *UpdateRequestAll) FromMessage(m *Message) error { return fromMessage(m, u) }
-
-// AppendTo appends the UPDREQALL to buf.
-func (u *UpdateRequestAll) AppendTo(buf []byte) ([]byte, error) {
-	return appendEmpty(buf, MsgUpdReqAll, &u.Header)
-}
-
-// UpdateDone is an UPDDONE (no options), with the xid of the latest
-// UPDREQ/UPDREQALL received.
-type UpdateDone struct{ Header }
-
-func (*UpdateDone) setOption(OptionCode, []byte) {}
-
-// Type returns MsgUpdDone.
-func (*UpdateDone) Type() MessageType { return MsgUpdDone }
-
-func (u *UpdateDone) reset() { *u = UpdateDone{} }
-
-// FromBytes decodes an UPDDONE frame, applying ISC's receive rules.
-func (u *UpdateDone) FromBytes(b []byte) error { return decodeBody(b, u) }
-
-// FromMessage fills u from a decoded message.
-func (u *UpdateDone) FromMessage(m *Message) error { return fromMessage(m, u) }
-
-// AppendTo appends the UPDDONE to buf.
-func (u *UpdateDone) AppendTo(buf []byte) ([]byte, error) {
-	return appendEmpty(buf, MsgUpdDone, &u.Header)
-}
-
-// UpdateRequest is an UPDREQ (type 9, no options): send me the bindings
-// I have not acknowledged.
-type UpdateRequest struct{ Header }
-
-func (*UpdateRequest) setOption(OptionCode, []byte) {}
-
-// Type returns MsgUpdReq.
-func (*UpdateRequest) Type() MessageType { return MsgUpdReq }
-
-func (u *UpdateRequest) reset() { *u = UpdateRequest{} }
-
-// FromBytes decodes an UPDREQ frame, applying ISC's receive rules.
-func (u *UpdateRequest) FromBytes(b []byte) error { return decodeBody(b, u) }
-
-// FromMessage fills u from a decoded message.
-func (u *UpdateRequest) FromMessage(m *Message) error { return fromMessage(m, u) }
-
-// AppendTo appends the UPDREQ to buf.
-func (u *UpdateRequest) AppendTo(buf []byte) ([]byte, error) {
-	return appendEmpty(buf, MsgUpdReq, &u.Header)
-}
-
-// Contact is a CONTACT (no options), the keep-alive.
-type Contact struct{ Header }
-
-func (*Contact) setOption(OptionCode, []byte) {}
-
-// Type returns MsgContact.
-func (*Contact) Type() MessageType { return MsgContact }
-
-func (c *Contact) reset() { *c = Contact{} }
-
-// FromBytes decodes a CONTACT frame, applying ISC's receive rules.
-func (c *Contact) FromBytes(b []byte) error { return decodeBody(b, c) }
-
-// FromMessage fills c from a decoded message.
-func (c *Contact) FromMessage(m *Message) error { return fromMessage(m, c) }
-
-// AppendTo appends the CONTACT to buf.
-func (c *Contact) AppendTo(buf []byte) ([]byte, error) {
-	return appendEmpty(buf, MsgContact, &c.Header)
+// AppendTo appends the message to buf.
+func (e *empty[K]) AppendTo(buf []byte) ([]byte, error) {
+	enc := newEncoder(buf, e.Type(), &e.Header, 0)
+	return enc.finish()
 }
