@@ -105,7 +105,7 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64, unacked ...lease.Binding
 		cur = lease.Binding{IP: in.IP, State: lease.Free}
 	}
 	normal := v != nil && v.MyState == fsm.Normal
-	if cur.Pending && s.duelLost(&cur, &in, unacked, now) {
+	if cur.Pending && s.duelLost(&cur, &in, unacked) {
 		s.mu.Unlock()
 		return rejectLessCritical, "incoming update is less critical than outgoing update", nil
 	}
@@ -205,12 +205,12 @@ func (s *Server) settlePeer(pc *peerCommit) {
 // that BACKUP at the primary; we then gave the address as ours while the
 // primary held it ABANDONED, then FREE, and gave it too (docs/simulation.md,
 // seed 40775).
-func (s *Server) duelLost(cur, in *lease.Binding, unacked []lease.Binding, now int64) bool {
-	if !s.peerWinsDuel(cur, in, now) {
+func (s *Server) duelLost(cur, in *lease.Binding, unacked []lease.Binding) bool {
+	if !s.peerWinsDuel(cur, in) {
 		return true
 	}
 	for i := range unacked {
-		if !s.peerWinsDuel(&unacked[i], in, now) {
+		if !s.peerWinsDuel(&unacked[i], in) {
 			return true
 		}
 	}
@@ -221,12 +221,16 @@ func (s *Server) duelLost(cur, in *lease.Binding, unacked []lease.Binding, now i
 // acknowledged by the peer, and the peer's change of the same binding
 // (ISC's dueling updates, docs/protocol.md §13.4): both ACTIVE, the later client
 // transaction wins, the primary's copy on a tie -- but for one client the
-// later end wins, stricter than ISC: the client may hold either ACK; an incoming ACTIVE beats a
-// binding that is not; otherwise the primary's copy wins. One rule is
-// stricter than ISC, for safety: an ACTIVE lease of ours that has not ended
-// is never replaced by a non-ACTIVE announcement (ISC lets an EXPIRED win),
-// since the peer cannot know of our renewal yet.
-func (s *Server) peerWinsDuel(cur, in *lease.Binding, now int64) bool {
+// later end wins, stricter than ISC: the client may hold either ACK; of an
+// ACTIVE and a binding that is not, the ACTIVE wins, on either side and
+// whether or not it has ended; otherwise the primary's copy wins. The rule
+// is antisymmetric: the peer, judging our copy against its own, picks the
+// same winner. ISC lets an incoming EXPIRED beat an ACTIVE, and the
+// primary's copy beat an ACTIVE that is not incoming, while an incoming
+// ACTIVE beats anything: both servers could each take the other's copy
+// (an ended ACTIVE of ours against the peer's EXPIRED, or against the
+// primary's BACKUP on the secondary), and part.
+func (s *Server) peerWinsDuel(cur, in *lease.Binding) bool {
 	switch {
 	case cur.State == lease.Active && in.State == lease.Active:
 		if cur.Key() == in.Key() && in.Until() != cur.Until() {
@@ -238,11 +242,9 @@ func (s *Server) peerWinsDuel(cur, in *lease.Binding, now int64) bool {
 			return in.CLTT > cur.CLTT
 		}
 		return !s.primary
-	case cur.State == lease.Active && cur.Until() > now:
+	case cur.State == lease.Active:
 		return false
 	case in.State == lease.Active:
-		return true
-	case cur.State == lease.Active && in.State == lease.Expired:
 		return true
 	}
 	return !s.primary

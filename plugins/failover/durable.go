@@ -111,6 +111,12 @@ func (s *Server) writeClient(b, old lease.Binding, had bool, what string) error 
 func (s *Server) doneWriting(ip lease.IP) (asked bool) {
 	if s.writing[ip]--; s.writing[ip] <= 0 {
 		delete(s.writing, ip)
+		// No write of ip is under way: no failure can come to use
+		// the record of a failed change it replaced. Left behind
+		// (the change that replaced it was stored), such records
+		// would pile up until maxSuperseded clears them all, the
+		// record of a chain still under way with them.
+		delete(s.superseded, ip)
 		asked = s.hidden[ip]
 		delete(s.hidden, ip)
 	}

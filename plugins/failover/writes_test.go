@@ -2,8 +2,10 @@ package failover
 
 import (
 	"errors"
+	"maps"
 	"net"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -136,6 +138,49 @@ func (h *harness) waitInMemory(ip lease.IP, end int64) {
 	}
 }
 
+// asyncRequests: send runs a request on its own goroutine, its answer
+// (nil if none) goes to answers, of room n; request builds client n's
+// REQUEST of ip, SELECTING.
+func asyncRequests(t *testing.T, h *harness, n int) (send func(*dhcpv4.DHCPv4), request func(int, string) *dhcpv4.DHCPv4, answers chan *dhcpv4.DHCPv4) {
+	answers = make(chan *dhcpv4.DHCPv4, n)
+	send = func(req *dhcpv4.DHCPv4) {
+		go func() {
+			resp, _ := h.do(req)
+			answers <- resp
+		}()
+	}
+	request = func(n int, ip string) *dhcpv4.DHCPv4 {
+		return packet(t, n, dhcpv4.MessageTypeRequest, serverIdent("192.0.2.1"), requested(ip))
+	}
+	return send, request, answers
+}
+
+// twoCopies sends hold, whose write holds the committer, then each
+// client's REQUEST of its address (they share the next commit) and,
+// 4 s later, its retransmission (the commit after). It returns when the
+// first copies' commit has entered the store and the retransmissions are
+// in memory; the caller settles the two commits.
+func twoCopies(h *harness, gs *gatedStore, send func(*dhcpv4.DHCPv4), request func(int, string) *dhcpv4.DHCPv4,
+	answers chan *dhcpv4.DHCPv4, hold *dhcpv4.DHCPv4, clients map[int]string) {
+	send(hold)
+	<-gs.entered
+	end := h.clock.Now().Unix() + 3600
+	each := func(at int64) {
+		for _, n := range slices.Sorted(maps.Keys(clients)) {
+			send(request(n, clients[n]))
+		}
+		for _, ip := range clients {
+			h.waitInMemory(mustIP(ip), at)
+		}
+	}
+	each(end)
+	gs.release <- nil
+	<-answers
+	<-gs.entered // the first copies
+	h.clock.Advance(4 * time.Second)
+	each(end + 4)
+}
+
 // TestFailedWritesOfTwoAddressesBothGoBackToTheDisk: on two addresses at
 // once, a REQUEST's write fails while its retransmission's is queued, and
 // then that one fails too. Memory must go back to what the disk holds for
@@ -144,34 +189,11 @@ func (h *harness) waitInMemory(ip lease.IP, end int64) {
 // the records of two addresses live side by side.
 func TestFailedWritesOfTwoAddressesBothGoBackToTheDisk(t *testing.T) {
 	h, gs := newGatedHarness(t, smallPool, nil)
-	answers := make(chan *dhcpv4.DHCPv4, 5)
-	send := func(req *dhcpv4.DHCPv4) {
-		go func() {
-			resp, _ := h.do(req)
-			answers <- resp
-		}()
-	}
-	request := func(n int, ip string) *dhcpv4.DHCPv4 {
-		return packet(t, n, dhcpv4.MessageTypeRequest, serverIdent("192.0.2.1"), requested(ip))
-	}
+	send, request, answers := asyncRequests(t, h, 5)
 	ipC, ipA, ipB := h.offer(3), h.offer(1), h.offer(2)
 	// A third client's write holds the committer, so that both first
 	// copies share the next commit and both retransmissions the one after.
-	send(request(3, ipC))
-	<-gs.entered
-	end := h.clock.Now().Unix() + 3600
-	send(request(1, ipA))
-	send(request(2, ipB))
-	h.waitInMemory(mustIP(ipA), end)
-	h.waitInMemory(mustIP(ipB), end)
-	gs.release <- nil
-	<-answers
-	<-gs.entered // the first copies
-	h.clock.Advance(4 * time.Second)
-	send(request(1, ipA))
-	send(request(2, ipB))
-	h.waitInMemory(mustIP(ipA), end+4)
-	h.waitInMemory(mustIP(ipB), end+4)
+	twoCopies(h, gs, send, request, answers, request(3, ipC), map[int]string{1: ipA, 2: ipB})
 	busy := errors.New("database is locked")
 	gs.release <- busy
 	<-gs.entered // the retransmissions
@@ -185,5 +207,40 @@ func TestFailedWritesOfTwoAddressesBothGoBackToTheDisk(t *testing.T) {
 		if b, ok := h.s.Get(mustIP(ip)); ok && b.State == lease.Active {
 			t.Errorf("After both writes failed, memory holds %s, which never reached the disk", b)
 		}
+	}
+}
+
+// TestASucceededWriteEndsTheRecordOfTheFailedOneItReplaced: a REQUEST's
+// write fails while its retransmission's is queued, and that one is
+// stored. The record of what the failed write replaced (superseded) is
+// of no use any more and must go: left behind, such records pile up, one
+// per address, until maxSuperseded clears them all at once -- the record
+// of a chain still under way included, whose second failure then puts
+// back a binding that never reached the disk, and a renewal while the
+// store fails is answered from it (durable, writing 0), beyond the lease
+// the disk holds.
+func TestASucceededWriteEndsTheRecordOfTheFailedOneItReplaced(t *testing.T) {
+	h, gs := newGatedHarness(t, smallPool, nil)
+	send, request, answers := asyncRequests(t, h, 3)
+	ipC, ipA := h.offer(3), h.offer(1)
+	// A third client's write holds the committer: the first copy goes
+	// in the next commit, its retransmission in the one after.
+	twoCopies(h, gs, send, request, answers, request(3, ipC), map[int]string{1: ipA})
+	gs.release <- errors.New("database is locked")
+	<-gs.entered // the retransmission
+	gs.release <- nil
+	got := 0
+	for range 2 {
+		if resp := <-answers; resp != nil {
+			got++
+		}
+	}
+	if got != 1 {
+		t.Fatalf("%d of the two copies answered, want the stored one", got)
+	}
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	if rec, ok := h.s.superseded[mustIP(ipA)]; ok {
+		t.Fatalf("After the retransmission was stored, the record of the failed copy stays: %+v", rec)
 	}
 }

@@ -125,6 +125,18 @@ func (o *outbox) withdraw(ip lease.IP) {
 	delete(o.retry, ip)
 }
 
+// unackedUpdates counts the BNDUPDs sent and not yet acknowledged, the
+// superseded ones included: max-unacked-updates bounds messages, not
+// addresses (docs/protocol.md §11), and it bounds each address's list of
+// superseded updates, none of which may be dropped before its BNDACK.
+func (o *outbox) unackedUpdates() int {
+	n := 0
+	for _, in := range o.inflight {
+		n += 1 + len(in.earlier)
+	}
+	return n
+}
+
 // pending reports whether an update is queued or waiting for its BNDACK.
 func (o *outbox) pending() bool { return len(o.queued) > 0 || len(o.inflight) > 0 }
 
@@ -317,7 +329,8 @@ func (s *Session) flushHeld(now time.Time) error {
 		o.requeueRefused()
 	}
 	var stale []lease.IP
-	for len(o.queue) > 0 && len(o.inflight) < s.link.params.maxUnacked {
+	unacked := o.unackedUpdates()
+	for len(o.queue) > 0 && unacked < s.link.params.maxUnacked {
 		ip := o.queue[0]
 		o.queue = o.queue[1:]
 		if !o.queued[ip] {
@@ -358,13 +371,9 @@ func (s *Session) flushHeld(now time.Time) error {
 		next := inflight{xid: u.XID, sent: b, at: s.clk.Now()}
 		if prev, ok := o.inflight[ip]; ok {
 			next.earlier = append(slices.Clip(prev.earlier), sentUpdate{xid: prev.xid, sent: prev.sent})
-			if over := len(next.earlier) - s.link.params.maxUnacked; over > 0 {
-				// A peer that stops acknowledging must not grow
-				// it without end: the oldest go.
-				next.earlier = next.earlier[over:]
-			}
 		}
 		o.inflight[ip] = next
+		unacked++
 		s.met.updatesSent.Inc()
 	}
 	for _, ip := range stale {

@@ -732,6 +732,11 @@ var simPoolStart = lease.IP(192<<24 | 2<<8 | 10)
 func (n *simNode) lines() (ls, fl []string) {
 	ls = []string{"name=sim", "address=" + n.id.String(), "peer=" + n.w.nodes[1-n.idx].id.String(),
 		fmt.Sprintf("max-response-delay=%d", simMRD), "min-balance=30", "max-balance=300"}
+	if m := os.Getenv("SIM_MAXUNACKED"); m != "" {
+		// A small max-unacked-updates keeps several updates of one
+		// address in flight, superseded before their BNDACKs.
+		ls = append(ls, "max-unacked-updates="+m)
+	}
 	if n.primary {
 		ls = append(ls, "role=primary", fmt.Sprintf("mclt=%d", simMCLT), "split=128")
 	} else {
