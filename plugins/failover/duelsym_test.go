@@ -75,10 +75,9 @@ func TestEveryDuelHasOneWinnerOnBothServers(t *testing.T) {
 // refuses it (reason 2: it will not free an address a client may hold
 // until that potential expiry), as ISC does. Neither copy lets both
 // servers give the address: the secondary gives only BACKUP addresses
-// and holds EXPIRED or RESET, which it gives to nobody; the primary's next
-// change of the address (a lease, or the re-sent binding when the pair
-// next reaches NORMAL) settles it. No schedule of the simulation has
-// produced this crossing.
+// and holds EXPIRED or RESET, which it gives to nobody (after the
+// primary's BACKUP the address is given by neither until a later change
+// settles it). No schedule of the simulation has produced this crossing.
 func TestEveryCrossingOfUpdatesHasOneWinnerOnBothServers(t *testing.T) {
 	now := int64(1_800_000_000)
 	ip := mustIP("192.0.2.100")
