@@ -295,7 +295,11 @@ func (s *Session) next(st fsm.Status, takeoverAt int64) []Next {
 	case fsm.Recover:
 		add(0, "recover-wait or recover-done when the peer has sent every binding (UPDDONE)")
 	case fsm.RecoverDone:
-		add(0, "normal when the peer reaches recover-done or normal (potential-conflict if it resolves a conflict, partner-down if it is shutdown)")
+		if st.AwaitingUpdateDone {
+			add(0, "normal when the peer's UPDDONE arrives (UPDREQ sent: every binding the peer gave while partner-down must reach us first)")
+		} else {
+			add(0, "UPDREQ to the peer when it reaches recover-done or normal, then normal at its UPDDONE (potential-conflict if it resolves a conflict, partner-down if it is shutdown)")
+		}
 	case fsm.Paused, fsm.Shutdown:
 		add(0, "no service until failoverctl maintenance stop (through recover, or straight to normal from paused when the peer allows)")
 	case fsm.PotentialConflict, fsm.ConflictDone, fsm.ResolutionInterrupted:

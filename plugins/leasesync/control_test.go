@@ -276,3 +276,18 @@ func TestRequestsRacingCloseDoNotHang(t *testing.T) {
 		t.Fatalf("A link posted after exit is open: read %v", err)
 	}
 }
+
+// TestStatusSaysRecoverDoneWaitsForTheUpdateDone: in RECOVER-DONE,
+// `failoverctl status` says what NORMAL waits for: the peer's leaving
+// PARTNER-DOWN, then the UPDDONE answering our UPDREQ.
+func TestStatusSaysRecoverDoneWaitsForTheUpdateDone(t *testing.T) {
+	s := &Session{}
+	st := &Status{Next: s.next(fsm.Status{State: fsm.RecoverDone}, 0)}
+	if hasNext(st, "UPDREQ to the peer when it reaches recover-done or normal") == nil {
+		t.Errorf("Next in recover-done = %+v; want the UPDREQ when the peer leaves partner-down", st.Next)
+	}
+	st = &Status{Next: s.next(fsm.Status{State: fsm.RecoverDone, AwaitingUpdateDone: true}, 0)}
+	if hasNext(st, "normal when the peer's UPDDONE arrives") == nil {
+		t.Errorf("Next in recover-done with UPDREQ out = %+v; want normal at the peer's UPDDONE", st.Next)
+	}
+}

@@ -87,6 +87,9 @@ type Status struct {
 	Reason string
 	// MayServe is Machine.MayServe.
 	MayServe bool
+	// AwaitingUpdateDone is set in RECOVER-DONE once UPDREQ went to a
+	// peer that has left PARTNER-DOWN: NORMAL follows its UPDDONE.
+	AwaitingUpdateDone bool
 }
 
 // Errors returned by Command. Each is wrapped with the details.
@@ -118,6 +121,10 @@ type Machine struct {
 	reason      string
 
 	updatesPending bool
+	// askedUpdates: in RECOVER-DONE, UPDREQ was sent on this link
+	// after the peer reported NORMAL or RECOVER-DONE; its UPDDONE
+	// moves us to NORMAL (see askPeerUpdates).
+	askedUpdates bool
 	// hadState is set when the machine started from a stored state: the
 	// database was not lost (see UpdateDone).
 	hadState bool
@@ -205,7 +212,7 @@ func (m *Machine) Status() Status {
 		Role: m.cfg.Role, State: m.state, SavedState: m.effective(), Entered: m.entered, Stos: m.stos,
 		PeerState: m.peer, PeerStartup: m.peerStartup, PeerStos: m.peerStos,
 		Connected: m.connected, MCLT: m.mclt, NextTimer: next, NextTimerWhat: what,
-		Reason: m.reason, MayServe: m.MayServe(),
+		Reason: m.reason, MayServe: m.MayServe(), AwaitingUpdateDone: m.askedUpdates,
 	}
 }
 
@@ -301,6 +308,7 @@ func (m *Machine) setState(to State, now int64, reason string) {
 	m.state = to
 	m.reason = reason
 	m.autoPDDeadline = 0 // any change cancels auto-partner-down
+	m.askedUpdates = false
 	m.out.Transitions = append(m.out.Transitions, Transition{From: from, To: to, At: now, Stos: m.stos, Reason: reason})
 	if to == RecoverDone && m.connected && m.peerHeard {
 		// The peer's state may have been reported while we were in
@@ -309,10 +317,16 @@ func (m *Machine) setState(to State, now int64, reason string) {
 		// in SHUTDOWN or POTENTIAL-CONFLICT leaves the pair stuck).
 		// The peer is told only where we end up: a RECOVER-DONE it
 		// acted on (NORMAL) just before our next STATE would be stale.
-		if r := peerReaction(RecoverDone, m.peer, m.peer, false, m.peerStartup); r.to != Unknown {
+		r := peerReaction(RecoverDone, m.peer, m.peer, false, m.peerStartup)
+		if r.to != Unknown {
 			m.setState(r.to, now, r.reason+" (reported before recover-done)")
 			return
 		}
+		m.sendState()
+		if r.askUpdates {
+			m.askPeerUpdates()
+		}
+		return
 	}
 	m.sendState()
 
@@ -370,6 +384,7 @@ func (m *Machine) Connected(now int64) {
 	m.connected = true
 	m.peerHeard = false
 	m.peerStartup = false
+	m.askedUpdates = false
 	m.sendState()
 	if m.state == Recover {
 		m.send(Message{Type: MsgUpdReqAll})
@@ -388,6 +403,7 @@ func (m *Machine) Disconnected(now int64) {
 	m.connected = false
 	m.peerHeard = false
 	m.peerStartup = false
+	m.askedUpdates = false // the request died with the link
 	if m.effective() == ConflictDone {
 		m.act(ActRequeueUnacked)
 	}
@@ -423,6 +439,9 @@ type reaction struct {
 	reason string  // reason of the transition
 	note   string  // log line when nothing else happens
 	wait   string  // new Status.Reason when we stay (RECOVER)
+	// askUpdates: RECOVER-DONE asks the peer, which has left
+	// PARTNER-DOWN, for its unacknowledged updates (askPeerUpdates).
+	askUpdates bool
 }
 
 // recoverWaitReason is what a server in RECOVER reports while the peer is
@@ -541,10 +560,15 @@ func peerReaction(local, peer, prev State, inStartup, peerStartup bool) reaction
 		}
 	case RecoverDone:
 		switch peer {
-		case RecoverDone:
-			return reaction{to: Normal, reason: "both servers have entered recover-done"}
-		case Normal:
-			return reaction{to: Normal, reason: moved}
+		case RecoverDone, Normal:
+			// ISC moves to NORMAL here. A peer leaving PARTNER-DOWN
+			// may still have updates of addresses it gave from our
+			// pool queued behind the STATE that said so (its
+			// max-unacked-updates window): NORMAL now could give
+			// them again. We ask for them (UPDREQ) and move to
+			// NORMAL at the UPDDONE, which follows them on the
+			// link (UpdateDone).
+			return reaction{askUpdates: true}
 		case Shutdown:
 			return reaction{to: PartnerDown, reason: moved}
 		case PotentialConflict, ResolutionInterrupted, ConflictDone:
@@ -568,8 +592,9 @@ func peerStateProcessedWhenUnchanged(local State) bool {
 	case RecoverDone:
 		// Not in ISC: after a reconnect, a peer that kept its state
 		// repeats it, and RECOVER-DONE must react to it or wait
-		// forever. Every RECOVER-DONE row leaves RECOVER-DONE, so a
-		// repeat acts at most once.
+		// forever. Every RECOVER-DONE row leaves RECOVER-DONE or
+		// sends UPDREQ at most once per link, so a repeat acts at
+		// most once.
 		return true
 	}
 	return false
@@ -624,12 +649,40 @@ func (m *Machine) PeerState(s State, startup bool, now int64) {
 	if r.to != Unknown {
 		m.setState(r.to, now, r.reason)
 	}
+	if r.askUpdates && m.state == RecoverDone {
+		// In STARTUP, returning to the saved RECOVER-DONE below
+		// asks, after our STATE.
+		m.askPeerUpdates()
+	}
 	if m.state == Startup {
 		m.setState(m.saved, now, fmt.Sprintf("startup ended: peer state %s received, returning to saved state", s))
 	}
 	if r.wait != "" && m.state == Recover {
 		m.reason = r.wait
 	}
+}
+
+// askPeerUpdates is RECOVER-DONE's answer to a peer that reports NORMAL or
+// RECOVER-DONE, i.e. no longer serves from the whole pool: UPDREQ ("send
+// me every binding I have not acknowledged"), once per link. The peer
+// queues its unacknowledged updates and sends UPDDONE after them; as the
+// link is ordered, that UPDDONE proves that every address it gave while
+// serving ours (PARTNER-DOWN) has reached us, and UpdateDone moves to
+// NORMAL. Not in ISC, which moves to NORMAL on the peer's STATE while
+// that peer's updates may still wait behind its max-unacked-updates
+// window (docs/protocol.md §12.3). A link lost meanwhile keeps
+// RECOVER-DONE; the peer's STATE on the next link asks again.
+func (m *Machine) askPeerUpdates() {
+	if m.askedUpdates || !m.connected {
+		if m.askedUpdates {
+			m.note("peer is %s: still waiting for the update-done of our update request", m.peer)
+		}
+		return
+	}
+	m.askedUpdates = true
+	m.reason = fmt.Sprintf("peer is %s: waiting for its update-done (UPDREQ sent) before normal, so that every binding it gave while partner-down has arrived", m.peer)
+	m.note("peer is %s: requesting its unacknowledged updates before normal", m.peer)
+	m.send(Message{Type: MsgUpdReq})
 }
 
 // UpdateDone processes an UPDDONE from the peer (docs/protocol.md §12.4).
@@ -676,6 +729,19 @@ func (m *Machine) UpdateDone(now int64) {
 		}
 	case ConflictDone:
 		m.note("spurious update-done message")
+	case RecoverDone:
+		switch {
+		case !m.askedUpdates:
+			m.note("update-done ignored in recover-done: no update request outstanding")
+		case m.peer == Normal:
+			m.setState(Normal, now, "peer is normal and its update-done arrived: every binding it gave while partner-down is here")
+		case m.peer == RecoverDone:
+			m.setState(Normal, now, "both servers have entered recover-done and the peer's update-done arrived")
+		default:
+			// Its next NORMAL or RECOVER-DONE asks again.
+			m.askedUpdates = false
+			m.note("update-done ignored in recover-done: the peer is now %s", m.peer)
+		}
 	default:
 		m.note("update-done ignored in %s", m.state)
 	}

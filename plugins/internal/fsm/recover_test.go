@@ -17,7 +17,8 @@ import (
 // Each case is run twice: the peer's STATE ends STARTUP, or STARTUP has
 // already ended alone (the link came up later). After UPDDONE and the
 // MCLT wait, RECOVER-DONE moves on according to the peer's state, which
-// it learned while it could not react to it (no deadlock).
+// it learned while it could not react to it (no deadlock); with a NORMAL
+// peer, through UPDREQ and the peer's UPDDONE.
 func TestRecoverLeavesOnlyThroughUpdateDone(t *testing.T) {
 	const now, mclt = 10_000, 30
 	for _, tc := range []struct {
@@ -68,7 +69,17 @@ func TestRecoverLeavesOnlyThroughUpdateDone(t *testing.T) {
 				if m.State() != RecoverWait {
 					t.Fatalf("UPDDONE with peer %s: %s, want recover-wait", tc.peer, m.State())
 				}
+				m.Ready()
 				m.Tick(now + mclt)
+				if tc.peer == Normal {
+					// RECOVER-DONE asks the NORMAL peer for its
+					// pending updates and goes NORMAL at their
+					// UPDDONE (TestRecoverDoneWaitsForThePeersUpdates).
+					if rd := m.Ready(); m.State() != RecoverDone || countType(rd.Send, MsgUpdReq) != 1 {
+						t.Fatalf("MCLT after the start with peer normal: %s, sent %v; want recover-done and one UPDREQ", m.State(), rd.Send)
+					}
+					m.UpdateDone(now + mclt + 1)
+				}
 				if m.State() != tc.afterDone {
 					t.Errorf("MCLT after the start with peer %s: %s, want %s (a recover-done server must not wait for a peer state that will not change)", tc.peer, m.State(), tc.afterDone)
 				}
@@ -190,5 +201,72 @@ func TestAServerWithItsDatabaseWaitsForARecoveringPeer(t *testing.T) {
 	fresh.UpdateDone(now + 1)
 	if fresh.State() != RecoverDone {
 		t.Fatalf("Without a database, peer recovering too: %s, want recover-done at once (ISC's new pair)", fresh.State())
+	}
+}
+
+// TestRecoverDoneWaitsForThePeersUpdates: a server in RECOVER-DONE whose
+// peer reports NORMAL (or RECOVER-DONE) has left PARTNER-DOWN, but its
+// updates of the addresses it gave then may still be queued behind that
+// STATE (max-unacked-updates). NORMAL at once (ISC) let the recovered
+// server give such an address again (TestSimulationWithTwoUpdatesInFlight
+// in plugins/leasesync, seed 303115). It sends UPDREQ, once per link, and
+// goes NORMAL only at the UPDDONE; a link lost meanwhile keeps
+// RECOVER-DONE and the next link asks again. A restart in RECOVER-DONE
+// asks after its STATE.
+func TestRecoverDoneWaitsForThePeersUpdates(t *testing.T) {
+	const now, mclt = 10_000, 30
+	m := New(Config{Role: Primary, MCLT: mclt}, Persistent{MyState: RecoverDone, MyStos: now - 100, PeerState: PartnerDown, PeerStos: now - 200}, now)
+	m.Connected(now)
+	m.PeerState(PartnerDown, false, now)
+	if m.State() != RecoverDone {
+		t.Fatalf("Saved recover-done, peer partner-down: %s", m.State())
+	}
+	m.Ready()
+
+	m.PeerState(Normal, false, now+1)
+	rd := m.Ready()
+	if m.State() != RecoverDone || m.MayServe() {
+		t.Fatalf("Peer normal: %s (may serve %t), want recover-done until the peer's UPDDONE", m.State(), m.MayServe())
+	}
+	if n := countType(rd.Send, MsgUpdReq); n != 1 {
+		t.Fatalf("Peer normal: %d UPDREQ sent, want 1: %v", n, rd.Send)
+	}
+	if !m.Status().AwaitingUpdateDone {
+		t.Errorf("Status does not say recover-done waits for the peer's UPDDONE")
+	}
+	m.PeerState(Normal, false, now+2)
+	if rd := m.Ready(); m.State() != RecoverDone || countType(rd.Send, MsgUpdReq) != 0 {
+		t.Fatalf("Repeated peer normal: %s, sent %v; want recover-done and no second UPDREQ", m.State(), rd.Send)
+	}
+
+	// The link drops before the UPDDONE: the request died with it.
+	m.Disconnected(now + 3)
+	if m.State() != RecoverDone || m.Status().AwaitingUpdateDone {
+		t.Fatalf("Link lost: %s (awaiting %t), want recover-done, no request outstanding", m.State(), m.Status().AwaitingUpdateDone)
+	}
+	m.Connected(now + 4)
+	m.Ready()
+	m.UpdateDone(now + 4) // not ours: nothing asked on this link
+	if m.State() != RecoverDone {
+		t.Fatalf("UPDDONE before our UPDREQ on the new link: %s, want recover-done", m.State())
+	}
+	m.PeerState(Normal, false, now+5)
+	if rd := m.Ready(); countType(rd.Send, MsgUpdReq) != 1 {
+		t.Fatalf("Peer normal on the new link: sent %v, want one UPDREQ", rd.Send)
+	}
+	m.UpdateDone(now + 6)
+	if m.State() != Normal {
+		t.Fatalf("UPDDONE answering our UPDREQ, peer normal: %s, want normal", m.State())
+	}
+
+	// A restart in RECOVER-DONE with the peer NORMAL: STATE, then UPDREQ.
+	m = New(Config{Role: Primary, MCLT: mclt}, Persistent{MyState: RecoverDone, MyStos: now - 100, PeerState: PartnerDown, PeerStos: now - 200}, now)
+	m.Connected(now)
+	m.Ready()
+	m.PeerState(Normal, false, now)
+	rd = m.Ready()
+	want := []Message{{Type: MsgState, State: RecoverDone, Stos: now - 100}, {Type: MsgUpdReq}}
+	if m.State() != RecoverDone || len(rd.Send) != 2 || rd.Send[0] != want[0] || rd.Send[1] != want[1] {
+		t.Fatalf("Restart in recover-done, peer normal: %s, sent %v; want recover-done, %v", m.State(), rd.Send, want)
 	}
 }

@@ -43,8 +43,13 @@ var isc123 = []struct {
 	{rule: "RECOVER (ours): NORMAL / POTENTIAL-CONFLICT / RESOLUTION-INTERRUPTED / CONFLICT-DONE / SHUTDOWN → stay, (re)send UPDREQALL",
 		local: Recover, peers: []State{Normal, PotentialConflict, ResolutionInterrupted, ConflictDone, Shutdown}, send: MsgUpdReqAll},
 
-	{rule: "RECOVER-DONE: NORMAL → NORMAL", local: RecoverDone, peers: []State{Normal}, to: Normal},
-	{rule: "RECOVER-DONE: RECOVER-DONE → log `Both servers have entered recover-done!` → NORMAL", local: RecoverDone, peers: []State{RecoverDone}, to: Normal},
+	// ISC: "RECOVER-DONE: NORMAL → NORMAL" and "RECOVER-DONE:
+	// RECOVER-DONE → log `Both servers have entered recover-done!` →
+	// NORMAL". Ours: send UPDREQ and go NORMAL at its UPDDONE, so that the
+	// peer's updates of its PARTNER-DOWN leases arrive first
+	// (TestRecoverDoneWaitsForThePeersUpdates).
+	{rule: "RECOVER-DONE (ours): NORMAL / RECOVER-DONE → send UPDREQ, NORMAL at its UPDDONE",
+		local: RecoverDone, peers: []State{Normal, RecoverDone}, send: MsgUpdReq},
 	{rule: "RECOVER-DONE: SHUTDOWN → PARTNER-DOWN", local: RecoverDone, peers: []State{Shutdown}, to: PartnerDown},
 	{rule: "RECOVER-DONE (ours): POTENTIAL-CONFLICT / RESOLUTION-INTERRUPTED / CONFLICT-DONE → POTENTIAL-CONFLICT",
 		local: RecoverDone, peers: []State{PotentialConflict, ResolutionInterrupted, ConflictDone}, to: PotentialConflict},
