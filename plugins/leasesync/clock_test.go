@@ -35,10 +35,18 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
+// AfterFunc runs f once the clock has been advanced by d; as
+// time.AfterFunc, a timer already due (d <= 0) runs at once rather than
+// waiting for the next Advance, which may never come.
 func (c *fakeClock) AfterFunc(d time.Duration, f func()) interface{ Stop() bool } {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := &fakeTimer{c: c, at: c.now.Add(d), f: f}
+	if d <= 0 {
+		t.dead = true
+		go f()
+		return t
+	}
 	c.timers = append(c.timers, t)
 	return t
 }

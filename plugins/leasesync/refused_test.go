@@ -22,9 +22,13 @@ func TestAnUpdateRefusedForAFailedWriteIsSentAgain(t *testing.T) {
 	ack.Addr = u.Binding.Addr
 	p.send(ack)
 	var retry time.Time
+	// Handled, and the session's wake-up armed for it: the clock may
+	// move only then, or the timer is set after the move and waits for
+	// another.
 	waitTarget(t, tg, "the refusal to be handled", func() bool {
-		tg.s.inspect(func() { retry = tg.s.out.retryAt })
-		return !retry.IsZero()
+		var wake time.Time
+		tg.s.inspect(func() { retry, wake = tg.s.out.retryAt, tg.s.wakeAt })
+		return !retry.IsZero() && !wake.IsZero() && !wake.After(retry)
 	})
 	if d := retry.Sub(clk.Now()); d <= 0 {
 		t.Fatalf("The refused update is due again %v from now: it would go in a loop", d)
