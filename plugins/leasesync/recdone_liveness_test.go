@@ -70,13 +70,8 @@ func TestUpdateDoneIsNotStarvedByLaterChanges(t *testing.T) {
 // secondary's store works and, before the recdone merge, it would have
 // gone NORMAL on the primary's STATE and served.
 func TestSimulationRecoverDoneLeavesWhileThePeerIsBusy(t *testing.T) {
-	t.Setenv("SIM_MAXUNACKED", "1")
-	lg := logger.GetLogger("sim").Logger
-	level := lg.GetLevel()
-	lg.SetLevel(logrus.PanicLevel)
-	defer lg.SetLevel(level)
 	const seed = 400450
-	w, v := simRun(seed, defaultFaults, schedule(seed, defaultFaults), false)
+	w, v := quietSim(t, "1", seed)
 	if v != nil {
 		t.Fatalf("seed %d: %s", seed, v)
 	}
@@ -87,4 +82,16 @@ func TestSimulationRecoverDoneLeavesWhileThePeerIsBusy(t *testing.T) {
 				seed, nodeName(n.idx), st.PeerState, st.AwaitingUpdateDone)
 		}
 	}
+}
+
+// quietSim runs seed with the default faults and max-unacked-updates
+// maxUnacked (SIM_MAXUNACKED), the simulation's logger silenced.
+func quietSim(t *testing.T, maxUnacked string, seed int64) (*simWorld, *violation) {
+	t.Helper()
+	t.Setenv("SIM_MAXUNACKED", maxUnacked)
+	lg := logger.GetLogger("sim").Logger
+	level := lg.GetLevel()
+	lg.SetLevel(logrus.PanicLevel)
+	defer lg.SetLevel(level)
+	return simRun(seed, defaultFaults, schedule(seed, defaultFaults), false)
 }

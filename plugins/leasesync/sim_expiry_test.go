@@ -1,16 +1,10 @@
 package leasesync
 
-import (
-	"testing"
-
-	"github.com/sirupsen/logrus"
-
-	"github.com/coredhcp/coredhcp/logger"
-)
+import "testing"
 
 // FAILING (attack2 finding, not fixed; the seed breaks one-client at
-// 5d4ae91 too, before the recdone merge, in a run not traced): simulation seed 402780 with max-unacked-updates=1
-// (default faults). Shrunk: the secondary's store fails from t=553 until
+// 5d4ae91 too, before the recdone merge, in a run not traced):
+// simulation seed 402780 with max-unacked-updates=1 (default faults). Shrunk: the secondary's store fails from t=553 until
 // its restart at t=882, so the expiry of client 2's lease of 192.0.2.15
 // (end t=598) is in memory only. t=859, on a new link, it sends BNDUPD
 // EXPIRED of 192.0.2.15 all the same (Pending reads memory), the primary
@@ -21,13 +15,8 @@ import (
 // hides a change being written), or the peer's ack of it must not be
 // trusted past a restart.
 func TestSimulationAnUnwrittenExpiryIsNotAnnounced(t *testing.T) {
-	t.Setenv("SIM_MAXUNACKED", "1")
-	lg := logger.GetLogger("sim").Logger
-	level := lg.GetLevel()
-	lg.SetLevel(logrus.PanicLevel)
-	defer lg.SetLevel(level)
 	const seed = 402780
-	if _, v := simRun(seed, defaultFaults, schedule(seed, defaultFaults), false); v != nil {
+	if _, v := quietSim(t, "1", seed); v != nil {
 		t.Errorf("seed %d (SIM_MAXUNACKED=1): %s", seed, v)
 	}
 }
