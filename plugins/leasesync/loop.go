@@ -292,14 +292,10 @@ func (s *Session) endRound() {
 	for _, n := range rd.Notes {
 		log.WithField("relationship", s.cfg.Name).Info(n)
 	}
-	if rd.Persist != nil {
-		rs, err := relStateOf(rd.Persist)
-		if err == nil {
-			err = s.db.SaveState(rs)
-		}
-		if err != nil {
-			log.WithError(err).Error("cannot store the failover state")
-		}
+	if p := rd.Persist; p != nil {
+		s.saveState(*p)
+	} else if s.unsaved != nil {
+		s.saveState(*s.unsaved)
 	}
 	for _, a := range rd.Actions {
 		s.act(a, now)
@@ -327,6 +323,27 @@ func (s *Session) endRound() {
 	close(s.roundDone)
 	s.roundDone = make(chan struct{})
 	s.roundMu.Unlock()
+}
+
+// saveState writes the failover state p. A failed write is kept in
+// s.unsaved and tried again at each round until it succeeds.
+func (s *Session) saveState(p fsm.Persistent) {
+	rs, err := relStateOf(&p)
+	if err != nil {
+		log.WithError(err).Error("cannot store the failover state")
+		return
+	}
+	if err := s.db.SaveState(rs); err != nil {
+		if s.unsaved == nil {
+			log.WithError(err).Error("cannot store the failover state: trying again at each round")
+		}
+		s.unsaved = &p
+		return
+	}
+	if s.unsaved != nil {
+		log.WithField("relationship", s.cfg.Name).Info("failover state stored after failed writes")
+		s.unsaved = nil
+	}
 }
 
 // RoundDone returns a channel closed when the session next finishes

@@ -94,6 +94,11 @@ type Session struct {
 	// resyncSince is when the operator's UPDREQALL was sent (0: none
 	// outstanding).
 	resyncSince int64
+	// unsaved is the failover state whose write failed: it is written
+	// again at each round until it succeeds (the machine asks only when
+	// the state changes, and the disk must not stay behind: a server
+	// restarted from a stale state may skip POTENTIAL-CONFLICT).
+	unsaved *fsm.Persistent
 }
 
 // NewSession prepares the session of cfg's relationship. It starts when

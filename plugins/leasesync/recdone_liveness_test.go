@@ -1,0 +1,97 @@
+package leasesync
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/coredhcp/coredhcp/logger"
+
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
+)
+
+// FAILING (attack2 finding, not fixed): the UPDDONE answering an UPDREQ
+// waits until the whole outbox is idle (outbox.answered: nothing queued,
+// in flight, deferred or to retry), not only for the updates pending when
+// the request came. A server that keeps changing bindings -- clients
+// served in NORMAL, or, as in the simulation, every client REQUEST
+// failing on a failing store and re-announcing its address -- never
+// sends it, and a peer in RECOVER-DONE, which since the recdone merge
+// goes NORMAL only at that UPDDONE, stays in RECOVER-DONE (serving no
+// one) for as long as the churn lasts. ISC sends UPDDONE at the BNDACK of
+// the update-queue tail as of the request.
+//
+// Here the peer asks (UPDREQ) while one update is queued and, before it
+// acknowledges each BNDUPD, the target's bindings change once more (the
+// failover plugin announces an address). Only the first update was due
+// at the request: UPDDONE should follow its BNDACK.
+func TestUpdateDoneIsNotStarvedByLaterChanges(t *testing.T) {
+	tg, p := normalTarget(t)
+	rel := tg.s.Relationship()
+	churn := func(i int) { rel.Changed(mustIP(fmt.Sprintf("192.0.2.%d", 180+i%10))) }
+	churn(0)
+	p.send(&wire.UpdateRequest{})
+	const rounds = 30
+	updates := 0
+	for {
+		b, err := p.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := b.(type) {
+		case *wire.BindingUpdate:
+			updates++
+			if updates <= rounds {
+				churn(updates) // queued before the ack is handled
+			}
+			ack := &wire.BindingAck{Header: wire.Header{XID: m.XID}}
+			ack.Addr = m.Addr
+			p.send(ack)
+		case *wire.UpdateDone:
+			if updates > 2 {
+				t.Fatalf("UPDDONE only after %d BNDUPDs: it waited for changes made after the UPDREQ (1 was pending at the request)", updates)
+			}
+			return
+		}
+	}
+}
+
+// FAILING (attack2 finding, not fixed): simulation seed 400450 with
+// max-unacked-updates=1 (default faults). t=2260 the primary's store
+// starts failing for good; t=2262 the primary is NORMAL, the secondary
+// RECOVER-DONE; t=2446 the secondary sends UPDREQ. Every client REQUEST
+// to the primary now fails its write and re-announces the address
+// (writeClient), so the primary always has a BNDUPD queued or in flight
+// and never sends UPDDONE: until the end of the run (t=3067, 620 s
+// later, linked all along) the secondary stays in RECOVER-DONE and no
+// client gets a lease (6 ACKs in the whole run), although the
+// secondary's store works and, before the recdone merge, it would have
+// gone NORMAL on the primary's STATE and served.
+func TestSimulationRecoverDoneLeavesWhileThePeerIsBusy(t *testing.T) {
+	const seed = 400450
+	w, v := quietSim(t, "1", seed)
+	if v != nil {
+		t.Fatalf("seed %d: %s", seed, v)
+	}
+	for _, n := range w.nodes {
+		st := n.ses.m.Status()
+		if n.up && !w.cut && st.Connected && st.State == fsm.RecoverDone {
+			t.Errorf("seed %d: %s still in recover-done at the end of the run, linked to a peer in %s (awaiting UPDDONE: %t)",
+				seed, nodeName(n.idx), st.PeerState, st.AwaitingUpdateDone)
+		}
+	}
+}
+
+// quietSim runs seed with the default faults and max-unacked-updates
+// maxUnacked (SIM_MAXUNACKED), the simulation's logger silenced.
+func quietSim(t *testing.T, maxUnacked string, seed int64) (*simWorld, *violation) {
+	t.Helper()
+	t.Setenv("SIM_MAXUNACKED", maxUnacked)
+	lg := logger.GetLogger("sim").Logger
+	level := lg.GetLevel()
+	lg.SetLevel(logrus.PanicLevel)
+	defer lg.SetLevel(level)
+	return simRun(seed, defaultFaults, schedule(seed, defaultFaults), false)
+}
