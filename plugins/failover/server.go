@@ -64,7 +64,7 @@ type Server struct {
 	// superseded holds failed changes that had already been replaced in
 	// memory (see undoLocked, durable.go).
 	superseded map[lease.IP]undoRecord
-	// writing counts, per address, the client bindings submitted whose
+	// writing counts, per address, the hidden writes submitted whose
 	// write (and undo, if it failed) has not finished: while there is
 	// one, the binding in memory may not be on disk. Guarded by mu.
 	writing map[lease.IP]int
