@@ -24,8 +24,14 @@ import (
 //     peer sent it and needs only its BNDACK;
 //   - pool balancing (Transfer) is undone on failure, not hidden: the
 //     session asked for the move and announces only what is on disk;
-//   - an expiry (Sweep) and an acknowledgement (Acked) are not undone:
-//     memory keeps the change, which is the safe side (see there).
+//   - an expiry (Sweep, settleSweep) is hidden, undone on failure and
+//     announced either way, as a client's change: an EXPIRED the peer
+//     acknowledged but our disk never held let it free the address and
+//     give it to another client, while we, restarted from the disk, still
+//     renewed the ended lease (docs/simulation.md, seed 402780);
+//   - an acknowledgement (Acked) is neither hidden nor undone: it
+//     records what the peer now holds, memory keeps it, and resaveAcks
+//     writes it again until a write succeeds (see watchAcks).
 
 // Committer queues bindings for durable writes. The server uses a
 // lease.Committer, which writes in groups from a goroutine of its own; a
@@ -103,6 +109,35 @@ func (s *Server) writeClient(b, old lease.Binding, had bool, what string) error 
 	s.mu.Unlock()
 	s.announce(b.IP)
 	return err
+}
+
+// settleSweep waits for the sweep's writes ws (submitted hidden, under
+// s.mu, which the caller has released) and settles them as writeClient
+// does: a failed expiry goes back to the ended binding the disk holds,
+// which the next sweep, on its own period, expires again; then the
+// session is told of every address, and reads what the disk holds.
+func (s *Server) settleSweep(ws []write) {
+	if len(ws) == 0 {
+		return
+	}
+	// Several commits may hold them: each write is judged by its own.
+	failed := make([]bool, len(ws))
+	var err error
+	for i := range ws {
+		err = ws[i].batch.Wait()
+		failed[i] = err != nil
+	}
+	// The commits settle in order: the last says how the store fares
+	// now.
+	s.wrote(err, "expired leases")
+	ips := make([]lease.IP, len(ws))
+	s.mu.Lock()
+	s.settleLocked(ws, func(i int) bool { return failed[i] })
+	for i := range ws {
+		ips[i] = ws[i].b.IP
+	}
+	s.mu.Unlock()
+	s.announce(ips...)
 }
 
 // doneWriting ends one write of ip counted in writing. It reports whether

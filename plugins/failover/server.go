@@ -64,7 +64,7 @@ type Server struct {
 	// superseded holds failed changes that had already been replaced in
 	// memory (see undoLocked, durable.go).
 	superseded map[lease.IP]undoRecord
-	// writing counts, per address, the client bindings submitted whose
+	// writing counts, per address, the hidden writes submitted whose
 	// write (and undo, if it failed) has not finished: while there is
 	// one, the binding in memory may not be on disk. Guarded by mu.
 	writing map[lease.IP]int
@@ -222,8 +222,7 @@ func (s *Server) close(running bool) error {
 func (s *Server) Sweep() {
 	s.resaveAcks()
 	now := s.now().Unix()
-	var last *lease.Batch
-	var changed []lease.IP
+	var ws []write
 	// The primary expires leases; the secondary only where it may be
 	// serving alone (COMMUNICATIONS-INTERRUPTED, PARTNER-DOWN). An ISC
 	// primary refuses a secondary's EXPIRED for a lease it holds ACTIVE
@@ -261,24 +260,10 @@ func (s *Server) Sweep() {
 			b = lease.Binding{IP: b.IP, State: lease.Free, PeerExpiry: b.PeerExpiry, SentExpiry: b.SentExpiry}
 		}
 		s.mark(&b)
-		// Not hidden, and not undone if it fails (see below).
-		last = s.put(b, orig, true, false).batch
-		changed = append(changed, b.IP)
+		ws = append(ws, s.put(b, orig, true, true))
 	}
 	s.mu.Unlock()
-	if last != nil {
-		// The commits settle in order: the last says how the store
-		// fares now.
-		if err := s.wrote(last.Wait(), "expired leases"); err != nil {
-			// Not undone, unlike a client's change: the expiry is
-			// the safe side (the lease has ended, no client is told
-			// otherwise). Memory is ahead of the disk; the rows are
-			// written again at the next change or re-expired after a
-			// restart.
-			return
-		}
-		s.announce(changed...)
-	}
+	s.settleSweep(ws)
 }
 
 // view is the relationship's current view, or nil for a single server.
