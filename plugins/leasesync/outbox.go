@@ -16,6 +16,10 @@ type inflight struct {
 	xid  uint32
 	sent lease.Binding
 	at   time.Time
+	// seq orders the BNDUPDs of the session (outbox.sends): an update
+	// sent after the peer's request carries a binding at least as new as
+	// the one the request asked for.
+	seq uint64
 	// earlier are the updates of the same address sent on this link
 	// before sent, oldest first, whose BNDACKs have not come. An update
 	// the peer sends meanwhile duels at the peer with each of them in
@@ -73,10 +77,21 @@ type outbox struct {
 	retry   map[lease.IP]bool
 	retryAt time.Time
 	// peerReq is the peer's UPDREQ/UPDREQALL being answered: UPDDONE
-	// (with its xid) goes when the queue, the in-flight list and
-	// deferred are empty.
+	// (with its xid) goes when owed is empty.
 	peerReq *uint32
-	acks    []pendingAck
+	// owed are the addresses the answer to peerReq must cover: those
+	// queued, in flight, deferred or to retry when the request's
+	// bindings were queued (the queue's tail as it stood then, as ISC
+	// has it). An address leaves when an update of it that carries the
+	// binding as of the request is acknowledged (settled), when the
+	// peer refuses it for good, or when it is withdrawn. Changes of
+	// other addresses made later do not delay UPDDONE: a busy server
+	// would otherwise never send it (docs/protocol.md §14).
+	owed map[lease.IP]bool
+	// sends counts the BNDUPDs sent; reqSeq is its value at the latest
+	// request: an update with a later seq was read after the request.
+	sends, reqSeq uint64
+	acks          []pendingAck
 	// acksHigh is the most BNDACKs ever held at once (bounded by
 	// maxEventsPerRound).
 	acksHigh int
@@ -88,6 +103,7 @@ func newOutbox() outbox {
 		inflight: map[lease.IP]inflight{},
 		deferred: map[lease.IP]bool{},
 		retry:    map[lease.IP]bool{},
+		owed:     map[lease.IP]bool{},
 	}
 }
 
@@ -123,6 +139,7 @@ func (o *outbox) withdraw(ip lease.IP) {
 	delete(o.inflight, ip)
 	delete(o.queued, ip)
 	delete(o.retry, ip)
+	delete(o.owed, ip)
 }
 
 // unackedUpdates counts the BNDUPDs sent and not yet acknowledged, the
@@ -141,9 +158,42 @@ func (o *outbox) unackedUpdates() int {
 func (o *outbox) pending() bool { return len(o.queued) > 0 || len(o.inflight) > 0 }
 
 // answered reports whether every update the peer's request asked for has
-// been acknowledged: nothing queued, in flight, deferred or to retry.
-func (o *outbox) answered() bool {
-	return len(o.queue) == 0 && len(o.inflight) == 0 && len(o.deferred) == 0 && len(o.retry) == 0
+// been settled (owed is empty).
+func (o *outbox) answered() bool { return len(o.owed) == 0 }
+
+// request records the peer's request xid once its bindings are queued:
+// what is queued, in flight, deferred or to retry now is owed. A request
+// that comes while an older one is being answered replaces it (the peer
+// waits for the UPDDONE of its latest request only: ISC discards the old
+// one, and so do we, §12.4) but its set is added to the older one's:
+// what the older request was still owed is then pending and so in the new
+// set anyway, and the union keeps an UPDDONE from ever covering less than
+// a request it answers asked for.
+func (o *outbox) request(xid uint32) {
+	for ip := range o.queued {
+		o.owed[ip] = true
+	}
+	for _, m := range []map[lease.IP]bool{o.deferred, o.retry} {
+		for ip := range m {
+			o.owed[ip] = true
+		}
+	}
+	for ip := range o.inflight {
+		o.owed[ip] = true
+	}
+	o.reqSeq = o.sends
+	o.peerReq = &xid
+}
+
+// settled records that the peer acknowledged in: its address is no
+// longer owed if in was read after the request, or if the binding has
+// not changed since (current is the store's answer, Acked). An update
+// read before the request of a binding changed since does not cover it:
+// the newer one, queued again, does.
+func (o *outbox) settled(ip lease.IP, in inflight, current bool) {
+	if current || in.seq > o.reqSeq {
+		delete(o.owed, ip)
+	}
 }
 
 // refused keeps ip for a retry after rejectRetry: the peer's write failed.
@@ -178,6 +228,7 @@ func (o *outbox) requeueRefused() {
 func (o *outbox) linkLost() {
 	o.acks = nil
 	o.peerReq = nil
+	clear(o.owed)
 	o.requeueInflight()
 	for _, ip := range sortedIPs(o.deferred) {
 		o.enqueue(ip)
@@ -196,15 +247,16 @@ func sortedIPs[V any](m map[lease.IP]V) []lease.IP {
 	return ips
 }
 
-// answerRequest queues what the peer asked for; UPDDONE follows when it
-// has all been acknowledged.
+// answerRequest queues what the peer asked for; UPDDONE follows when it,
+// and whatever else was pending then, has been acknowledged (not later
+// changes of other addresses).
 func (s *Session) answerRequest(xid uint32, all bool) {
 	if all {
 		s.db.All(func(ip lease.IP) { s.out.enqueue(ip) })
 	} else {
 		s.db.Pending(func(ip lease.IP) { s.out.enqueue(ip) })
 	}
-	s.out.peerReq = &xid
+	s.out.request(xid)
 }
 
 // applyUpdate stores a binding the peer announced (durably, through the
@@ -285,15 +337,20 @@ func (s *Session) acked(a *wire.BindingAck, now, at time.Time) {
 			"reason": a.RejectReason.String()}).Warnf("the peer rejected our binding update: %s", a.Message)
 		if a.RejectReason == wire.RejectMiscReject {
 			// The peer's answer when its write failed: the binding
-			// stays pending and goes again after rejectRetry.
+			// stays pending and goes again after rejectRetry (and
+			// an UPDDONE owing it waits).
 			s.out.refused(ip, now)
+		} else {
+			delete(s.out.owed, ip) // refused for good
 		}
 		return
 	}
 	s.met.updatesAcked.Inc()
-	if !s.db.Acked(in.sent, now.Unix()) {
+	current := s.db.Acked(in.sent, now.Unix())
+	if !current {
 		s.out.enqueue(ip) // changed since it was sent
 	}
+	s.out.settled(ip, in, current)
 }
 
 // flush sends the queued BNDACKs, then as many BNDUPDs as the peer
@@ -350,6 +407,7 @@ func (s *Session) flushHeld(now time.Time) error {
 			// Not loaded from the store, which checks states: a
 			// bug. The peer must not be told a wrong state.
 			log.WithField("relationship", s.cfg.Name).Errorf("cannot announce a binding: %v", err)
+			delete(o.owed, ip) // never sent: an UPDDONE must not wait for it
 			continue
 		}
 		u := &wire.BindingUpdate{}
@@ -368,7 +426,8 @@ func (s *Session) flushHeld(now time.Time) error {
 			return err
 		}
 		// Taken after the update is encoded: it leaves no earlier.
-		next := inflight{xid: u.XID, sent: b, at: s.clk.Now()}
+		o.sends++
+		next := inflight{xid: u.XID, sent: b, at: s.clk.Now(), seq: o.sends}
 		if prev, ok := o.inflight[ip]; ok {
 			next.earlier = append(slices.Clip(prev.earlier), sentUpdate{xid: prev.xid, sent: prev.sent})
 		}
