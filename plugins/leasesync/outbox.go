@@ -165,7 +165,7 @@ func (o *outbox) answered() bool { return len(o.owed) == 0 }
 // what is queued, in flight, deferred or to retry now is owed. A request
 // that comes while an older one is being answered replaces it (the peer
 // waits for the UPDDONE of its latest request only: ISC discards the old
-// one, and so do we, §12.4) but its set is added to the older one's:
+// one, and so do we, docs/protocol.md §12.4) but its set is added to the older one's:
 // what the older request was still owed is then pending and so in the new
 // set anyway, and the union keeps an UPDDONE from ever covering less than
 // a request it answers asked for.
