@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/metrics"
@@ -109,6 +110,23 @@ func registerMetrics(s *Server, reg *prometheus.Registry) (*serverMetrics, error
 }
 
 func (m *serverMetrics) unregister() { m.reg.Unregister(m) }
+
+// Dropped is how many requests this server left unanswered for reason
+// (a reason label of coredhcp_failover_dhcp_drops_total, 0 for a name it
+// does not know), read without gathering the whole registry: the
+// simulation reads it around every DISCOVER.
+func (s *Server) Dropped(reason string) float64 {
+	for i, n := range dropNames {
+		if n == reason {
+			var m dto.Metric
+			if err := s.met.drops[i].Write(&m); err != nil {
+				return 0
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
 
 // Describe implements prometheus.Collector. It describes nothing: the pool
 // gauges are unchecked, so that several lines may register them.

@@ -26,6 +26,7 @@ import (
 
 	"github.com/coredhcp/coredhcp/logger"
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
 	"github.com/sirupsen/logrus"
 
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/failover"
@@ -1077,11 +1078,8 @@ func (w *simWorld) secs(c *simClient) uint16 {
 }
 
 func (w *simWorld) packet(c *simClient, t dhcpv4.MessageType, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
-	m, err := dhcpv4.New(append([]dhcpv4.Modifier{dhcpv4.WithMessageType(t), dhcpv4.WithTransactionID(dhcpv4.TransactionID{
+	m := newPacket(append([]dhcpv4.Modifier{dhcpv4.WithMessageType(t), dhcpv4.WithTransactionID(dhcpv4.TransactionID{
 		byte(c.xid >> 24), byte(c.xid >> 16), byte(c.xid >> 8), byte(c.xid)})}, mods...)...)
-	if err != nil {
-		panic(err)
-	}
 	m.ClientHWAddr = c.hw
 	m.NumSeconds = w.secs(c)
 	return m
@@ -1152,12 +1150,31 @@ func (w *simWorld) reply(n *simNode, req *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 {
 	if req.MessageType() == dhcpv4.MessageTypeDiscover {
 		t = dhcpv4.MessageTypeOffer
 	}
-	resp, err := dhcpv4.NewReplyFromRequest(req, dhcpv4.WithMessageType(t), dhcpv4.WithServerIP(n.id),
-		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(n.id)))
-	if err != nil {
-		panic(err)
+	// What dhcpv4.NewReplyFromRequest builds.
+	return newPacket(dhcpv4.WithReply(req), dhcpv4.WithGatewayIP(req.GatewayIPAddr),
+		dhcpv4.WithOptionCopied(req, dhcpv4.OptionRelayAgentInformation),
+		dhcpv4.WithOptionCopied(req, dhcpv4.OptionClientIdentifier),
+		dhcpv4.WithMessageType(t), dhcpv4.WithServerIP(n.id), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(n.id)))
+}
+
+// newPacket is dhcpv4.New without its transaction ID, which New draws
+// from crypto/rand (a tenth of the simulation's time) only for every
+// caller here to overwrite it.
+func newPacket(mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
+	m := &dhcpv4.DHCPv4{
+		OpCode:        dhcpv4.OpcodeBootRequest,
+		HWType:        iana.HWTypeEthernet,
+		ClientHWAddr:  make(net.HardwareAddr, 6),
+		ClientIPAddr:  net.IPv4zero,
+		YourIPAddr:    net.IPv4zero,
+		ServerIPAddr:  net.IPv4zero,
+		GatewayIPAddr: net.IPv4zero,
+		Options:       make(dhcpv4.Options),
 	}
-	return resp
+	for _, mod := range mods {
+		mod(m)
+	}
+	return m
 }
 
 func (w *simWorld) answerOf(n *simNode, out *dhcpv4.DHCPv4) answer {
@@ -1172,25 +1189,7 @@ func (w *simWorld) answerOf(n *simNode, out *dhcpv4.DHCPv4) answer {
 }
 
 // drops reads node n's drop counter for reason.
-func (w *simWorld) drops(n *simNode, reason string) float64 {
-	mfs, err := n.srv.Registry().Gather()
-	if err != nil {
-		panic(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "coredhcp_failover_dhcp_drops_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" && l.GetValue() == reason {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
-}
+func (w *simWorld) drops(n *simNode, reason string) float64 { return n.srv.Dropped(reason) }
 
 // act runs a client's next move.
 func (w *simWorld) act(c *simClient) {
