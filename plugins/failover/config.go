@@ -29,9 +29,14 @@ type Config struct {
 	// when it was taken from the host's interfaces.
 	Subnet         netip.Prefix
 	SubnetInferred bool
+	// Local is true when Subnet holds an address of this host: the line
+	// serves the clients of the listening link (subnet.go).
+	Local bool
 	// Relays are relay agents (giaddr) whose clients are served from the
 	// pools even though the relay's address is outside Subnet.
 	Relays []netip.Addr
+	// Routers are this subnet's routers (option 3) in preference order.
+	Routers []netip.Addr
 	// LeaseTime is given to clients that ask for no particular time;
 	// MaxLeaseTime caps what a client may ask for (option 51).
 	LeaseTime, MaxLeaseTime time.Duration
@@ -58,7 +63,7 @@ const (
 )
 
 // knownKeys are the arguments parse accepts (the README documents each).
-var knownKeys = []string{"name", "db", "pool", "subnet", "relay", "lease-time", "max-lease-time", "offer-hold", "decline-hold", "metrics"}
+var knownKeys = []string{"name", "db", "pool", "subnet", "relay", "router", "lease-time", "max-lease-time", "offer-hold", "decline-hold", "metrics"}
 
 // interfaceAddrs lists the host's interface addresses; tests replace it.
 type interfaceAddrs func() ([]net.Addr, error)
@@ -74,7 +79,7 @@ func parse(words []string, ifaddrs interfaceAddrs) (Config, error) {
 		OfferHold:   defaultOfferHold,
 		DeclineHold: defaultDeclineHold,
 	}
-	split, seen, err := args.Split(words, "pool", "relay")
+	split, seen, err := args.Split(words, "pool", "relay", "router")
 	if err != nil {
 		return cfg, err
 	}
@@ -109,6 +114,13 @@ func parse(words []string, ifaddrs interfaceAddrs) (Config, error) {
 				err = errors.New("want an IPv4 address (a relay agent's giaddr)")
 			}
 			cfg.Relays = append(cfg.Relays, a)
+		case "router":
+			var a netip.Addr
+			a, err = netip.ParseAddr(val)
+			if err != nil || !a.Is4() {
+				err = errors.New("want an IPv4 address (a router of this subnet, option 3)")
+			}
+			cfg.Routers = append(cfg.Routers, a)
 		case "lease-time":
 			cfg.LeaseTime, err = parseDuration(val)
 		case "max-lease-time":
@@ -173,6 +185,7 @@ func (cfg *Config) validate(seen map[string]string, ifaddrs interfaceAddrs) erro
 		}
 		cfg.Subnet, cfg.SubnetInferred = s, true
 	}
+	cfg.Local = cfg.SubnetInferred || hostHasAddrIn(cfg.Subnet, ifaddrs)
 	for _, r := range cfg.Pools {
 		if err := checkInSubnet(r, cfg.Subnet); err != nil {
 			how := "subnet=" + cfg.Subnet.String()
@@ -244,6 +257,23 @@ func inferSubnet(r lease.Range, ifaddrs interfaceAddrs) (netip.Prefix, error) {
 		"give subnet=CIDR (and relay=GIADDR for relayed clients) if the pool is on a remote network", r, seen)
 }
 
+// hostHasAddrIn reports whether one of the host's interface addresses
+// lies in p (false when they cannot be listed).
+func hostHasAddrIn(p netip.Prefix, ifaddrs interfaceAddrs) bool {
+	addrs, err := ifaddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(ipn.IP.To4()); ok && p.Contains(ip) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // checkInSubnet checks that r lies in p and holds neither its network nor
 // its broadcast address.
 func checkInSubnet(r lease.Range, p netip.Prefix) error {
@@ -262,13 +292,4 @@ func checkInSubnet(r lease.Range, p netip.Prefix) error {
 		return fmt.Errorf("holds the broadcast address %s", broadcast)
 	}
 	return nil
-}
-
-// serves reports whether a request relayed by giaddr (zero for a client on
-// the listening link) is for this line's network.
-func (cfg *Config) serves(giaddr netip.Addr) bool {
-	if !giaddr.IsValid() || giaddr.IsUnspecified() {
-		return true
-	}
-	return cfg.Subnet.Contains(giaddr) || slices.Contains(cfg.Relays, giaddr)
 }

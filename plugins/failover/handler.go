@@ -2,7 +2,6 @@ package failover
 
 import (
 	"net"
-	"net/netip"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -46,10 +45,12 @@ func (s *Server) Handler4(req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool) {
 		log.Debugf("dropping %s from %s: %d requests in progress", req.MessageType(), req.ClientHWAddr, maxInFlight)
 		return nil, true
 	}
-	giaddr, _ := netip.AddrFromSlice(req.GatewayIPAddr.To4())
-	if !s.cfg.serves(giaddr) {
+	if mine, pass, l := s.route(req); !mine {
+		if pass {
+			return resp, false // a later failover line's subnet
+		}
 		s.met.drops[dropForeignRelay].Inc()
-		log.Debugf("dropping %s from %s: relay %s is not on %s", req.MessageType(), req.ClientHWAddr, giaddr, s.cfg.Subnet)
+		log.Debugf("dropping %s from %s: %s is on no failover line's subnet", req.MessageType(), req.ClientHWAddr, l)
 		return nil, true
 	}
 	c := clientOf(req)
@@ -97,6 +98,7 @@ func (s *Server) Handler4(req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool) {
 	case dhcpv4.MessageTypeInform:
 		s.met.answers[answerInform].Inc()
 		resp.YourIPAddr = net.IPv4zero
+		s.subnetOptions(resp)
 		return resp, false
 	}
 	s.met.drops[dropNotClient].Inc()
@@ -204,6 +206,22 @@ func (s *Server) fill(req, resp *dhcpv4.DHCPv4, ip lease.IP, lt time.Duration) {
 	resp.UpdateOption(dhcpv4.OptIPAddressLeaseTime(lt))
 	resp.UpdateOption(dhcpv4.OptRenewTimeValue(lt / 2))
 	resp.UpdateOption(dhcpv4.OptRebindingTimeValue(lt * 7 / 8))
+	s.subnetOptions(resp)
+}
+
+// subnetOptions sets the options that differ from one failover line's
+// subnet to another's: the subnet mask (option 1, as ISC dhcpd sends it
+// from the subnet declaration) and the routers (option 3) of router=.
+// A plugin later in the chain (netmask, router) may overwrite them.
+func (s *Server) subnetOptions(resp *dhcpv4.DHCPv4) {
+	resp.UpdateOption(dhcpv4.OptSubnetMask(net.CIDRMask(s.cfg.Subnet.Bits(), 32)))
+	if len(s.cfg.Routers) > 0 {
+		rs := make([]net.IP, len(s.cfg.Routers))
+		for i, r := range s.cfg.Routers {
+			rs[i] = r.AsSlice()
+		}
+		resp.UpdateOption(dhcpv4.OptRouter(rs...))
+	}
 }
 
 // nak turns resp into a DHCPNAK and stops the chain (no options after it).

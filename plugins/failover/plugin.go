@@ -70,6 +70,7 @@ func setup4(args ...string) (handler.Handler4, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plugins/failover: %w", err)
 	}
+	processChain.add(s)
 	lifecycle.OnShutdown(s.Shutdown)
 	var size uint64
 	for _, p := range cfg.Pools {

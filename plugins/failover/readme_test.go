@@ -13,8 +13,8 @@ import (
 func TestDocumentedConfigsParse(t *testing.T) {
 	confs := readmetest.Configs(t, "README.md", "../../coredhcp-failover.yaml")
 	lines := readmetest.Lines(confs, "failover")
-	if len(confs) < 4 || len(lines) != len(confs) {
-		t.Fatalf("Found %d example configurations with %d failover lines, want at least 4, one line each", len(confs), len(lines))
+	if len(confs) < 5 || len(lines) < len(confs) {
+		t.Fatalf("Found %d example configurations with %d failover lines, want at least 5, a line or more each", len(confs), len(lines))
 	}
 	// The examples name documentation networks on interfaces this host
 	// does not have: pretend it has them.

@@ -37,6 +37,9 @@ type Server struct {
 	rel *relation.Relationship
 	// primary is our role in rel (true for a single server).
 	primary bool
+	// inChain is the process's chain of failover lines this one is part
+	// of (subnet.go); nil outside the plugin chain.
+	inChain *chain
 
 	stop     chan struct{}
 	stopped  chan struct{}
@@ -204,6 +207,9 @@ func (s *Server) close(running bool) error {
 		return nil
 	}
 	s.isClosed = true
+	if s.inChain != nil {
+		s.inChain.remove(s)
+	}
 	close(s.stop)
 	if running {
 		<-s.stopped
