@@ -37,6 +37,9 @@ type Config struct {
 	Relays []netip.Addr
 	// Routers are this subnet's routers (option 3) in preference order.
 	Routers []netip.Addr
+	// ReservationsFile is reservations=, read into reserved (reserve.go).
+	ReservationsFile string
+	reserved         *reservations
 	// LeaseTime is given to clients that ask for no particular time;
 	// MaxLeaseTime caps what a client may ask for (option 51).
 	LeaseTime, MaxLeaseTime time.Duration
@@ -63,7 +66,7 @@ const (
 )
 
 // knownKeys are the arguments parse accepts (the README documents each).
-var knownKeys = []string{"name", "db", "pool", "subnet", "relay", "router", "lease-time", "max-lease-time", "offer-hold", "decline-hold", "metrics"}
+var knownKeys = []string{"name", "db", "pool", "subnet", "relay", "router", "reservations", "lease-time", "max-lease-time", "offer-hold", "decline-hold", "metrics"}
 
 // interfaceAddrs lists the host's interface addresses; tests replace it.
 type interfaceAddrs func() ([]net.Addr, error)
@@ -121,6 +124,8 @@ func parse(words []string, ifaddrs interfaceAddrs) (Config, error) {
 				err = errors.New("want an IPv4 address (a router of this subnet, option 3)")
 			}
 			cfg.Routers = append(cfg.Routers, a)
+		case "reservations":
+			cfg.ReservationsFile = val
 		case "lease-time":
 			cfg.LeaseTime, err = parseDuration(val)
 		case "max-lease-time":
@@ -186,6 +191,13 @@ func (cfg *Config) validate(seen map[string]string, ifaddrs interfaceAddrs) erro
 		cfg.Subnet, cfg.SubnetInferred = s, true
 	}
 	cfg.Local = cfg.SubnetInferred || hostHasAddrIn(cfg.Subnet, ifaddrs)
+	if cfg.ReservationsFile != "" {
+		rs, err := loadReservations(cfg.ReservationsFile, cfg.Subnet)
+		if err != nil {
+			return argError(seen["reservations"], "%v", err)
+		}
+		cfg.reserved = rs
+	}
 	for _, r := range cfg.Pools {
 		if err := checkInSubnet(r, cfg.Subnet); err != nil {
 			how := "subnet=" + cfg.Subnet.String()

@@ -146,13 +146,16 @@ func (s *Server) inUse(ip lease.IP, key string, now int64) bool {
 // binding, the address it holds an offer for, the address it asks for, or
 // any available one. It must be called with s.mu held.
 func (s *Server) choose(p policy, c client, requested lease.IP) (lease.IP, bool) {
-	if b, ok := s.table.ByClient(c.key); ok && p.usableBy(s.table, b.IP, c.key) {
+	usable := func(ip lease.IP) bool {
+		return p.usableBy(s.table, ip, c.key) && !s.cfg.reserved.forOther(ip, c)
+	}
+	if b, ok := s.table.ByClient(c.key); ok && usable(b.IP) {
 		return b.IP, true
 	}
 	if ip, ok := s.table.Held(c.key, p.now); ok {
 		return ip, true
 	}
-	if requested != 0 && p.usableBy(s.table, requested, c.key) {
+	if requested != 0 && usable(requested) {
 		return requested, true
 	}
 	if p.renewOnly() {
@@ -163,8 +166,32 @@ func (s *Server) choose(p policy, c client, requested lease.IP) (lease.IP, bool)
 	return s.table.Allocate(p.now, p.judge(s.table, c.key))
 }
 
+// reservedFree returns the address reserved for c, if it has one that no
+// other client holds (one leased before the reservation was made, or
+// bound by a peer that lacks it): until then c is served from the pools.
+func (s *Server) reservedFree(c client, now int64) (lease.IP, bool, bool) {
+	r, has := s.cfg.reserved.of(c)
+	if !has {
+		return 0, false, false
+	}
+	s.mu.Lock()
+	busy := s.inUse(r, c.key, now)
+	s.mu.Unlock()
+	if busy {
+		log.Warnf("%s is reserved for %s but in use by another client: serving it from the pools until that lease ends", r, c.key)
+	}
+	return r, true, !busy
+}
+
 func (s *Server) discover(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bool) {
 	now := s.now().Unix()
+	if r, _, free := s.reservedFree(c, now); free {
+		// A reserved address is nobody else's, whoever owns it in
+		// the pools: no hold, no lease record, no update to the peer.
+		log.Debugf("offering %s to %s (reserved)", r, req.ClientHWAddr)
+		s.fill(req, resp, r, s.leaseTime(req))
+		return resp, false
+	}
 	requested, _ := lease.IPFromNet(req.RequestedIPAddress())
 	p := s.policyAt(now)
 	s.mu.Lock()
@@ -280,6 +307,22 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 		return nak(req, resp, "address not on this network")
 	}
 	lt := s.leaseTime(req)
+	if r, has, free := s.reservedFree(c, now); has {
+		switch {
+		case ip == r && free:
+			log.Debugf("ACK %s to %s for %v (reserved)", ip, req.ClientHWAddr, lt)
+			s.fill(req, resp, ip, lt)
+			return resp, false
+		case ip == r:
+			return nak(req, resp, "address in use")
+		case free:
+			// Back through DISCOVER to its own address.
+			return nak(req, resp, "this client has another address reserved")
+		}
+	}
+	if s.cfg.reserved.forOther(ip, c) {
+		return nak(req, resp, "address reserved for another client")
+	}
 	s.mu.Lock()
 	if !s.table.InPool(ip) {
 		s.mu.Unlock()

@@ -25,6 +25,13 @@ func newPairHarness(t *testing.T, primary bool, split int, state fsm.State) (*ha
 // h.store.
 func newPairHarnessOver(t *testing.T, primary bool, split int, state fsm.State, wrap func(*lease.MemoryStore) lease.Store) (*harness, *relation.Relationship) {
 	t.Helper()
+	return newPairHarnessLine(t, primary, split, state, wrap, "name=lan1 db=/unused pool=192.0.2.100-192.0.2.103 lease-time=600")
+}
+
+// newPairHarnessLine is newPairHarnessOver for a plugin line of the
+// relationship lan1.
+func newPairHarnessLine(t *testing.T, primary bool, split int, state fsm.State, wrap func(*lease.MemoryStore) lease.Store, line string) (*harness, *relation.Relationship) {
+	t.Helper()
 	hba, err := lbhash.FromSplit(split)
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +39,7 @@ func newPairHarnessOver(t *testing.T, primary bool, split int, state fsm.State, 
 	rel := relation.New("lan1", &relation.View{Primary: primary, MyState: state, PeerState: fsm.Normal,
 		Connected: true, Contacted: true, MCLT: 30, HBA: hba, LBMaxSecs: 3, MayServe: state.ServesClients()})
 	h := &harness{t: t, store: lease.NewMemoryStore(), clock: &clock{now: time.Unix(1_800_000_000, 0)},
-		line: "name=lan1 db=/unused pool=192.0.2.100-192.0.2.103 lease-time=600"}
+		line: line}
 	cfg, err := parse(strings.Fields(h.line), lanAddrs)
 	if err != nil {
 		t.Fatal(err)

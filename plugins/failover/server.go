@@ -107,6 +107,7 @@ func loadServerWith(cfg Config, store lease.Store, now func() time.Time, rel *re
 	// have refused our own free addresses (stale): reopen requeues them.
 	s.wasStale = rel != nil
 	s.table = lease.NewTable(cfg.Pools)
+	cfg.reserved.each(s.table.Exclude)
 	s.superseded = make(map[lease.IP]undoRecord)
 	s.writing = make(map[lease.IP]int)
 	s.unsaved = make(map[lease.IP]bool)

@@ -34,6 +34,9 @@ type Table struct {
 	holdQ  fifo[holdItem]
 	freeQ  fifo[IP]
 	ends   endHeap
+	// excluded are addresses of the pools Allocate never picks (host
+	// reservations): they go only to their own client, by the owner.
+	excluded map[IP]bool
 	// inPool counts the bindings of the pools by state, so that Counts
 	// (the control socket's status, pool balancing) is O(1) rather than a
 	// walk of every binding under the owner's lock.
@@ -166,6 +169,15 @@ func NewTable(pools []Range) *Table {
 	}
 	t.byIP.pools = t.pools
 	return t
+}
+
+// Exclude keeps ip from Allocate for good (a host reservation): neither
+// the never-used walk nor the queue of offered addresses yields it.
+func (t *Table) Exclude(ip IP) {
+	if t.excluded == nil {
+		t.excluded = make(map[IP]bool)
+	}
+	t.excluded[ip] = true
 }
 
 // Reserve sizes an empty table's indexes for n bindings, before a load.
@@ -427,8 +439,9 @@ func (t *Table) Allocate(now int64, judge Judge) (IP, bool) {
 	for _, p := range t.pools {
 		for !p.done {
 			ip := p.next
-			if _, used := t.byIP.get(ip); used || t.heldAt(ip, now) {
-				// A binding or a hold accounts for it.
+			if _, used := t.byIP.get(ip); used || t.heldAt(ip, now) || t.excluded[ip] {
+				// A binding or a hold accounts for it, or it is
+				// excluded.
 				p.advance()
 				continue
 			}
@@ -443,7 +456,7 @@ func (t *Table) Allocate(now int64, judge Judge) (IP, bool) {
 		ip := t.freeQ.peek()
 		e, ok := t.byIP.get(ip)
 		v := Skip
-		if ok && t.InPool(ip) && !t.heldAt(ip, now) {
+		if ok && t.InPool(ip) && !t.heldAt(ip, now) && !t.excluded[ip] {
 			v = judge(ip, &e.Binding)
 		}
 		switch v {
