@@ -47,6 +47,9 @@ type Config struct {
 	OfferHold time.Duration
 	// DeclineHold is how long a declined address stays ABANDONED.
 	DeclineHold time.Duration
+	// PingCheck is how long a probe of an address waits for an echo
+	// reply before the address is offered (ping.go); 0: no probe.
+	PingCheck time.Duration
 	// Metrics is where the process serves /metrics (invalid: nowhere;
 	// a leasesync line may name it instead).
 	Metrics netip.AddrPort
@@ -66,7 +69,7 @@ const (
 )
 
 // knownKeys are the arguments parse accepts (the README documents each).
-var knownKeys = []string{"name", "db", "pool", "subnet", "relay", "router", "reservations", "lease-time", "max-lease-time", "offer-hold", "decline-hold", "metrics"}
+var knownKeys = []string{"name", "db", "pool", "subnet", "relay", "router", "reservations", "lease-time", "max-lease-time", "offer-hold", "decline-hold", "ping-check", "metrics"}
 
 // interfaceAddrs lists the host's interface addresses; tests replace it.
 type interfaceAddrs func() ([]net.Addr, error)
@@ -134,6 +137,11 @@ func parse(words []string, ifaddrs interfaceAddrs) (Config, error) {
 			cfg.OfferHold, err = parseDuration(val)
 		case "decline-hold":
 			cfg.DeclineHold, err = parseDuration(val)
+		case "ping-check":
+			cfg.PingCheck, err = parsePingTimeout(val)
+			if err == nil && (cfg.PingCheck <= 0 || cfg.PingCheck > pingTimeoutMax) {
+				err = fmt.Errorf("want a timeout above 0 and at most %v, e.g. 300ms (the client waits for its offer meanwhile)", pingTimeoutMax)
+			}
 		case "metrics":
 			cfg.Metrics, err = metrics.ParseAddr(val)
 		default:
@@ -232,15 +240,27 @@ func parseRange(s string) (lease.Range, error) {
 // parseDuration reads a Go duration (12h, 90m, 30s) or a whole number of
 // seconds, as dhcpd.conf writes lease times.
 func parseDuration(s string) (time.Duration, error) {
+	d, err := parseIn(s, time.Second, "duration (want e.g. 12h, 30m, 45s or a number of seconds)")
+	if err == nil && d%time.Second != 0 {
+		return 0, errors.New("DHCP times are whole seconds")
+	}
+	return d, err
+}
+
+// parsePingTimeout reads a Go duration (300ms, 1s) or a number of
+// milliseconds (as Kea's ping-timeout): a probe's wait is below a second.
+func parsePingTimeout(s string) (time.Duration, error) {
+	return parseIn(s, time.Millisecond, "timeout (want e.g. 300ms, 1s or a number of milliseconds)")
+}
+
+// parseIn reads a Go duration or a bare number of units.
+func parseIn(s string, unit time.Duration, what string) (time.Duration, error) {
 	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
-		return time.Duration(n) * time.Second, nil
+		return time.Duration(n) * unit, nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("invalid duration (want e.g. 12h, 30m, 45s or a number of seconds)")
-	}
-	if d%time.Second != 0 {
-		return 0, errors.New("DHCP times are whole seconds")
+		return 0, errors.New("invalid " + what)
 	}
 	return d, nil
 }

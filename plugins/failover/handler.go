@@ -193,15 +193,37 @@ func (s *Server) discover(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, b
 		return resp, false
 	}
 	requested, _ := lease.IPFromNet(req.RequestedIPAddress())
-	p := s.policyAt(now)
-	s.mu.Lock()
-	ip, ok := s.choose(p, c, requested)
-	if ok {
-		if freed, ok := s.table.Hold(ip, c.key, now+int64(s.cfg.OfferHold/time.Second)); ok {
-			s.offerLocked(freed)
+	var (
+		p  policy
+		ip lease.IP
+		ok bool
+	)
+	for try := 1; ; try++ {
+		p = s.policyAt(now)
+		var probe bool
+		s.mu.Lock()
+		if ip, ok = s.choose(p, c, requested); ok {
+			if freed, ok := s.table.Hold(ip, c.key, now+int64(s.cfg.OfferHold/time.Second)); ok {
+				s.offerLocked(freed)
+			}
+			// Probe only an address the client does not hold: a
+			// client's own lease is in use by that client.
+			b, had := s.table.Get(ip)
+			probe = !had || b.State != lease.Active || b.Key() != c.key
 		}
+		s.mu.Unlock()
+		if !ok || !probe || !s.probe(ip.Addr()) {
+			break
+		}
+		// Held for this client while probed: no one else was offered it.
+		s.abandonHeld(ip, c, "answered a ping before it was offered")
+		if try == maxPingTries {
+			s.met.drops[dropPingAnswered].Inc()
+			log.Debugf("dropping DISCOVER from %s: %d addresses in a row answered a ping", req.ClientHWAddr, try)
+			return nil, true
+		}
+		now = s.now().Unix()
 	}
-	s.mu.Unlock()
 	if !ok {
 		if p.renewOnly() {
 			s.met.drops[dropWaitingPeer].Inc()
@@ -435,33 +457,39 @@ func (s *Server) decline(req *dhcpv4.DHCPv4, c client) {
 	if !ok || ip == 0 {
 		return
 	}
-	s.applyClientChange(ip, c, "decline", func(b *lease.Binding) { s.abandon(b) })
+	s.applyClientChange(ip, c, "decline", func(b *lease.Binding) { s.abandon(b, "declined by a client") })
 }
 
 // declineUnbound handles a DECLINE of an address that was offered to (held
 // for) the client but not yet bound to it.
 func (s *Server) declineUnbound(ip lease.IP, c client) {
+	s.abandonHeld(ip, c, "declined by a client")
+}
+
+// abandonHeld marks ABANDONED an address held for client c (offered, not
+// bound): another host uses it (why says how we know).
+func (s *Server) abandonHeld(ip lease.IP, c client, why string) {
 	now := s.now().Unix()
 	s.mu.Lock()
 	held, ok := s.table.Held(c.key, now)
 	if !ok || held != ip {
 		s.mu.Unlock()
-		log.Debugf("ignoring DECLINE of %s from %s: not offered to it", ip, c.key)
+		log.Debugf("not abandoning %s (%s): not offered to %s", ip, why, c.key)
 		return
 	}
 	b, had := s.table.Get(ip)
 	orig := b
 	b.IP = ip
-	s.abandon(&b)
+	s.abandon(&b, why)
 	s.mark(&b)
 	s.table.ClearHold(ip)
-	s.writeClient(b, orig, had, "decline")
+	s.writeClient(b, orig, had, "abandon")
 }
 
 // abandon marks b as in use by an unknown host until decline-hold passes.
-func (s *Server) abandon(b *lease.Binding) {
+func (s *Server) abandon(b *lease.Binding, why string) {
 	now := s.now().Unix()
-	log.WithField("address", b.IP.String()).Warn("address declined by a client: another host may be using it")
+	log.WithField("address", b.IP.String()).Warnf("address %s: another host may be using it", why)
 	*b = lease.Binding{
 		IP:         b.IP,
 		State:      lease.Abandoned,

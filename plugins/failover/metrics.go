@@ -40,12 +40,26 @@ const (
 	dropStoreError                // the lease could not be stored
 	dropNotClient                 // not a client message type
 	dropNoIdentity                // neither a hardware address nor a client identifier
+	dropPingAnswered              // every address probed answered a ping (ping-check)
 	numDrops
 )
 
 var dropNames = [numDrops]string{"overload", "foreign_relay", "state_forbids", "not_our_bucket", "pool_exhausted",
 	"waiting_for_peer", "other_server", "peer_address", "malformed", "store_error", "not_client_message",
-	"no_client_identity"}
+	"no_client_identity", "ping_answered"}
+
+// ping is the outcome of a ping-check probe, counted in
+// coredhcp_failover_ping_checks_total.
+type ping uint8
+
+const (
+	pingSilent   ping = iota // no reply: the address is offered
+	pingAnswered             // a host answered: the address is abandoned
+	pingError                // no probe could be sent: offered unchecked
+	numPings
+)
+
+var pingNames = [numPings]string{"silent", "answered", "error"}
 
 // serverMetrics counts the handler's answers and drops (counters created
 // once, so that counting a packet allocates nothing) and reports the
@@ -55,6 +69,7 @@ type serverMetrics struct {
 	reg     *prometheus.Registry
 	answers [numAnswers]prometheus.Counter
 	drops   [numDrops]prometheus.Counter
+	pings   [numPings]prometheus.Counter
 	pool    *prometheus.Desc
 	free    *prometheus.Desc
 }
@@ -96,6 +111,13 @@ func registerMetrics(s *Server, reg *prometheus.Registry) (*serverMetrics, error
 	drops, err := vec("dhcp_drops_total", "DHCP requests left unanswered, by reason.", "reason")
 	if err != nil {
 		return nil, err
+	}
+	pings, err := vec("ping_checks_total", "Addresses probed before an offer (ping-check=), by outcome.", "result")
+	if err != nil {
+		return nil, err
+	}
+	for i, n := range pingNames {
+		m.pings[i] = pings.WithLabelValues(n)
 	}
 	for i, n := range answerNames {
 		m.answers[i] = answers.WithLabelValues(n)

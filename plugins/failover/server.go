@@ -47,6 +47,10 @@ type Server struct {
 	isClosed bool
 
 	exhaustedLog ratelimit.Limiter
+	// pinger probes an address before it is offered (ping-check=; nil:
+	// off); pingErrLog limits the warning when it cannot.
+	pinger     Pinger
+	pingErrLog ratelimit.Limiter
 	// pdOpen is set while the peer's addresses are open to us in
 	// PARTNER-DOWN; pdScan is when they were last re-examined.
 	pdOpen bool
@@ -108,6 +112,9 @@ func loadServerWith(cfg Config, store lease.Store, now func() time.Time, rel *re
 	s.wasStale = rel != nil
 	s.table = lease.NewTable(cfg.Pools)
 	cfg.reserved.each(s.table.Exclude)
+	if cfg.PingCheck > 0 {
+		s.pinger = &icmpPinger{}
+	}
 	s.superseded = make(map[lease.IP]undoRecord)
 	s.writing = make(map[lease.IP]int)
 	s.unsaved = make(map[lease.IP]bool)
