@@ -162,7 +162,7 @@ func Check(plugins []config.PluginConfig, ifaddrs func() ([]net.Addr, error)) (w
 	}
 	for _, name := range syncOrder {
 		if !named[name] && !unparsedFailover {
-			warn("%v: no failover line has name=%s, so the relationship shares no pools with its peer; "+
+			warn("%v: no failover line has name=%s, so the relationship has no pools to share and its session never starts (the peer sees no partner); "+
 				"add name=%s to the failover line of its pools, or remove the leasesync line", syncs[name][0], name, name)
 		}
 	}
