@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -11,6 +14,7 @@ import (
 	"github.com/coredhcp/coredhcp/server"
 	"github.com/sirupsen/logrus"
 
+	"github.com/coredhcp-failover/coredhcp-failover/cmd/coredhcp-failover/internal/chain"
 	"github.com/coredhcp-failover/coredhcp-failover/cmd/coredhcp-failover/internal/serve4"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/lifecycle"
 )
@@ -47,6 +51,9 @@ func run(conf *config.Config, log *logrus.Entry) int {
 	}
 	var v4 *serve4.Server
 	if conf.Server4 != nil {
+		if err := checkChain(conf.Server4.Plugins, log); err != nil {
+			return fail(err)
+		}
 		handlers, _, err := plugins.LoadPlugins(&config.Config{Server4: conf.Server4})
 		if err != nil {
 			return fail(err)
@@ -93,4 +100,21 @@ func run(conf *config.Config, log *logrus.Entry) int {
 	}
 	log.Info("Stopped")
 	return status
+}
+
+// checkChain logs the plugin chain's warnings and each of its errors; its
+// error, if any, says the server does not start.
+func checkChain(plugins []config.PluginConfig, log *logrus.Entry) error {
+	warnings, err := chain.Check(plugins, net.InterfaceAddrs)
+	for _, w := range warnings {
+		log.Warnf("plugin chain: %s", w)
+	}
+	var errs chain.Errors
+	if !errors.As(err, &errs) {
+		return err
+	}
+	for _, e := range errs {
+		log.Errorf("plugin chain: %s", e)
+	}
+	return fmt.Errorf("plugin chain: %d error(s) above; not starting", len(errs))
 }
