@@ -141,9 +141,16 @@ func Check(plugins []config.PluginConfig, ifaddrs func() ([]net.Addr, error)) (w
 		}
 	}
 	named := map[string]bool{}
+	firstOf := map[string]foLine{}
 	for _, f := range fos {
 		if f.rel == "" {
 			continue
+		}
+		if g, dup := firstOf[f.rel]; dup {
+			add("%v and %v both name relationship %q: a relationship has one failover line (one database, one state); "+
+				"give the second subnet its own relationship (a leasesync line with another name=), or make it a single server (no name=)", g, f, f.rel)
+		} else {
+			firstOf[f.rel] = f
 		}
 		named[f.rel] = true
 		ls := syncs[f.rel]
@@ -199,7 +206,7 @@ func Check(plugins []config.PluginConfig, ifaddrs func() ([]net.Addr, error)) (w
 		}
 		for _, l := range append(append([]line{}, routers...), netmasks...) {
 			warn("%v writes one value into the replies of every subnet, but the failover lines serve %s: "+
-				"clients of all but one subnet are told the wrong %s; set it per subnet on the failover lines instead (see \"The plugin chain\" in plugins/failover/README.md)",
+				"clients of all but one subnet are told the wrong %s; remove it: give router=ADDRESS on each failover line (each line sends its own subnet's mask)",
 				l, strings.Join(served, ", "), l.name)
 		}
 	}

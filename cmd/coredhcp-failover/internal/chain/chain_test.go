@@ -114,6 +114,11 @@ func TestBadChains(t *testing.T) {
 			err:   []string{`plugin 3 "failover name=lan1`, `and plugin 4 "failover db=/tmp/b.db`, "overlapping subnets 192.0.2.0/24 and 192.0.2.0/25", "correct subnet="},
 		},
 		{
+			name:  "two failover lines of one relationship",
+			chain: []string{serverID, sync1, fo1, "failover: name=lan1 db=/tmp/b.db subnet=198.51.100.0/24 pool=198.51.100.10-198.51.100.20"},
+			err:   []string{`plugin 3 "failover name=lan1`, `and plugin 4 "failover name=lan1 db=/tmp/b.db`, `both name relationship "lan1"`, "its own relationship"},
+		},
+		{
 			name:  "leasesync named by no failover line",
 			chain: []string{serverID, sync1, foSingle, router1, netmask24},
 			warn:  []string{`plugin 2 "leasesync name=lan1`, "no failover line has name=lan1", "add name=lan1 to the failover line"},
@@ -121,12 +126,12 @@ func TestBadChains(t *testing.T) {
 		{
 			name:  "router with several subnets",
 			chain: []string{serverID, sync1, sync2, fo1, fo2, router1},
-			warn:  []string{`plugin 6 "router 192.0.2.1"`, "192.0.2.0/24 (plugin 4), 198.51.100.0/24 (plugin 5)", "set it per subnet on the failover lines"},
+			warn:  []string{`plugin 6 "router 192.0.2.1"`, "192.0.2.0/24 (plugin 4), 198.51.100.0/24 (plugin 5)", "give router=ADDRESS on each failover line"},
 		},
 		{
 			name:  "netmask with several subnets",
 			chain: []string{serverID, sync1, sync2, fo1, fo2, netmask24},
-			warn:  []string{`plugin 6 "netmask 255.255.255.0"`, "192.0.2.0/24 (plugin 4), 198.51.100.0/24 (plugin 5)", "set it per subnet on the failover lines"},
+			warn:  []string{`plugin 6 "netmask 255.255.255.0"`, "192.0.2.0/24 (plugin 4), 198.51.100.0/24 (plugin 5)", "give router=ADDRESS on each failover line"},
 		},
 		{
 			name:  "netmask that is not the subnet's",
