@@ -29,6 +29,7 @@ type SimRelay struct {
 	conn    *net.UDPConn
 
 	seed    int64
+	linkSel net.IP // option 82 link selection (RFC 3527) added to what it relays; nil: none
 	mu      sync.Mutex
 	macs    int // MACs handed out
 	waiting map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4
@@ -49,6 +50,8 @@ type SimRecord struct {
 	Req    time.Time     // when the request was sent (ack, nak); when it happened otherwise
 	At     time.Time     // when the answer arrived (ack, nak)
 	Lease  time.Duration // lease time granted (ack)
+	Mask   net.IPMask    // subnet mask (option 1) of an ack
+	Router []net.IP      // routers (option 3) of an ack
 }
 
 // End is when the lease of an ack ends for its client.
@@ -69,11 +72,14 @@ func (r SimRecord) String() string {
 // namespace) and starts n clients. releaseP is the chance that a client
 // releases its lease instead of renewing it and leaves: a new client (a new
 // MAC) takes its place, so that new clients keep arriving.
-func StartSimRelay(n *netlab.Node, giaddr string, servers []string, clients int, releaseP float64, seed int64) *SimRelay {
+func StartSimRelay(n *netlab.Node, giaddr string, servers []string, clients int, releaseP float64, seed int64, opts ...RelayOption) *SimRelay {
 	t := n.Lab.T
 	t.Helper()
 	r := &SimRelay{node: n, seed: seed, giaddr: net.ParseIP(giaddr).To4(), waiting: map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4{},
 		first: map[string]SimRecord{}}
+	for _, o := range opts {
+		o(r)
+	}
 	for _, s := range servers {
 		r.servers = append(r.servers, &net.UDPAddr{IP: net.ParseIP(s), Port: 67})
 	}
@@ -97,6 +103,16 @@ func StartSimRelay(n *netlab.Node, giaddr string, servers []string, clients int,
 	}
 	n.Lab.T.Cleanup(r.Stop)
 	return r
+}
+
+// RelayOption changes how a SimRelay relays.
+type RelayOption func(*SimRelay)
+
+// WithLinkSelection makes the relay name its clients' link with option
+// 82's link-selection sub-option (RFC 3527), its own giaddr being on
+// another network.
+func WithLinkSelection(link string) RelayOption {
+	return func(r *SimRelay) { r.linkSel = net.ParseIP(link).To4() }
 }
 
 // newMAC returns a MAC no client of this relay has had.
@@ -165,7 +181,7 @@ func (r *SimRelay) read() {
 		if mac := m.ClientHWAddr.String(); m.MessageType() == dhcpv4.MessageTypeAck {
 			if _, seen := r.first[mac]; !seen {
 				r.first[mac] = SimRecord{Client: mac, Kind: "ack", IP: m.YourIPAddr.String(), Server: m.ServerIdentifier().String(),
-					At: time.Now(), Lease: m.IPAddressLeaseTime(0)}
+					At: time.Now(), Lease: m.IPAddressLeaseTime(0), Mask: m.SubnetMask(), Router: m.Router()}
 			}
 		}
 		r.mu.Unlock()
@@ -194,6 +210,9 @@ func (r *SimRelay) exchange(ctx context.Context, m *dhcpv4.DHCPv4, to []*net.UDP
 	}()
 	m.GatewayIPAddr = r.giaddr
 	m.HopCount = 1
+	if r.linkSel != nil {
+		m.UpdateOption(dhcpv4.OptRelayAgentInfo(dhcpv4.OptGeneric(dhcpv4.LinkSelectionSubOption, r.linkSel)))
+	}
 	b := m.ToBytes()
 	for _, a := range to {
 		r.conn.WriteToUDP(b, a) // a lost datagram is what retries are for

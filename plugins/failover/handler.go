@@ -47,7 +47,7 @@ func (s *Server) Handler4(req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool) {
 	}
 	if mine, pass, l := s.route(req); !mine {
 		if pass {
-			return resp, false // a later failover line's subnet
+			return resp, false // another failover line's subnet
 		}
 		s.met.drops[dropForeignRelay].Inc()
 		log.Debugf("dropping %s from %s: %s is on no failover line's subnet", req.MessageType(), req.ClientHWAddr, l)

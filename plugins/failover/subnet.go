@@ -171,8 +171,9 @@ func (c *chain) update(fn func([]*Server) []*Server) {
 }
 
 // route decides what line s does with req: answer it (mine), pass it to
-// the next plugin (pass: a later line answers it), or neither, drop it
-// (no line answers it, or an earlier one, which let it by: not ours).
+// the next plugin untouched (pass: another line answers it, a later one,
+// or an earlier one whose answer the chain carries on to the option
+// plugins), or neither: drop it (no line serves its network).
 func (s *Server) route(req *dhcpv4.DHCPv4) (mine, pass bool, l link) {
 	var snap *chainSnap
 	if s.inChain != nil {
@@ -184,5 +185,5 @@ func (s *Server) route(req *dhcpv4.DHCPv4) (mine, pass bool, l link) {
 	}
 	i, l := chooseLine(snap.cfgs, req)
 	me := slices.Index(snap.servers, s)
-	return i >= 0 && i == me, i > me, l
+	return i >= 0 && i == me, i >= 0 && i != me, l
 }

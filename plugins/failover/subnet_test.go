@@ -101,6 +101,22 @@ func chained(t *testing.T, lines []string) []*harness {
 	return hs
 }
 
+// throughChain runs req through the lines of hs as CoreDHCP runs a plugin
+// chain: each handler gets the reply the one before it returned, until one
+// stops the chain. It returns what the option plugins after the lines
+// would get (nil: dropped).
+func throughChain(t *testing.T, hs []*harness, req *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 {
+	t.Helper()
+	resp, stop := hs[0].do(req)
+	for _, h := range hs[1:] {
+		if stop || resp == nil {
+			break
+		}
+		resp, stop = h.s.Handler4(req, resp)
+	}
+	return resp
+}
+
 func TestALineLetsAnotherLinesRequestByAndDropsWhatNoLineServes(t *testing.T) {
 	hs := chained(t, threeLines)
 	req := packet(t, 1, dhcpv4.MessageTypeDiscover, gw("203.0.113.1"))
@@ -113,6 +129,20 @@ func TestALineLetsAnotherLinesRequestByAndDropsWhatNoLineServes(t *testing.T) {
 	resp, stop := hs[2].do(req)
 	if resp == nil || stop || resp.MessageType() != dhcpv4.MessageTypeOffer || resp.YourIPAddr.String() != "203.0.113.10" {
 		t.Fatalf("third line: %v stop %v, want an OFFER of 203.0.113.10", resp, stop)
+	}
+	// Each line's answer goes through the lines after it untouched, to
+	// the option plugins.
+	for _, tc := range []struct {
+		req  *dhcpv4.DHCPv4
+		want string
+	}{
+		{packet(t, 5, dhcpv4.MessageTypeDiscover), "192.0.2.100"},
+		{packet(t, 6, dhcpv4.MessageTypeDiscover, gw("198.51.100.1")), "198.51.100.10"},
+		{packet(t, 7, dhcpv4.MessageTypeDiscover, gw("203.0.113.1")), "203.0.113.11"},
+	} {
+		if out := throughChain(t, hs, tc.req); out == nil || out.YourIPAddr.String() != tc.want {
+			t.Errorf("through the chain: %v, want an OFFER of %s", out, tc.want)
+		}
 	}
 	if m := net.IP(resp.Options.Get(dhcpv4.OptionSubnetMask)).String(); m != "255.255.255.128" {
 		t.Errorf("subnet mask %s, want the third line's 255.255.255.128", m)
