@@ -16,9 +16,10 @@ import (
 // foreign_relay) when none does.
 
 // link is what names a request's network, found as ISC dhcpd and Kea find
-// it, in this order: the subnet-selection option (118, RFC 3011), the
-// link-selection sub-option of relay agent information (82.5, RFC 3527),
-// the relay's giaddr, and, for a request that no relay forwarded, the
+// it, in this order: the link-selection sub-option of relay agent
+// information (82.5, RFC 3527; the relay's word on its client's link, which
+// both prefer), the subnet-selection option (118, RFC 3011), the relay's
+// giaddr, and, for a request that no relay forwarded, the
 // address the client renews (ciaddr) when a line's subnet holds it. A
 // request with none of these is from the listening link.
 type link struct {
@@ -60,13 +61,13 @@ func addrOption(b []byte) netip.Addr {
 // linkOf finds what names req's network (see link). ciaddr is not
 // decided here: it names a network only when a line's subnet holds it.
 func linkOf(req *dhcpv4.DHCPv4) link {
-	if a := addrOption(req.Options.Get(dhcpv4.OptionSubnetSelection)); a.IsValid() {
-		return link{a, linkSubnetSel}
-	}
 	if rai := req.RelayAgentInfo(); rai != nil {
 		if a := addrOption(rai.Get(dhcpv4.LinkSelectionSubOption)); a.IsValid() {
 			return link{a, linkLinkSel}
 		}
+	}
+	if a := addrOption(req.Options.Get(dhcpv4.OptionSubnetSelection)); a.IsValid() {
+		return link{a, linkSubnetSel}
 	}
 	if a, ok := netip.AddrFromSlice(req.GatewayIPAddr.To4()); ok && !a.IsUnspecified() {
 		return link{a, linkGiaddr}
