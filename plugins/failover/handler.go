@@ -69,7 +69,7 @@ func (s *Server) Handler4(req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool) {
 	}
 	switch req.MessageType() {
 	case dhcpv4.MessageTypeDiscover:
-		if v != nil && !s.mine(req, v) {
+		if v != nil && !s.mine(req, v) && !s.servesAnyway(c) {
 			s.met.drops[dropNotOurBucket].Inc()
 			log.Debugf("dropping DISCOVER from %s: its hash bucket belongs to the peer", req.ClientHWAddr)
 			return nil, true
@@ -121,6 +121,28 @@ func (s *Server) mine(req *dhcpv4.DHCPv4, v *relation.View) bool {
 	return v.HBA.Serves(lbhash.Bucket(key), v.Primary)
 }
 
+// servesAnyway is ISC dhcpd's exceptions to load balancing (its
+// dhcpdiscover): a DISCOVER from a client of the peer's hash bucket is
+// answered all the same when the client has a lease this server may give
+// it back (its active lease, or one of its own the rules let this server
+// return: lease affinity, as ISC applies it), or when the peer has no
+// free address left to give a new client (pool balancing has not caught
+// up). Either way the address comes through the same rules (choose): who
+// answers changes, never who may have an address.
+func (s *Server) servesAnyway(c client) bool {
+	p := s.policyAt(s.now().Unix())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b, ok := s.table.ByClient(c.key); ok && s.usableFor(p, b.IP, c) {
+		return true
+	}
+	peerFree := lease.Free
+	if s.primary {
+		peerFree = lease.Backup
+	}
+	return s.table.Count(peerFree) == 0
+}
+
 // leaseTime is what the client asked for (option 51) within bounds, else
 // the configured time.
 func (s *Server) leaseTime(req *dhcpv4.DHCPv4) time.Duration {
@@ -142,13 +164,17 @@ func (s *Server) inUse(ip lease.IP, key string, now int64) bool {
 	return ok && (b.State == lease.Abandoned || b.State == lease.Active && b.Key() != key)
 }
 
+// usableFor is whether p lets ip go to client c, reservations included.
+// It must be called with s.mu held.
+func (s *Server) usableFor(p policy, ip lease.IP, c client) bool {
+	return p.usableBy(s.table, ip, c.key) && !s.cfg.reserved.forOther(ip, c)
+}
+
 // choose picks the address to offer: the client's current or last
 // binding, the address it holds an offer for, the address it asks for, or
 // any available one. It must be called with s.mu held.
 func (s *Server) choose(p policy, c client, requested lease.IP) (lease.IP, bool) {
-	usable := func(ip lease.IP) bool {
-		return p.usableBy(s.table, ip, c.key) && !s.cfg.reserved.forOther(ip, c)
-	}
+	usable := func(ip lease.IP) bool { return s.usableFor(p, ip, c) }
 	if b, ok := s.table.ByClient(c.key); ok && usable(b.IP) {
 		return b.IP, true
 	}

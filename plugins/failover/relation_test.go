@@ -138,6 +138,11 @@ func TestSecondaryAllocatesOnlyBackupAddresses(t *testing.T) {
 
 func TestLoadBalancingAnswersOnlyOurBuckets(t *testing.T) {
 	h, _ := newPairHarness(t, true, 128, fsm.Normal)
+	// The secondary has free addresses of its own (else the primary
+	// answers its bucket too: TestThePeersBucketIsServedWhenThePeerHasNoFreeAddress).
+	if moved := h.s.Transfer(2, h.clock.Now().Unix()); len(moved) != 2 {
+		t.Fatalf("Transfer moved %v", moved)
+	}
 	var mine, theirs int
 	for i := 0; i < 64; i++ {
 		b := lbhash.Bucket(lbhash.PacketKey(nil, mac(i)))
@@ -605,5 +610,63 @@ func TestTheOfferOfANewClientIsMCLT(t *testing.T) {
 	}
 	if lt := resp.IPAddressLeaseTime(0); lt != 30*time.Second {
 		t.Fatalf("OFFER of %v to a new client, want the MCLT (30s)", lt)
+	}
+}
+
+// peersClient returns a client number whose hash bucket the secondary
+// serves at split=128.
+func peersClient(t *testing.T) int {
+	t.Helper()
+	for i := 0; i < 256; i++ {
+		if lbhash.Bucket(lbhash.PacketKey(nil, mac(i))) >= 128 {
+			return i
+		}
+	}
+	t.Fatal("no client hashes to the secondary")
+	return 0
+}
+
+// ISC's exception to load balancing for new clients: when the peer has no
+// free address left (pool balancing has not given it any yet), this
+// server answers the peer's hash bucket too.
+func TestThePeersBucketIsServedWhenThePeerHasNoFreeAddress(t *testing.T) {
+	h, _ := newPairHarness(t, true, 128, fsm.Normal)
+	n := peersClient(t)
+	if resp, _ := h.do(packet(t, n, dhcpv4.MessageTypeDiscover)); resp == nil {
+		t.Fatal("the primary, holding every free address, left a client of the secondary's bucket unanswered")
+	}
+	h.s.mu.Lock()
+	h.s.unholdLocked(clientOf(packet(t, n, dhcpv4.MessageTypeDiscover)).key)
+	h.s.mu.Unlock()
+	h.s.Transfer(1, h.clock.Now().Unix())
+	h.mustDrop(packet(t, n, dhcpv4.MessageTypeDiscover))
+}
+
+// Lease affinity as ISC applies it: a client of the peer's bucket that
+// holds a lease from this server gets its DISCOVER answered here, with
+// that lease.
+func TestAClientIsAnsweredByTheServerThatHoldsItsLease(t *testing.T) {
+	h, _ := newPairHarness(t, true, 128, fsm.Normal)
+	h.s.Transfer(2, h.clock.Now().Unix()) // the secondary has free addresses
+	n := peersClient(t)
+	late := packet(t, n, dhcpv4.MessageTypeDiscover)
+	late.NumSeconds = 10 // past load-balance-max-seconds: any server answers
+	resp, _ := h.do(late)
+	if resp == nil {
+		t.Fatal("no OFFER past load-balance-max-seconds")
+	}
+	ip := resp.YourIPAddr.String()
+	h.mustAck(packet(t, n, dhcpv4.MessageTypeRequest, serverIdent("192.0.2.1"), requested(ip)))
+	again, _ := h.do(packet(t, n, dhcpv4.MessageTypeDiscover))
+	if again == nil || again.YourIPAddr.String() != ip {
+		t.Fatalf("the client's DISCOVER got %v, want an OFFER of its lease %s from the server that holds it", again, ip)
+	}
+	// A client of the secondary's bucket without a lease here is left
+	// to the secondary.
+	for m := n + 1; m < 256; m++ {
+		if lbhash.Bucket(lbhash.PacketKey(nil, mac(m))) >= 128 {
+			h.mustDrop(packet(t, m, dhcpv4.MessageTypeDiscover))
+			break
+		}
 	}
 }

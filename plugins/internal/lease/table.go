@@ -511,18 +511,29 @@ func (t *Table) Range(fn func(*Binding) bool) {
 // never-used addresses count as FREE. It costs O(1) in the bindings.
 func (t *Table) Counts() map[State]uint64 {
 	c := make(map[State]uint64)
-	var size, known uint64
-	for _, p := range t.pools {
-		size += p.Size()
-	}
 	for st, n := range t.inPool {
 		if n > 0 {
 			c[State(st)] = n
-			known += n
 		}
 	}
-	c[Free] += size - known
+	c[Free] = t.Count(Free)
 	return c
+}
+
+// Count is Counts()[st] without building the map: O(pools).
+func (t *Table) Count(st State) uint64 {
+	n := t.inPool[st]
+	if st == Free {
+		var size, known uint64
+		for _, p := range t.pools {
+			size += p.Size()
+		}
+		for _, k := range t.inPool {
+			known += k
+		}
+		n += size - known
+	}
+	return n
 }
 
 // PoolCount is how many addresses of one pool are in each state (indexed
