@@ -198,7 +198,7 @@ func runSchedule(t *testing.T, bin, prefix string, seed int64, steps int, tot *c
 		sep.To = Reunited(tls[chaosPrimary], tls[chaosSecond], sep.From, sep.To)
 		c.check.Separated(sep, holds, tls)
 	}
-	c.check.FirstLease(c.sim.FirstAcks(), holds, tls)
+	c.check.FirstLease(c.sim.FirstAcks(), c.sim.Records(), holds, tls)
 	granted := 0
 	for _, h := range holds {
 		if !h.Real {

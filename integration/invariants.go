@@ -328,7 +328,10 @@ func (c *Checker) WithinMCLT(snap Snapshot, tl Timeline) {
 // first lease is at most MCLT, unless granted in PARTNER-DOWN. (An address
 // used before may run to MCLT past the expiry the peer acknowledged for it,
 // whoever the client: the peer waits that long before reusing it anyway.)
-func (c *Checker) FirstLease(first []SimRecord, holds []Hold, tls map[string]Timeline) {
+// An address a client asked for without an answer (recs of kind
+// "unanswered") counts as used from then: the server may have bound it
+// and its ACK been lost on the way, as behind a cut.
+func (c *Checker) FirstLease(first, recs []SimRecord, holds []Hold, tls map[string]Timeline) {
 	used := map[string]time.Time{} // address → first time a client was told of it
 	note := func(ip string, t time.Time) {
 		if u, ok := used[ip]; !ok || t.Before(u) {
@@ -340,6 +343,11 @@ func (c *Checker) FirstLease(first []SimRecord, holds []Hold, tls map[string]Tim
 	}
 	for _, a := range first {
 		note(a.IP, a.At)
+	}
+	for _, r := range recs {
+		if r.Kind == "unanswered" {
+			note(r.IP, r.Req)
+		}
 	}
 	for _, a := range first {
 		if used[a.IP].Before(a.At) {

@@ -129,13 +129,24 @@ func TestCheckerCatchesALongFirstLease(t *testing.T) {
 	}
 	tls := map[string]Timeline{"192.0.2.1": {{At: at(0), State: "normal"}, {At: at(10), State: "partner-down"}}}
 	c := NewChecker(5*time.Second, "192.0.2.1")
-	c.FirstLease(first, nil, tls)
+	c.FirstLease(first, nil, nil, tls)
 	expectViolations(t, c, "invariant 3: the first lease of 192.0.2.101 (new client 02:00:00:00:00:02")
+
+	// A REQUEST for 192.0.2.101 that got no answer before (chaos seed 151:
+	// the server bound it, then a cut ate the ACK; the same client came
+	// back and got MCLT past the expiry the peer had acknowledged).
+	c = NewChecker(5*time.Second, "192.0.2.1")
+	c.FirstLease(first, []SimRecord{{Client: "02:00:00:00:00:02", Kind: "unanswered", IP: "192.0.2.101", Req: at(1.5)}}, nil, tls)
+	expectViolations(t, c)
+	// ... but not one after the ACK it is judged by.
+	c = NewChecker(5*time.Second, "192.0.2.1")
+	c.FirstLease(first, []SimRecord{{Client: "02:00:00:00:00:02", Kind: "unanswered", IP: "192.0.2.101", Req: at(2.5)}}, nil, tls)
+	expectViolations(t, c, "invariant 3: the first lease of 192.0.2.101")
 
 	// 192.0.2.101 was someone else's before: the peer may have acknowledged
 	// an expiry for it.
 	c = NewChecker(5*time.Second, "192.0.2.1")
-	c.FirstLease(first, []Hold{{Client: "02:00:00:00:00:09", IP: "192.0.2.101", At: at(0.5), End: at(1)}}, tls)
+	c.FirstLease(first, nil, []Hold{{Client: "02:00:00:00:00:09", IP: "192.0.2.101", At: at(0.5), End: at(1)}}, tls)
 	expectViolations(t, c)
 }
 

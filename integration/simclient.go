@@ -44,7 +44,7 @@ type SimRelay struct {
 // SimRecord is one thing a simulated client did or was told.
 type SimRecord struct {
 	Client string        // MAC
-	Kind   string        // "ack", "nak", "release", "expire", "stop"
+	Kind   string        // "ack", "nak", "release", "expire", "stop", "unanswered" (a REQUEST for IP that got no answer)
 	IP     string        // the address concerned
 	Server string        // server identifier of the answer ("" for the client's own acts)
 	Req    time.Time     // when the request was sent (ack, nak); when it happened otherwise
@@ -364,6 +364,10 @@ func (c *simClient) request(ctx context.Context, q *dhcpv4.DHCPv4, to []*net.UDP
 		return (t == dhcpv4.MessageTypeAck || t == dhcpv4.MessageTypeNak) && (sid == nil || a.ServerIdentifier().Equal(sid))
 	})
 	if a == nil {
+		// The server may have bound ip and lost its ACK on the way
+		// (a cut, a stalled process): the address may be in use,
+		// and the peer may have acknowledged an expiry for it.
+		c.r.record(SimRecord{Client: c.mac.String(), Kind: "unanswered", IP: ip.String(), Req: sent})
 		return false
 	}
 	at := time.Now()
