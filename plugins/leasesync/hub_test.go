@@ -5,9 +5,11 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/coredhcp-failover/coredhcp-failover/plugins/failover"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/fsm"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/lease"
 	"github.com/coredhcp-failover/coredhcp-failover/plugins/internal/wire"
@@ -183,5 +185,43 @@ func TestTwoRelationshipsShareTheMetricsRegistry(t *testing.T) {
 		if _, ok := value(t, reg, "coredhcp_failover_peer_connects_total", "relationship", name); !ok {
 			t.Fatalf("No series for relationship %s", name)
 		}
+	}
+}
+
+// A first message other than CONNECT, from a peer with several
+// relationships here, is refused by the handshake as out of sequence.
+func TestAFirstMessageOtherThanConnectIsOutOfSequence(t *testing.T) {
+	a, _, _ := hubTargets(t)
+	p := dialFrom(t, a, peerIP)
+	p.send(&wire.UpdateRequestAll{})
+	p.expectDisconnect(wire.RejectMiscReject, "received before CONNECT: out of sequence")
+}
+
+// TLS works on a shared listener for a relationship alone with its peer
+// address (the connection is handed over unread); two relationships with
+// the same peer cannot use it, since the name is inside TLS: the second
+// is refused at its start, saying why.
+func TestTLSOnASharedListener(t *testing.T) {
+	ca := newTestCA(t, "lan1 failover CA")
+	port := freePort(t)
+	tg := startTarget(t, targetOpts{port: port, extra: ca.tlsWords(t, "secondary.lan1", "primary.lan1"),
+		tweak: func(s *Session) { s.handshakeTimeout = 5 * time.Second }})
+	startTarget(t, targetOpts{name: "c", port: port, peer: "127.0.0.3", failover: poolR3})
+	_, _, cert := ca.issue(t, "primary.lan1", time.Now().Add(24*time.Hour))
+	if err := tlsDial(t, tg, cert); err != nil {
+		t.Fatalf("TLS through the shared listener: %v", err)
+	}
+
+	s, err := SessionFromLine(strings.Fields(fmt.Sprintf("name=b role=secondary address=127.0.0.1 port=%d peer=%s", port, peerIP)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := failover.StartFromLine(strings.Fields("name=b db=/unused "+poolR2), lease.NewMemoryStore(), time.Now, s.Relationship())
+	if err == nil {
+		srv.Shutdown()
+		t.Fatal("A second relationship with the TLS relationship's peer started on its listener")
+	}
+	if !strings.Contains(err.Error(), `argument "address=127.0.0.1"`) || !strings.Contains(err.Error(), "the relationship name is inside TLS") {
+		t.Fatalf("Refused with %v, want the argument and the reason", err)
 	}
 }
