@@ -49,7 +49,7 @@ type Session struct {
 	// linked is set while a link is up: a second connection is refused.
 	linked atomic.Bool
 	// Connection logs, at most one line per period each.
-	refusedLog, pendingLog, handshakeLog ratelimit.Limiter
+	pendingLog, handshakeLog ratelimit.Limiter
 
 	// changed collects addresses whose bindings changed, from DHCP
 	// handlers, without ever blocking them.
