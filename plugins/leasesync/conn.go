@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -138,23 +137,41 @@ func (l *link) readBody() (wire.Body, error) {
 	return wire.DecodeBody(frame)
 }
 
+// prefetched is the first message of an accepted connection, read by its
+// shared listener to learn which relationship it is for (listener.go),
+// and the reader that holds whatever followed it.
+type prefetched struct {
+	r    *bufio.Reader
+	body wire.Body
+}
+
 // handshake runs CONNECT/CONNECTACK on a new connection and returns the
-// link, ready for the session, or why it was refused.
-func (s *Session) handshake(conn net.Conn, dialed bool) (*link, error) {
+// link, ready for the session, or why it was refused. pre, when not nil,
+// is the connection's first message, already read: it is answered as a
+// CONNECT to a secondary is (a primary refuses it as such), since only a
+// CONNECT tells the listener the relationship.
+func (s *Session) handshake(conn net.Conn, dialed bool, pre *prefetched) (*link, error) {
 	deadline := time.Now().Add(s.handshakeTimeout)
 	conn.SetDeadline(deadline)
 	defer conn.SetDeadline(time.Time{})
-	if s.cfg.tls != nil {
-		tc, err := s.cfg.tls.wrap(conn, dialed)
-		if err != nil {
-			return nil, err
+	l := &link{dialed: dialed}
+	if pre != nil {
+		// Never with TLS: the listener reads a CONNECT only in plain
+		// TCP (acquireListener refuses TLS on a shared peer address).
+		l.conn, l.r = conn, pre.r
+	} else {
+		if s.cfg.tls != nil {
+			tc, err := s.cfg.tls.wrap(conn, dialed)
+			if err != nil {
+				return nil, err
+			}
+			conn = tc
 		}
-		conn = tc
+		l.conn, l.r = conn, bufio.NewReaderSize(conn, 4096)
 	}
-	l := &link{conn: conn, r: bufio.NewReaderSize(conn, 4096), dialed: dialed}
 	start := s.clk.Now()
 	now := start.Unix()
-	if s.cfg.Role == Primary {
+	if s.cfg.Role == Primary && pre == nil {
 		// The primary sends CONNECT first on every connection, dialed or
 		// accepted (xid 0), and waits for CONNECTACK.
 		l.nextXID(false)
@@ -200,7 +217,13 @@ func (s *Session) handshake(conn net.Conn, dialed bool) (*link, error) {
 	}
 	// The secondary waits for CONNECT and answers CONNECTACK with its xid.
 	for {
-		body, err := l.readBody()
+		var body wire.Body
+		var err error
+		if pre != nil {
+			body, pre = pre.body, nil
+		} else {
+			body, err = l.readBody()
+		}
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				return nil, fmt.Errorf("no complete CONNECT within %v (is the peer configured as secondary too?)", s.handshakeTimeout)
@@ -249,39 +272,6 @@ func disconnectMsg(now int64, xid uint32, rej *rejection) *wire.Disconnect {
 	return &wire.Disconnect{Header: wire.Header{Time: uint32(now), XID: xid}, RejectReason: rej.reason, Message: rej.text}
 }
 
-// listen accepts connections from the peer's address only: any other
-// source is closed before a byte is read, and logged at most once per
-// period with the number refused.
-func (s *Session) listen(ln net.Listener) {
-	defer s.wg.Done()
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			log.WithError(err).Warn("accepting a peer connection")
-			select {
-			case <-s.done:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			continue
-		}
-		from, _ := netip.ParseAddrPort(conn.RemoteAddr().String())
-		if from.Addr().Unmap() != s.cfg.Peer.Addr() {
-			// Counted before the close, so that a stranger who sees the
-			// connection closed has been counted.
-			s.refusedLog.Do(s.clk.Now(), func(n int) {
-				log.WithField("from", from.String()).Warnf("refused a failover connection: only %s may connect (%d refused)", s.cfg.Peer.Addr(), n)
-			})
-			conn.Close()
-			continue
-		}
-		s.startHandshake(conn, false)
-	}
-}
-
 // dial keeps trying to reach the peer while no link is up.
 func (s *Session) dial() {
 	defer s.wg.Done()
@@ -301,11 +291,11 @@ func (s *Session) dial() {
 			s.post(event{kind: evDialFailed})
 			continue
 		}
-		s.startHandshake(conn, true)
+		s.startHandshake(conn, true, nil)
 	}
 }
 
-func (s *Session) startHandshake(conn net.Conn, dialed bool) {
+func (s *Session) startHandshake(conn net.Conn, dialed bool, pre *prefetched) {
 	select {
 	case s.handshakes <- struct{}{}:
 	default:
@@ -325,8 +315,11 @@ func (s *Session) startHandshake(conn net.Conn, dialed bool) {
 	default:
 	}
 	s.pending[conn] = struct{}{}
-	s.pendingMu.Unlock()
+	// Added before the unlock: Close closes done under pendingMu and
+	// then waits, so the wait sees this goroutine (a shared listener
+	// calls this from outside the session's goroutines).
 	s.wg.Add(1)
+	s.pendingMu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		defer func() { <-s.handshakes }()
@@ -335,7 +328,7 @@ func (s *Session) startHandshake(conn net.Conn, dialed bool) {
 			delete(s.pending, conn)
 			s.pendingMu.Unlock()
 		}()
-		l, err := s.handshake(conn, dialed)
+		l, err := s.handshake(conn, dialed, pre)
 		if err != nil {
 			e := log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "peer": conn.RemoteAddr().String()})
 			var rej *rejection

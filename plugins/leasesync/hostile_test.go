@@ -50,16 +50,32 @@ type targetOpts struct {
 	tweak func(*Session)
 	// wrap, if set, is the store the failover plugin writes through.
 	wrap func(lease.Store) lease.Store
+	// name, port and peer are the relationship's (""/0: lan1, a free
+	// port, peerIP); failover, its failover line's pool words ("": pool).
+	name, peer, failover string
+	port                 int
 }
 
 func startTarget(t *testing.T, o targetOpts) *target {
 	t.Helper()
-	port := freePort(t)
+	port := o.port
+	if port == 0 {
+		port = freePort(t)
+	}
 	if o.delay == 0 {
 		o.delay = 5
 	}
-	line := fmt.Sprintf("name=lan1 role=secondary address=127.0.0.1 port=%d peer=%s peer-port=%d max-response-delay=%d %s",
-		port, peerIP, freePort(t), o.delay, o.extra)
+	if o.name == "" {
+		o.name = "lan1"
+	}
+	if o.peer == "" {
+		o.peer = peerIP
+	}
+	if o.failover == "" {
+		o.failover = pool
+	}
+	line := fmt.Sprintf("name=%s role=secondary address=127.0.0.1 port=%d peer=%s peer-port=%d max-response-delay=%d %s",
+		o.name, port, o.peer, freePort(t), o.delay, o.extra)
 	s, err := SessionFromLine(strings.Fields(line), o.clk)
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +100,7 @@ func startTarget(t *testing.T, o targetOpts) *target {
 	if o.wrap != nil {
 		db = o.wrap(store)
 	}
-	srv, err := failover.StartFromLine(strings.Fields("name=lan1 db=/unused "+pool), db, now, s.Relationship())
+	srv, err := failover.StartFromLine(strings.Fields("name="+o.name+" db=/unused "+o.failover), db, now, s.Relationship())
 	if err != nil {
 		t.Fatal(err)
 	}

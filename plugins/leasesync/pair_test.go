@@ -70,6 +70,13 @@ func pair(t *testing.T, extraP, extraS string) (p, s *node) {
 // start runs the node: the session starts when failover attaches.
 func (n *node) start() {
 	n.t.Helper()
+	n.startLine("name=lan1 db=/unused " + pool)
+}
+
+// startLine runs the node with the failover line given (its name= must be
+// the leasesync line's).
+func (n *node) startLine(failoverLine string) {
+	n.t.Helper()
 	var clk Clock
 	now := time.Now
 	if n.clk != nil {
@@ -81,7 +88,7 @@ func (n *node) start() {
 	}
 	s.reconnect = 100 * time.Millisecond
 	s.startupTimeout = 1
-	srv, err := failover.StartFromLine(strings.Fields("name=lan1 db=/unused "+pool), n.store, now, s.Relationship())
+	srv, err := failover.StartFromLine(strings.Fields(failoverLine), n.store, now, s.Relationship())
 	if err != nil {
 		n.t.Fatal(err)
 	}

@@ -35,9 +35,11 @@ type Session struct {
 	closeOnce  sync.Once
 	// postMu and exited close the event queue when the run goroutine
 	// exits (see post).
-	postMu    sync.RWMutex
-	exited    bool
-	ln        net.Listener
+	postMu sync.RWMutex
+	exited bool
+	// ln is the listener on cfg.Address, shared with the other
+	// relationships there (listener.go).
+	ln        *sharedListener
 	controlLn net.Listener
 	// pending are connections in their handshake; Close closes them.
 	pendingMu sync.Mutex
@@ -47,7 +49,7 @@ type Session struct {
 	// linked is set while a link is up: a second connection is refused.
 	linked atomic.Bool
 	// Connection logs, at most one line per period each.
-	refusedLog, pendingLog, handshakeLog ratelimit.Limiter
+	pendingLog, handshakeLog ratelimit.Limiter
 
 	// changed collects addresses whose bindings changed, from DHCP
 	// handlers, without ever blocking them.
@@ -135,34 +137,39 @@ func (s *Session) Start() error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp4", s.cfg.Address.String())
-	if err != nil {
-		return fmt.Errorf("plugins/leasesync: relationship %q: argument \"address=%s\" (port %d): cannot listen for the failover peer: %w",
-			s.cfg.Name, s.cfg.Address.Addr(), s.cfg.Address.Port(), err)
-	}
-	s.ln = ln
 	if s.cfg.Control != "" {
 		cl, err := listenControl(s.cfg.Control)
 		if err != nil {
-			ln.Close()
 			return fmt.Errorf("plugins/leasesync: relationship %q: argument \"control=%s\": %w", s.cfg.Name, s.cfg.Control, err)
 		}
 		s.controlLn = cl
 	}
 	if s.reg != nil {
 		if err := s.reg.Register(s.met); err != nil {
-			ln.Close()
 			if s.controlLn != nil {
 				s.controlLn.Close()
 			}
 			return fmt.Errorf("metrics of relationship %q: %w", s.cfg.Name, err)
 		}
 	}
+	// The listener last: from here the peer's connections reach this
+	// session (its events queue until run starts).
+	ln, err := acquireListener(s)
+	if err != nil {
+		if s.controlLn != nil {
+			s.controlLn.Close()
+		}
+		if s.reg != nil {
+			s.reg.Unregister(s.met)
+		}
+		return fmt.Errorf("plugins/leasesync: relationship %q: argument \"address=%s\" (port %d): cannot listen for the failover peer: %w",
+			s.cfg.Name, s.cfg.Address.Addr(), s.cfg.Address.Port(), err)
+	}
+	s.ln = ln
 	log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "role": s.cfg.Role, "address": s.cfg.Address,
 		"peer": s.cfg.Peer, "saved": saved}).Info("failover session starting")
 	s.running.Store(true)
-	s.wg.Add(3)
-	go s.listen(ln)
+	s.wg.Add(2)
 	go s.dial()
 	go s.run()
 	if s.controlLn != nil {
@@ -214,7 +221,7 @@ func (s *Session) Close() error {
 		}
 		s.pendingMu.Unlock()
 		if s.ln != nil {
-			s.ln.Close()
+			s.ln.release(s)
 		}
 		if s.controlLn != nil {
 			s.controlLn.Close()
