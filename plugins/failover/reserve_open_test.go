@@ -10,7 +10,6 @@ package failover
 // again while the first client's lease runs.
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,44 +87,5 @@ func TestAHardwareReservationGoesToOneClientAtATime(t *testing.T) {
 	resp, _ = h.do(packet(t, 1, dhcpv4.MessageTypeRequest, idB, requested("192.0.2.101")))
 	if resp != nil && resp.MessageType() == dhcpv4.MessageTypeAck {
 		t.Fatal("client 1/B was ACKed 192.0.2.101, which client 1/A holds")
-	}
-}
-
-// A host with addresses on two subnets of failover lines (listening on
-// both interfaces): an unrelayed request carries nothing that names its
-// link, and the first of the two lines takes every one. A client of the
-// second link is offered the first subnet's address, and its INIT-REBOOT
-// for its valid lease there is NAKed ("address not on this network").
-// The start-up check of the chain says nothing (see the attackopen test
-// in cmd/coredhcp-failover/internal/chain); here, what the client gets.
-func TestTwoLocalLinesShareTheListeningLink(t *testing.T) {
-	twoLinks := func() ([]net.Addr, error) {
-		return []net.Addr{
-			&net.IPNet{IP: net.IPv4(192, 0, 2, 1), Mask: net.CIDRMask(24, 32)},
-			&net.IPNet{IP: net.IPv4(198, 51, 100, 1), Mask: net.CIDRMask(24, 32)},
-		}, nil
-	}
-	var hs []*harness
-	c := &chain{}
-	for _, l := range []string{"db=/a pool=192.0.2.100-192.0.2.199", "db=/b pool=198.51.100.10-198.51.100.99"} {
-		cfg, err := parse(strings.Fields(l), twoLinks)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := newHarness(t, "db=/unused pool=192.0.2.100-192.0.2.101")
-		s, err := LoadServer(cfg, h.store, h.clock.Now, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.s = s
-		c.add(s)
-		hs = append(hs, h)
-	}
-	// The client renews its lease of the second subnet after a reboot,
-	// on the second link (no relay, no ciaddr).
-	hs[1].mustAck(packet(t, 1, dhcpv4.MessageTypeRequest, ciaddr("198.51.100.10")))
-	out := throughChain(t, hs, packet(t, 1, dhcpv4.MessageTypeRequest, requested("198.51.100.10")))
-	if out == nil || out.MessageType() == dhcpv4.MessageTypeNak {
-		t.Fatalf("INIT-REBOOT for the valid lease of 198.51.100.10: %v, want an ACK or silence, not a NAK", summary(out))
 	}
 }
