@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 )
@@ -87,5 +88,36 @@ func TestAHardwareReservationGoesToOneClientAtATime(t *testing.T) {
 	resp, _ = h.do(packet(t, 1, dhcpv4.MessageTypeRequest, idB, requested("192.0.2.101")))
 	if resp != nil && resp.MessageType() == dhcpv4.MessageTypeAck {
 		t.Fatal("client 1/B was ACKed 192.0.2.101, which client 1/A holds")
+	}
+}
+
+// A lease of an address reserved after it was given "runs on" (README,
+// Reservations), and its reserved client waits for its end: but the
+// holder's renewal at T1 is NAKed, so it loses a valid lease half way,
+// and the address stands unused until the end all the same. Answering
+// a RENEWING or REBINDING holder with what remains of its stored lease
+// (as while the database fails) would keep the promise; an INIT-REBOOT
+// must stay NAKed (the holder may have released it to the peer, which
+// may have given it to its reserved client at once). The NAK has a use,
+// though: if the peer never learnt of this lease (given while the two
+// were apart, before the reservation) it may already have given the
+// address to the reserved client, and the NAK ends the overlap at T1.
+// Either keep the NAK and say so in the README, or answer renewals.
+func TestALeaseOfANewlyReservedAddressIsRenewedUntilItsEnd(t *testing.T) {
+	line := "db=/unused pool=192.0.2.100-192.0.2.103 lease-time=1h"
+	h := newHarness(t, line)
+	h.dora(10)
+	if ip := h.dora(11); ip != "192.0.2.101" {
+		t.Fatalf("client 11 got %s, want 192.0.2.101", ip)
+	}
+	h.s.cfg = withReservations(t, line, mac(1).String()+" 192.0.2.101\n")
+	h.restart()
+	h.clock.Advance(30 * time.Minute) // T1
+	resp, _ := h.do(packet(t, 11, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.101")))
+	if resp == nil || resp.MessageType() != dhcpv4.MessageTypeAck {
+		t.Fatalf("client 11 renewing its lease of 192.0.2.101 (30m left): %v, want an ACK for what is left", summary(resp))
+	}
+	if lt := resp.IPAddressLeaseTime(0); lt > 30*time.Minute {
+		t.Fatalf("renewal ACKed for %v, past the lease's end", lt)
 	}
 }
