@@ -31,3 +31,10 @@ func LineInfo(args []string, ifaddrs func() ([]net.Addr, error)) (name string, s
 	}
 	return cfg.Name, []netip.Prefix{cfg.Subnet}, pools, nil
 }
+
+// HostHasAddrIn reports whether one of the host's interface addresses
+// (ifaddrs, as net.InterfaceAddrs) lies in p: whether a line on subnet p
+// serves the listening link (subnet.go).
+func HostHasAddrIn(p netip.Prefix, ifaddrs func() ([]net.Addr, error)) bool {
+	return hostHasAddrIn(p, ifaddrs)
+}

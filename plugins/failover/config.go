@@ -200,7 +200,7 @@ func (cfg *Config) validate(seen map[string]string, ifaddrs interfaceAddrs) erro
 	}
 	cfg.Local = cfg.SubnetInferred || hostHasAddrIn(cfg.Subnet, ifaddrs)
 	if cfg.ReservationsFile != "" {
-		rs, err := loadReservations(cfg.ReservationsFile, cfg.Subnet)
+		rs, err := loadReservations(cfg.ReservationsFile, cfg.Subnet, cfg.notReservable(ifaddrs))
 		if err != nil {
 			return argError(seen["reservations"], "%v", err)
 		}
@@ -304,6 +304,26 @@ func hostHasAddrIn(p netip.Prefix, ifaddrs interfaceAddrs) bool {
 		}
 	}
 	return false
+}
+
+// notReservable returns why an address of the line's subnet may not be
+// reserved for a client ("" when it may): the subnet's network or
+// broadcast address (as for pools), a router= address, or an address of
+// this host. Each is in use by something other than a DHCP client.
+func (cfg *Config) notReservable(ifaddrs interfaceAddrs) func(netip.Addr) string {
+	return func(a netip.Addr) string {
+		ip, _ := lease.IPFromAddr(a)
+		if err := checkInSubnet(lease.Range{Start: ip, End: ip}, cfg.Subnet); err != nil {
+			return strings.TrimPrefix(err.Error(), "holds ")
+		}
+		if slices.Contains(cfg.Routers, a) {
+			return "a router of this subnet (router=)"
+		}
+		if hostHasAddrIn(netip.PrefixFrom(a, 32), ifaddrs) {
+			return "an address of this host"
+		}
+		return ""
+	}
 }
 
 // checkInSubnet checks that r lies in p and holds neither its network nor

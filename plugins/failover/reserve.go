@@ -48,17 +48,19 @@ func (rs *reservations) each(fn func(lease.IP)) {
 	}
 }
 
-// loadReservations reads path; every address must lie in subnet.
-func loadReservations(path string, subnet netip.Prefix) (*reservations, error) {
+// loadReservations reads path; every address must lie in subnet, and
+// taken (nil: none) names why an address may not be reserved ("" when it
+// may).
+func loadReservations(path string, subnet netip.Prefix, taken func(netip.Addr) string) (*reservations, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return parseReservations(f, path, subnet)
+	return parseReservations(f, path, subnet, taken)
 }
 
-func parseReservations(r io.Reader, name string, subnet netip.Prefix) (*reservations, error) {
+func parseReservations(r io.Reader, name string, subnet netip.Prefix, taken func(netip.Addr) string) (*reservations, error) {
 	rs := &reservations{byHW: map[string]lease.IP{}, byID: map[string]lease.IP{}, holder: map[lease.IP]string{}}
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
@@ -77,6 +79,11 @@ func parseReservations(r io.Reader, name string, subnet netip.Prefix) (*reservat
 		}
 		if !subnet.Contains(a) {
 			return nil, fmt.Errorf("%s: %s is outside this line's subnet %s", at, a, subnet)
+		}
+		if taken != nil {
+			if why := taken(a); why != "" {
+				return nil, fmt.Errorf("%s: %s is %s: a client given it would share it; reserve another address", at, a, why)
+			}
 		}
 		ip, _ := lease.IPFromAddr(a)
 		var who string

@@ -29,13 +29,13 @@ func TestReservationFilesAreCheckedLineByLine(t *testing.T) {
 		{"three fields", "02:00:00:00:00:01 192.0.2.10 12h\n", "r:1: want \"HWADDR ADDRESS\" or \"id:HEX ADDRESS\", got 3 fields"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := parseReservations(strings.NewReader(tc.text), "r", lan)
+			_, err := parseReservations(strings.NewReader(tc.text), "r", lan, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("error %v, want it to contain %q", err, tc.wantErr)
 			}
 		})
 	}
-	rs, err := parseReservations(strings.NewReader("# hosts\n\n02:00:00:00:00:01 192.0.2.150\n  id:01:02:00:00:00:00:02   192.0.2.10 # printer\n"), "r", lan)
+	rs, err := parseReservations(strings.NewReader("# hosts\n\n02:00:00:00:00:01 192.0.2.150\n  id:01:02:00:00:00:00:02   192.0.2.10 # printer\n"), "r", lan, nil)
 	if err != nil || rs.len() != 2 {
 		t.Fatalf("valid file: %v, %d reservations", err, rs.len())
 	}
@@ -184,4 +184,27 @@ func TestExcludedAddressesAreNeverAllocated(t *testing.T) {
 func ipOf(s string) lease.IP {
 	ip, _ := lease.IPFromNet(net.ParseIP(s))
 	return ip
+}
+
+// An address that something other than a DHCP client holds is never
+// reserved: the client given it would share it (the pools refuse the
+// network and broadcast addresses too).
+func TestAddressesInUseOutsideDHCPCannotBeReserved(t *testing.T) {
+	for _, tc := range []struct{ addr, want string }{
+		{"192.0.2.0", "192.0.2.0 is the network address 192.0.2.0"},
+		{"192.0.2.255", "192.0.2.255 is the broadcast address 192.0.2.255"},
+		{"192.0.2.254", "192.0.2.254 is a router of this subnet (router=)"},
+		{"192.0.2.1", "192.0.2.1 is an address of this host"},
+	} {
+		t.Run(tc.addr, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "hosts")
+			if err := os.WriteFile(path, []byte(mac(1).String()+" "+tc.addr+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := parse(strings.Fields("db=/unused pool=192.0.2.100-192.0.2.103 router=192.0.2.254 reservations="+path), lanAddrs)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "reservations=") {
+				t.Fatalf("error %v, want it to name reservations= and contain %q", err, tc.want)
+			}
+		})
+	}
 }

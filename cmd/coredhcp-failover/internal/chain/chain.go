@@ -199,6 +199,24 @@ func Check(plugins []config.PluginConfig, ifaddrs func() ([]net.Addr, error)) (w
 				"put the pools of one subnet on one failover line, or correct subnet= (a line without it takes the subnet of the interface that holds its first pool)", a, b, how)
 		}
 	}
+	// A request that no relay forwarded names no link (CoreDHCP does
+	// not tell a plugin the interface it came in on): the first line on
+	// a subnet of this host answers every one (plugins/failover/subnet.go).
+	var onHost []foLine
+	for _, f := range fos {
+		if slices.ContainsFunc(f.subnets, func(p netip.Prefix) bool { return failover.HostHasAddrIn(p, ifaddrs) }) {
+			onHost = append(onHost, f)
+		}
+	}
+	for _, f := range onHost[min(1, len(onHost)):] {
+		if _, _, ok := firstOverlap(onHost[0].subnets, f.subnets, netip.Prefix.Overlaps); ok {
+			continue // two lines on one subnet: an error above
+		}
+		warn("%v and %v both serve a subnet of this host (%s, %s), and a request that no relay forwarded does not say which link it came from: "+
+			"%v answers every one, so clients on the link of %s would get addresses of %s and NAKs for their own; "+
+			"serve one link directly and reach the others through relays, or run a server process per link",
+			onHost[0], f, onHost[0].subnets[0], f.subnets[0], onHost[0], f.subnets[0], onHost[0].subnets[0])
+	}
 	if len(subnets) > 1 {
 		var served []string
 		for i, s := range subnets {

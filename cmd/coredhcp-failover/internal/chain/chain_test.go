@@ -19,7 +19,6 @@ import (
 func hostAddrs() ([]net.Addr, error) {
 	return []net.Addr{
 		&net.IPNet{IP: net.IPv4(192, 0, 2, 1), Mask: net.CIDRMask(24, 32)},
-		&net.IPNet{IP: net.IPv4(198, 51, 100, 1), Mask: net.CIDRMask(24, 32)},
 	}, nil
 }
 
@@ -253,5 +252,31 @@ func TestExamplesPass(t *testing.T) {
 		if err != nil || len(warnings) > 0 {
 			t.Errorf("%s: warnings %q, error %v in\n%s", names[i], warnings, err, text)
 		}
+	}
+}
+
+// Two failover lines on two links of this host: a request no relay
+// forwarded names no link, and the first of them answers every one
+// (plugins/failover/subnet.go), so the check warns.
+func TestTwoLinesOnLinksOfThisHostAreWarned(t *testing.T) {
+	twoLinks := func() ([]net.Addr, error) {
+		return []net.Addr{
+			&net.IPNet{IP: net.IPv4(192, 0, 2, 1), Mask: net.CIDRMask(24, 32)},
+			&net.IPNet{IP: net.IPv4(198, 51, 100, 1), Mask: net.CIDRMask(24, 32)},
+		}, nil
+	}
+	c := chainOf(serverID, foSingle, "failover: db=/tmp/b.db pool=198.51.100.10-198.51.100.99", "failover: db=/tmp/c.db subnet=203.0.113.0/24 pool=203.0.113.10-203.0.113.99")
+	warnings, err := Check(c, twoLinks)
+	if err != nil || len(warnings) != 1 {
+		t.Fatalf("warnings %q, error %v; want one warning", warnings, err)
+	}
+	for _, want := range []string{`plugin 2 "failover db=/tmp/leases.db`, `plugin 3 "failover db=/tmp/b.db`, "(192.0.2.0/24, 198.51.100.0/24)", "clients on the link of 198.51.100.0/24 would get addresses of 192.0.2.0/24"} {
+		if !strings.Contains(warnings[0], want) {
+			t.Errorf("warning %q does not contain %q", warnings[0], want)
+		}
+	}
+	// One link of this host and a relayed subnet: nothing to say.
+	if warnings, err := Check(c, hostAddrs); err != nil || len(warnings) != 0 {
+		t.Errorf("one link: warnings %q, error %v; want neither", warnings, err)
 	}
 }
