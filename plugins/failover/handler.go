@@ -192,6 +192,13 @@ func (s *Server) choose(p policy, c client, requested lease.IP) (lease.IP, bool)
 	return s.table.Allocate(p.now, p.judge(s.table, c.key))
 }
 
+// inPool is table.InPool under s.mu.
+func (s *Server) inPool(ip lease.IP) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.table.InPool(ip)
+}
+
 // reservedFree returns the address reserved for c, if it has one that no
 // other client holds (one leased before the reservation was made, or
 // bound by a peer that lacks it): until then c is served from the pools.
@@ -213,9 +220,18 @@ func (s *Server) discover(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, b
 	now := s.now().Unix()
 	if r, _, free := s.reservedFree(c, now); free {
 		// A reserved address is nobody else's, whoever owns it in
-		// the pools: no hold, no lease record, no update to the peer.
+		// the pools: no hold, no probe. Its lease time is what the
+		// REQUEST will get (MCLT rule in a pool, as any lease).
+		lt := s.leaseTime(req)
+		if p := s.policyAt(now); p.v != nil && s.inPool(r) {
+			s.mu.Lock()
+			b, _ := s.table.Get(r)
+			s.mu.Unlock()
+			g, _ := grant(int64(lt/time.Second), now, b.PeerExpiry, p.v.MCLT)
+			lt = time.Duration(g) * time.Second
+		}
 		log.Debugf("offering %s to %s (reserved)", r, req.ClientHWAddr)
-		s.fill(req, resp, r, s.leaseTime(req))
+		s.fill(req, resp, r, lt)
 		return resp, false
 	}
 	requested, _ := lease.IPFromNet(req.RequestedIPAddress())
@@ -355,12 +371,20 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 		return nak(req, resp, "address not on this network")
 	}
 	lt := s.leaseTime(req)
+	// reserved: ip is c's reserved address, in a pool: its lease is
+	// recorded and announced as any other, but the reservation, not the
+	// ownership of free addresses, says who may have it.
+	reserved := false
 	if r, has, free := s.reservedFree(c, now); has {
 		switch {
-		case ip == r && free:
+		case ip == r && free && !s.inPool(r):
+			// Outside the pools, as a fixed address in ISC dhcpd: no
+			// record, no update to the peer, which never had it.
 			log.Debugf("ACK %s to %s for %v (reserved)", ip, req.ClientHWAddr, lt)
 			s.fill(req, resp, ip, lt)
 			return resp, false
+		case ip == r && free:
+			reserved = true
 		case ip == r:
 			return nak(req, resp, "address in use")
 		case free:
@@ -380,7 +404,13 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 		return nil, true
 	}
 	p := s.policyAt(now)
-	if !p.usableBy(s.table, ip, c.key) {
+	if reserved && s.inUse(ip, c.key, now) {
+		// Taken since reservedFree looked (a second client on the
+		// reservation's hardware address).
+		s.mu.Unlock()
+		return nak(req, resp, "address in use")
+	}
+	if !reserved && !p.usableBy(s.table, ip, c.key) {
 		busy := s.inUse(ip, c.key, now)
 		s.mu.Unlock()
 		if busy {
@@ -406,7 +436,12 @@ func (s *Server) request(req, resp *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, bo
 	}
 	if p.v != nil {
 		g, potential := grant(int64(lt/time.Second), now, old.PeerExpiry, p.v.MCLT)
-		g = p.renewOnlyCap(g, &old)
+		if !reserved {
+			// A reserved address is no one else's: the peer, which has
+			// the same reservations, gives it to no one else even if
+			// it has declared this server down.
+			g = p.renewOnlyCap(g, &old)
+		}
 		lt = time.Duration(g) * time.Second
 		b.End = now + g
 		// Never below what the peer may already hold: a shorter
