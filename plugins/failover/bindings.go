@@ -105,7 +105,15 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64, unacked ...lease.Binding
 		cur = lease.Binding{IP: in.IP, State: lease.Free}
 	}
 	normal := v != nil && v.MyState == fsm.Normal
-	if cur.Pending && s.duelLost(&cur, &in, unacked) {
+	// A duel whenever an update of ours for the address is in flight, a
+	// change (pending) or a binding the peer had already and asked for
+	// again (an update request's answer): the peer judges its own pending
+	// change against whatever of ours arrives, as ISC judges against
+	// every lease on its ack queue. Skipping the duel for a re-sent one
+	// let each server take the other's copy (docs/simulation.md, seed
+	// 1286705).
+	dueled := cur.Pending || len(unacked) > 0
+	if dueled && s.duelLost(&cur, &in, unacked) {
 		s.mu.Unlock()
 		return rejectLessCritical, "incoming update is less critical than outgoing update", nil
 	}
@@ -114,9 +122,9 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64, unacked ...lease.Binding
 		return reason, why, nil
 	}
 	if in.State == lease.Active && cur.State == lease.Active && cur.Key() != in.Key() && cur.Until() > now {
-		if normal && !cur.Pending {
-			// In NORMAL the peer knows this lease (it is not pending;
-			// a pending one is a duel, decided above):
+		if normal && !dueled {
+			// In NORMAL the peer knows this lease (it is not pending
+			// nor in flight; those are a duel, decided above):
 			// binding the address to a second client is a peer bug
 			// or an attack, and would give one address to two
 			// clients (docs/invariants.md, invariant 1). ISC only logs "Lease
