@@ -108,8 +108,8 @@ func (s *Server) ApplyPeer(in lease.Binding, now int64, unacked ...lease.Binding
 	// A duel whenever an update of ours for the address is in flight, a
 	// change (pending) or a binding the peer had already and asked for
 	// again (an update request's answer): the peer judges its own pending
-	// change against whatever of ours arrives, as ISC judges against
-	// every lease on its ack queue. Skipping the duel for a re-sent one
+	// change against whatever of ours arrives, so we must judge ours
+	// against its by the same rule. Skipping the duel for a re-sent one
 	// let each server take the other's copy (docs/simulation.md, seed
 	// 1286705).
 	dueled := cur.Pending || len(unacked) > 0
