@@ -115,17 +115,11 @@ func parse(words []string, ifaddrs interfaceAddrs) (Config, error) {
 			}
 		case "relay":
 			var a netip.Addr
-			a, err = netip.ParseAddr(val)
-			if err != nil || !a.Is4() {
-				err = errors.New("want an IPv4 address (a relay agent's giaddr)")
-			}
+			a, err = parseAddr4(val, "a relay agent's giaddr")
 			cfg.Relays = append(cfg.Relays, a)
 		case "router":
 			var a netip.Addr
-			a, err = netip.ParseAddr(val)
-			if err != nil || !a.Is4() {
-				err = errors.New("want an IPv4 address (a router of this subnet, option 3)")
-			}
+			a, err = parseAddr4(val, "a router of this subnet, option 3")
 			cfg.Routers = append(cfg.Routers, a)
 		case "reservations":
 			cfg.ReservationsFile = val
@@ -216,6 +210,15 @@ func (cfg *Config) validate(seen map[string]string, ifaddrs interfaceAddrs) erro
 		}
 	}
 	return nil
+}
+
+// parseAddr4 reads an IPv4 address; what says what it is, for the error.
+func parseAddr4(val, what string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(val)
+	if err != nil || !a.Is4() {
+		return a, fmt.Errorf("want an IPv4 address (%s)", what)
+	}
+	return a, nil
 }
 
 // parseRange reads START-END.
