@@ -149,7 +149,14 @@ func (p policy) usableBy(t *lease.Table, ip lease.IP, key string) bool {
 	if !ok {
 		return p.ownsNew()
 	}
-	if b.Key() == key && (b.State == lease.Active || returnable(&b) && !p.stale()) {
+	if b.Key() == key && (b.State == lease.Active && (b.Until() > p.now || !p.stale()) || returnable(&b) && !p.stale()) {
+		// The client's own lease, or its own ended one that never left
+		// for the peer. Stale (PARTNER-DOWN, the peer not heard since
+		// this process started), an ended lease is the client's no more
+		// than an expired one: the peer, in PARTNER-DOWN while we were
+		// away, may have given the address to another client once the
+		// lease's end and MCLT had passed (docs/simulation.md, seed
+		// 1235449).
 		return true
 	}
 	return p.reusable(&b)

@@ -670,3 +670,30 @@ func TestAClientIsAnsweredByTheServerThatHoldsItsLease(t *testing.T) {
 		}
 	}
 }
+
+// A server restarted while its peer was in PARTNER-DOWN and declared
+// partner-down itself, the peer not heard since (stale): a client's lease
+// that ended long ago is not the client's any more (the peer may have
+// given the address to another client once its end and MCLT had passed),
+// as an expired one would not be (simulation seed 1235449).
+func TestAStaleServerDoesNotReturnAnEndedLeaseToItsClient(t *testing.T) {
+	h, rel := newPairHarness(t, false, 128, fsm.PartnerDown)
+	now := h.clock.Now().Unix()
+	v := *rel.View()
+	v.Contacted, v.OperatorPartnerDown, v.OperatorPartnerDownAt, v.MyStos = false, true, now, now
+	rel.SetView(&v)
+	c := clientOf(packet(t, 8, dhcpv4.MessageTypeDiscover))
+	h.s.mu.Lock()
+	h.s.setLocked(lease.Binding{IP: mustIP("192.0.2.100"), State: lease.Active, HWAddr: c.hwaddr, Start: now - 1200, End: now - 900, CLTT: now - 1200, PeerExpiry: now - 850})
+	h.s.mu.Unlock()
+	if resp, _ := h.do(packet(t, 8, dhcpv4.MessageTypeDiscover)); resp != nil && resp.YourIPAddr.String() == "192.0.2.100" {
+		t.Fatal("the stale server offered the client its lease that ended 900 s ago; the peer may have given it away")
+	}
+	// Not stale (the peer heard since the restart), the client gets its
+	// ended lease back: the peer knows it.
+	v.Contacted = true
+	rel.SetView(&v)
+	if resp, _ := h.do(packet(t, 8, dhcpv4.MessageTypeDiscover)); resp == nil || resp.YourIPAddr.String() != "192.0.2.100" {
+		t.Fatalf("offer %v, want 192.0.2.100 back once the peer has been heard", resp)
+	}
+}
