@@ -218,7 +218,11 @@ func (s *Server) duelLost(cur, in *lease.Binding, unacked []lease.Binding) bool 
 		return true
 	}
 	for i := range unacked {
-		if !s.peerWinsDuel(&unacked[i], in) {
+		// A copy of the peer's own update (it took ours, or both
+		// answered one client alike) is no duel: neither may lose
+		// to the other, else a stale copy of ours would beat the
+		// peer's newer change at the peer, and here too (seed 1164889).
+		if !sameBinding(&unacked[i], in) && !s.peerWinsDuel(&unacked[i], in) {
 			return true
 		}
 	}

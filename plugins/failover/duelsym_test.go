@@ -145,3 +145,35 @@ func TestEveryCrossingOfUpdatesHasOneWinnerOnBothServers(t *testing.T) {
 		}
 	}
 }
+
+// A copy of the peer's own update among ours in flight is no duel
+// (simulation seed 1164889): client 3 got 192.0.2.19 from both servers
+// alike (end 509), released it to the primary (RELEASED, in flight), and
+// took it again from the secondary (ACTIVE, end 509). The secondary's
+// ACTIVE must beat the primary's RELEASED at the primary, where the
+// primary's own ACTIVE in flight is the same lease as the one arriving:
+// judged against it, the tie went to the primary, and the secondary's
+// newer lease was refused while the secondary took the RELEASED.
+func TestACopyOfThePeersUpdateInFlightIsNoDuel(t *testing.T) {
+	now := int64(1_800_000_000)
+	ip := mustIP("192.0.2.100")
+	active := lease.Binding{IP: ip, State: lease.Active, HWAddr: duelClient(3), Start: now - 1, End: now + 300, CLTT: now - 1}
+	released := lease.Binding{IP: ip, State: lease.Released, HWAddr: duelClient(3), Start: now, End: now, CLTT: now}
+	prim, _ := newPairHarness(t, true, 128, fsm.Normal)
+	cur := released
+	cur.Pending = true
+	prim.s.table.Put(cur)
+	if r, msg, done := prim.s.ApplyPeer(active, now, active, released); r != 0 {
+		t.Fatalf("the primary refused the secondary's newer ACTIVE: %d %s", r, msg)
+	} else if err := done.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	// The secondary, holding that ACTIVE (taken from the primary, its
+	// own copy in flight), refuses the primary's RELEASED: both end with
+	// client 3's lease.
+	sec, _ := newPairHarness(t, false, 128, fsm.Normal)
+	sec.s.table.Put(active)
+	if r, _, _ := sec.s.ApplyPeer(released, now, active); r == 0 {
+		t.Fatal("the secondary took the RELEASED over its ACTIVE in flight")
+	}
+}

@@ -27,6 +27,11 @@ type inflight struct {
 	// ApplyPeer must judge it against them all, not against the latest
 	// alone (docs/protocol.md §13.4).
 	earlier []sentUpdate
+	// withdrawn: the peer's copy of the address has been taken since
+	// (applyUpdate). The update stays here until its BNDACK, for the
+	// duels of the peer's later updates of the address: the peer judges
+	// those against it when it arrives there. It is not sent again.
+	withdrawn bool
 }
 
 // sentUpdate is one update of an address superseded by a later one
@@ -142,6 +147,19 @@ func (o *outbox) withdraw(ip lease.IP) {
 	delete(o.owed, ip)
 }
 
+// supersede forgets our update of ip, queued or refused, when the peer's
+// copy is taken: only an update in flight stays, withdrawn, until its
+// BNDACK (see inflight.withdrawn).
+func (o *outbox) supersede(ip lease.IP) {
+	delete(o.queued, ip)
+	delete(o.retry, ip)
+	delete(o.owed, ip)
+	if in, ok := o.inflight[ip]; ok {
+		in.withdrawn = true
+		o.inflight[ip] = in
+	}
+}
+
 // unackedUpdates counts the BNDUPDs sent and not yet acknowledged, the
 // superseded ones included: max-unacked-updates bounds messages, not
 // addresses (docs/protocol.md §11), and it bounds each address's list of
@@ -207,7 +225,9 @@ func (o *outbox) refused(ip lease.IP, now time.Time) {
 // requeueInflight queues again every update waiting for its BNDACK.
 func (o *outbox) requeueInflight() {
 	for _, ip := range sortedIPs(o.inflight) {
-		o.enqueue(ip)
+		if !o.inflight[ip].withdrawn {
+			o.enqueue(ip)
+		}
 	}
 	clear(o.inflight)
 	o.requeueRefused()
@@ -281,9 +301,11 @@ func (s *Session) applyUpdate(u *wire.BindingUpdate, now time.Time) {
 		if reason != 0 {
 			ack.RejectReason, ack.Message = rejectToWire(reason), msg
 		} else {
-			// The peer's copy is in force: ours, if queued or in
-			// flight, is not sent (its ack would be ignored).
-			s.out.withdraw(b.IP)
+			// The peer's copy is in force: ours, if queued, is not
+			// sent; one in flight stays for the duels of the peer's
+			// next updates of the address (docs/simulation.md, seed
+			// 1164889).
+			s.out.supersede(b.IP)
 			s.out.acks = append(s.out.acks, pendingAck{ack: ack, done: done})
 			return
 		}
@@ -331,6 +353,11 @@ func (s *Session) acked(a *wire.BindingAck, now, at time.Time) {
 	}
 	delete(s.out.inflight, ip)
 	s.met.rtt.Observe(at.Sub(in.at).Seconds())
+	if in.withdrawn {
+		// The peer's copy was taken here since: whatever the peer
+		// answers, there is nothing to record, retry or send again.
+		return
+	}
 	if a.RejectReason != 0 {
 		s.met.rejectedByPeer.Inc()
 		log.WithFields(logrus.Fields{"relationship": s.cfg.Name, "address": ip.String(), "status": in.sent.State.String(),
